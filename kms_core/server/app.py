@@ -1,0 +1,293 @@
+"""The ASGI application: AWS JSON 1.1 over HTTP, SigV4, served from ``Engine.call``.
+
+Every request goes through :meth:`KMSApp.handle` (one place), in this order:
+size limit -> SigV4 -> operation (``X-Amz-Target``) -> JSON decoding against
+the operation's input shape -> ``engine.call(op, params, ctx)`` -> encoding.
+The ``RequestContext`` carries everything a policy authorizer or an audit
+recorder inside the engine needs (principal, access key, source IP, user
+agent, request id, region, account).  Requests refused before the engine
+(bad auth, bad JSON, unknown operation, oversized body) are reported to
+``engine.record_rejected(ctx, operation, error)`` when the engine has it.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+
+from kms_core.errors import KMSError
+
+from . import sigv4, wire
+
+log = logging.getLogger("kms.server")
+
+MAX_BODY_BYTES = 1024 * 1024  # documented in docs/server.md
+TARGET_PREFIX = "TrentService."
+CONFIG_ENV = "KMS_SERVER_CONFIG"
+_CONTENT_TYPES = {"application/x-amz-json-1.1", "application/x-amz-json-1.0", "application/json"}
+_JSON_HEADERS = [(b"content-type", b"application/x-amz-json-1.1")]
+
+
+@dataclass
+class ServerConfig:
+    """What a worker needs to build the app; travels to worker processes as JSON."""
+
+    store_url: str | None = None
+    dev_credentials: bool = False
+    max_body: int = MAX_BODY_BYTES
+    credential_ttl: float = 1.0
+    threads: int = 8
+    inline: bool = False  # run engine calls on the event loop (see KMSApp._run)
+
+    def to_env(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_env(cls) -> "ServerConfig":
+        raw = os.environ.get(CONFIG_ENV)
+        return cls(**json.loads(raw)) if raw else cls()
+
+
+class _Rejected(Exception):
+    """A KMSError raised before the engine, with what we knew of the caller."""
+
+    def __init__(self, error: KMSError, operation: str | None):
+        self.error = error
+        self.operation = operation
+
+
+def _headers(scope) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in scope["headers"]:
+        name = k.decode("latin-1").lower()
+        val = v.decode("latin-1")
+        out[name] = f"{out[name]},{val}" if name in out else val
+    return out
+
+
+class KMSApp:
+    """Raw ASGI 3 application; open the engine at lifespan startup (or pass one in)."""
+
+    def __init__(self, config: ServerConfig | None = None, engine=None):
+        self.config = config or ServerConfig()
+        self.engine = engine
+        self.credentials = None
+        self.signing = sigv4.SigningKeys()
+        self.pool: ThreadPoolExecutor | None = None
+        self.operations: frozenset[str] = frozenset()
+        self.account_id = None
+        self.default_region = None
+        self._ready = False
+        if engine is not None:
+            self._setup()
+
+    # -- lifecycle -------------------------------------------------------------
+    def _open_engine(self):
+        from kms_core.engine import get_engine
+
+        kwargs = {}
+        if self.config.store_url:
+            kwargs["store_url"] = self.config.store_url
+        return get_engine(**kwargs)
+
+    def _setup(self) -> None:
+        from .credentials import AccessKeys, CredentialCache
+
+        if self.engine is None:
+            self.engine = self._open_engine()
+        settings = self.engine.settings
+        self.account_id = settings.account_id
+        self.default_region = settings.region
+        self.operations = frozenset(self.engine.operations)
+        self.credentials = CredentialCache(AccessKeys(self.engine.store, settings.account_id),
+                                           ttl=self.config.credential_ttl)
+        self.pool = ThreadPoolExecutor(self.config.threads, thread_name_prefix="kms-engine")
+        if self.config.dev_credentials:
+            log.warning(
+                "DEVELOPMENT CREDENTIALS MODE: any access key is accepted as the account root "
+                "(arn:aws:iam::%s:root) without checking its signature. Never use this in production.",
+                self.account_id,
+            )
+        self._ready = True
+
+    async def _lifespan(self, receive, send) -> None:
+        while True:
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                try:
+                    if not self._ready:
+                        await asyncio.get_running_loop().run_in_executor(None, self._setup)
+                except Exception as e:  # the store cannot be opened: say why, don't serve
+                    log.error("cannot start: %s", e)
+                    await send({"type": "lifespan.startup.failed", "message": str(e)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif msg["type"] == "lifespan.shutdown":
+                if self.pool is not None:
+                    self.pool.shutdown(wait=True)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # -- ASGI entry --------------------------------------------------------------
+    async def __call__(self, scope, receive, send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _http(self, scope, receive, send) -> None:
+        method = scope["method"]
+        path = scope["path"]
+        if path == "/health" and method in ("GET", "HEAD"):
+            body = b'{"status":"ok"}' if self._ready else b'{"status":"starting"}'
+            await self._send(send, 200 if self._ready else 503, body, None, method == "HEAD")
+            return
+        request_id = str(uuid.uuid4())
+        if method != "POST" or path != "/":
+            err = KMSError("UnknownOperationException",
+                           f"{method} {path[:100]} is not served; KMS requests are POST / (health: GET /health).")
+            await self._send(send, 404 if method == "POST" or method == "GET" else 405,
+                             wire.encode_error(err.code, err.message), request_id)
+            return
+        status, body = await self.handle(scope, receive, request_id)
+        await self._send(send, status, body, request_id)
+
+    @staticmethod
+    async def _send(send, status: int, body: bytes, request_id: str | None, head: bool = False) -> None:
+        headers = list(_JSON_HEADERS)
+        headers.append((b"content-length", str(len(body)).encode()))
+        if request_id:
+            headers.append((b"x-amzn-requestid", request_id.encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if head else body})
+
+    # -- the one request path ------------------------------------------------------
+    async def _read_body(self, scope, receive, headers) -> bytes:
+        limit = self.config.max_body
+        declared = headers.get("content-length")
+        too_big = KMSError("RequestEntityTooLargeException",
+                           f"The request body exceeds the limit of {limit} bytes.")
+        if declared is not None:
+            try:
+                if int(declared) > limit:
+                    raise too_big
+            except ValueError:
+                raise KMSError("SerializationException", "Content-Length is not a number.") from None
+        chunks, size = [], 0
+        while True:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                raise ConnectionResetError("client went away")
+            chunk = msg.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise too_big
+            chunks.append(chunk)
+            if not msg.get("more_body"):
+                return b"".join(chunks) if len(chunks) != 1 else chunks[0]
+
+    def _context(self, scope, headers, request_id, signed=None, cred=None):
+        from kms_core.engine import RequestContext
+
+        client = scope.get("client")
+        if cred is not None:
+            account, principal, akid = cred.account_id, cred.principal, cred.access_key_id
+        elif signed is not None and self.config.dev_credentials:
+            account, principal, akid = self.account_id, f"arn:aws:iam::{self.account_id}:root", signed.access_key_id
+        else:  # unauthenticated: the caller claimed this key (if any) but did not prove it
+            account, principal, akid = self.account_id, None, signed.access_key_id if signed else None
+        return RequestContext(
+            region=signed.region if signed is not None else self.default_region,
+            account_id=account,
+            principal=principal,
+            source_ip=client[0] if client else None,
+            user_agent=headers.get("user-agent"),
+            request_id=request_id,
+            access_key_id=akid,
+        )
+
+    async def handle(self, scope, receive, request_id: str) -> tuple[int, bytes]:
+        headers = _headers(scope)
+        target = headers.get("x-amz-target", "")
+        op = target[len(TARGET_PREFIX):] if target.startswith(TARGET_PREFIX) else None
+        signed = cred = None
+        try:
+            try:
+                body = await self._read_body(scope, receive, headers)
+                signed = sigv4.parse_request(
+                    "POST", scope.get("raw_path", b"/").decode("latin-1").split("?", 1)[0],
+                    scope.get("query_string", b"").decode("latin-1"), headers, body)
+                cred = await self._authenticate(signed)
+                if op is None or op not in self.operations:
+                    raise KMSError("UnknownOperationException",
+                                   f"Unknown operation {target[:128]!r}; expected X-Amz-Target "
+                                   f"{TARGET_PREFIX}<Operation>." if target else
+                                   "Missing X-Amz-Target header; expected TrentService.<Operation>.")
+                ctype = headers.get("content-type", "application/x-amz-json-1.1").split(";")[0].strip().lower()
+                if ctype not in _CONTENT_TYPES:
+                    raise KMSError("SerializationException",
+                                   f"Content-Type {ctype[:64]!r} is not accepted; use application/x-amz-json-1.1.")
+                params = wire.decode_request(op, body)
+            except KMSError as e:
+                raise _Rejected(e, op) from None
+            ctx = self._context(scope, headers, request_id, signed, cred)
+            return 200, await self._run(op, params, ctx)
+        except _Rejected as r:
+            self._record_rejected(scope, headers, request_id, signed, cred, r.operation, r.error)
+            return r.error.status, wire.encode_error(r.error.code, r.error.message)
+        except KMSError as e:
+            return e.status, wire.encode_error(e.code, e.message)
+        except ConnectionResetError:
+            return 400, b""
+        except Exception as e:  # a bug: never a traceback to the client, never data in the log
+            log.error("internal error in %s (request %s): %s", op, request_id, type(e).__name__,
+                      exc_info=log.isEnabledFor(logging.DEBUG))
+            return 500, wire.encode_error("KMSInternalException", "An internal error occurred.")
+
+    async def _authenticate(self, signed: sigv4.SignedRequest):
+        """The verified credential, or None in development mode for an unknown key."""
+        cache = self.credentials
+        hit, cred = cache.peek(signed.access_key_id)
+        if not hit:
+            cred = await asyncio.get_running_loop().run_in_executor(self.pool, cache.load, signed.access_key_id)
+        if cred is None or cred.status != "Active":
+            if self.config.dev_credentials:
+                return None
+            raise KMSError("UnrecognizedClientException", sigv4.MSG_UNKNOWN_KEY)
+        if signed.security_token is not None:
+            # Stored keys are long-term keys; AWS refuses a session token with them.
+            raise KMSError("UnrecognizedClientException", sigv4.MSG_UNKNOWN_KEY)
+        self.signing.verify(signed, cred.secret)
+        return cred
+
+    def _call(self, op, params, ctx) -> bytes:
+        return wire.encode_response(op, self.engine.call(op, params, ctx))
+
+    async def _run(self, op, params, ctx) -> bytes:
+        # Engine calls are synchronous.  Most are in-memory cache hits, but a
+        # miss or a write reaches the database and would stall every
+        # connection of this worker, so by default they run in a thread pool.
+        # ``inline`` trades that safety for the thread hand-off's cost; see
+        # docs/server.md for the measured difference.
+        if self.config.inline:
+            return self._call(op, params, ctx)
+        return await asyncio.get_running_loop().run_in_executor(self.pool, self._call, op, params, ctx)
+
+    def _record_rejected(self, scope, headers, request_id, signed, cred, operation, error) -> None:
+        recorder = getattr(self.engine, "record_rejected", None)
+        if recorder is None:
+            return
+        try:
+            recorder(self._context(scope, headers, request_id, signed, cred), operation, error)
+        except Exception as e:  # auditing must not turn a 4xx into a 500
+            log.error("record_rejected failed: %s", type(e).__name__)
+
+
+def create_app() -> KMSApp:
+    """uvicorn factory for worker processes: configuration comes from ``KMS_SERVER_CONFIG``."""
+    return KMSApp(ServerConfig.from_env())

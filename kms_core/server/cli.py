@@ -1,0 +1,181 @@
+"""``kms serve`` and the access-key commands (entry points in pyproject's ``kms.commands``)."""
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import logging
+import os
+import sys
+
+from kms_core.errors import KMSError, StoreError
+
+log = logging.getLogger("kms.server")
+
+DEFAULT_PORT = 8080
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve anywhere
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"kms: error: {message}", file=sys.stderr)
+    return code
+
+
+def _service_error(err: KMSError, operation: str) -> int:
+    # AWS CLI's one-line shape and exit status for service errors.
+    print(f"An error occurred ({err.code}) when calling the {operation} operation: {err.message}",
+          file=sys.stderr)
+    return 255
+
+
+def serve_main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="kms serve",
+        description="Serve the key store over AWS KMS's wire protocol (AWS JSON 1.1, SigV4).")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    p.add_argument("--workers", type=int, default=None,
+                   help="worker processes (default: the number of CPUs)")
+    p.add_argument("--store-url", default=None,
+                   help="SQLAlchemy URL of the key store (default: KMS_STORE_URL or $KMS_HOME/kms.db)")
+    p.add_argument("--tls-cert", default=None, help="PEM certificate chain: serve HTTPS")
+    p.add_argument("--tls-key", default=None, help="PEM private key for --tls-cert")
+    p.add_argument("--allow-insecure-bind", action="store_true",
+                   help="allow plain HTTP on a non-loopback address")
+    p.add_argument("--dev-credentials", action="store_true",
+                   help="DEVELOPMENT ONLY: accept any access key as the account root")
+    p.add_argument("--max-body", type=int, default=None, help="request size limit in bytes (default 1 MiB)")
+    p.add_argument("--graceful-timeout", type=float, default=30.0,
+                   help="seconds to let in-flight requests finish on SIGTERM (default 30)")
+    p.add_argument("--access-log", action="store_true", help="log every request line")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    args = p.parse_args(argv)
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if (args.tls_cert is None) != (args.tls_key is None):
+        return _fail("--tls-cert and --tls-key go together")
+    for f in (args.tls_cert, args.tls_key):
+        if f is not None and not os.path.isfile(f):
+            return _fail(f"no such file: {f}")
+    tls = args.tls_cert is not None
+    if not tls and not _is_loopback(args.host):
+        if not args.allow_insecure_bind:
+            return _fail(f"refusing to serve plain HTTP on {args.host}, which is not a loopback address: "
+                         "give --tls-cert/--tls-key, or --allow-insecure-bind to accept the risk")
+        log.warning("serving PLAIN HTTP on non-loopback address %s (--allow-insecure-bind): "
+                    "requests and responses, including plaintext, travel unencrypted", args.host)
+    if args.port < 0 or args.port > 65535:
+        return _fail("--port must be 0-65535")
+    workers = args.workers or os.cpu_count() or 1
+    if workers < 1:
+        return _fail("--workers must be at least 1")
+
+    from .app import CONFIG_ENV, MAX_BODY_BYTES, ServerConfig
+
+    config = ServerConfig(store_url=args.store_url, dev_credentials=args.dev_credentials,
+                          max_body=args.max_body or MAX_BODY_BYTES)
+    # Open the store once here: a wrong root key or an unreachable database is
+    # reported once, clearly, and a new store is created before workers race.
+    try:
+        from kms_core.settings import Settings
+        from kms_core.store import Store
+
+        from .credentials import access_keys
+
+        store = Store(Settings.from_env(store_url=args.store_url))
+        store.ensure_tables(access_keys)
+        store.dispose()
+    except StoreError as e:
+        return _fail(str(e), 1)
+    except Exception as e:  # e.g. a database driver error: no traceback for users
+        return _fail(f"cannot open the key store: {type(e).__name__}: {e}", 1)
+    if args.dev_credentials:
+        log.warning("--dev-credentials: ANY access key is accepted as the account root. Development only.")
+
+    os.environ[CONFIG_ENV] = config.to_env()
+    import uvicorn
+
+    scheme = "https" if tls else "http"
+    log.info("kms serve: %s://%s:%d with %d worker(s)", scheme, args.host, args.port, workers)
+    uvicorn.run(
+        "kms_core.server.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=workers,
+        loop="uvloop" if sys.platform != "win32" else "asyncio",
+        http="httptools",
+        lifespan="on",
+        access_log=args.access_log,
+        proxy_headers=False,  # the audit log's source IP must not be spoofable by a header
+        server_header=False,
+        ssl_certfile=args.tls_cert,
+        ssl_keyfile=args.tls_key,
+        timeout_graceful_shutdown=args.graceful_timeout,
+        log_level=args.log_level,
+        backlog=2048,
+    )
+    return 0
+
+
+def _keys(store_url: str | None):
+    from kms_core.settings import Settings
+    from kms_core.store import Store
+
+    from .credentials import AccessKeys
+
+    settings = Settings.from_env(store_url=store_url)
+    return AccessKeys(Store(settings), settings.account_id)
+
+
+def _run(operation: str, fn) -> int:
+    try:
+        out = fn()
+    except KMSError as e:
+        return _service_error(e, operation)
+    except StoreError as e:
+        return _fail(str(e), 1)
+    if out is not None:
+        print(json.dumps(out, indent=4))
+    return 0
+
+
+def create_access_key_main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="kms create-access-key",
+                                description="Create an access key for SigV4 requests to `kms serve` "
+                                            "(prints the secret once, in IAM's CreateAccessKey shape).")
+    p.add_argument("--user-name", required=True)
+    p.add_argument("--store-url", default=None)
+    a = p.parse_args(argv)
+    return _run("CreateAccessKey", lambda: _keys(a.store_url).create(a.user_name))
+
+
+def list_access_keys_main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="kms list-access-keys",
+                                description="List access keys (never their secrets), in IAM's ListAccessKeys shape.")
+    p.add_argument("--user-name", default=None)
+    p.add_argument("--store-url", default=None)
+    a = p.parse_args(argv)
+    return _run("ListAccessKeys", lambda: _keys(a.store_url).list(a.user_name))
+
+
+def delete_access_key_main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="kms delete-access-key", description="Delete an access key.")
+    p.add_argument("--access-key-id", required=True)
+    p.add_argument("--user-name", default=None)
+    p.add_argument("--store-url", default=None)
+    a = p.parse_args(argv)
+
+    def go():
+        _keys(a.store_url).delete(a.access_key_id, a.user_name)
+        return None
+
+    return _run("DeleteAccessKey", go)

@@ -1,0 +1,192 @@
+"""Access keys for SigV4: IAM-shaped users' long-term keys, kept in the key store.
+
+The table lives on the store's ``metadata``; the secret is stored sealed with
+the store's root key (AAD binds it to its access key id, so a sealed secret
+cannot be moved to another row), never in clear.  The server resolves access
+keys through :class:`CredentialCache`, which keeps a resolved key for
+``ttl`` seconds so that a deletion on any node takes effect within that time.
+"""
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import re
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from sqlalchemy import Column, DateTime, LargeBinary, String, Table, delete, insert, select
+
+from kms_core.errors import KMSError
+from kms_core.store import metadata
+
+access_keys = Table(
+    "kms_access_keys",
+    metadata,
+    Column("access_key_id", String(128), primary_key=True),
+    Column("user_name", String(64), nullable=False, index=True),
+    Column("account_id", String(12), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("sealed_secret", LargeBinary, nullable=False),
+    Column("create_date", DateTime(timezone=True), nullable=False),
+)
+
+# IAM's UserName rules: 1-64 of [\w+=,.@-].
+_USER_NAME = re.compile(r"^[\w+=,.@-]{1,64}$")
+# IAM access key ids: "AKIA" + 16 of A-Z2-7 (base32 alphabet), 20 chars.
+_B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+
+
+def _aad(access_key_id: str) -> bytes:
+    return f"access-key|{access_key_id}".encode()
+
+
+@dataclass(frozen=True)
+class Credential:
+    access_key_id: str
+    user_name: str
+    account_id: str
+    status: str
+    secret: str = field(repr=False)
+
+    @property
+    def principal(self) -> str:
+        return f"arn:aws:iam::{self.account_id}:user/{self.user_name}"
+
+
+def new_access_key_id() -> str:
+    return "AKIA" + "".join(secrets.choice(_B32) for _ in range(16))
+
+
+def new_secret() -> str:
+    # 30 random bytes -> 40 base64 characters, IAM's secret length.
+    return base64.b64encode(secrets.token_bytes(30)).decode("ascii")
+
+
+def check_user_name(name: str) -> str:
+    if not isinstance(name, str) or not _USER_NAME.match(name):
+        raise KMSError(
+            "ValidationException",
+            "1 validation error detected: Value at 'userName' failed to satisfy constraint: "
+            "Member must satisfy regular expression pattern: [\\w+=,.@-]+ and have length 1-64",
+        )
+    return name
+
+
+def _iso(d: dt.datetime) -> str:
+    if d.tzinfo is None:  # SQLite returns naive datetimes; we always store UTC
+        d = d.replace(tzinfo=dt.timezone.utc)
+    return d.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class AccessKeys:
+    """Create, list, delete and resolve access keys in a store."""
+
+    def __init__(self, store, account_id: str):
+        self.store = store
+        self.account_id = account_id
+        store.ensure_tables(access_keys)
+
+    def create(self, user_name: str) -> dict:
+        """Create a key; returns IAM's CreateAccessKey response shape (with the secret)."""
+        check_user_name(user_name)
+        akid, secret = new_access_key_id(), new_secret()
+        now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+        sealed = self.store.seal(secret.encode("ascii"), _aad(akid))
+        with self.store.engine.begin() as conn:
+            conn.execute(
+                insert(access_keys).values(
+                    access_key_id=akid,
+                    user_name=user_name,
+                    account_id=self.account_id,
+                    status="Active",
+                    sealed_secret=sealed,
+                    create_date=now,
+                )
+            )
+        return {
+            "AccessKey": {
+                "UserName": user_name,
+                "AccessKeyId": akid,
+                "Status": "Active",
+                "SecretAccessKey": secret,
+                "CreateDate": _iso(now),
+            }
+        }
+
+    def list(self, user_name: str | None = None) -> dict:
+        """IAM's ListAccessKeys shape (never the secrets)."""
+        q = select(access_keys.c.user_name, access_keys.c.access_key_id, access_keys.c.status,
+                   access_keys.c.create_date).order_by(access_keys.c.user_name, access_keys.c.create_date)
+        if user_name is not None:
+            q = q.where(access_keys.c.user_name == user_name)
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        return {
+            "AccessKeyMetadata": [
+                {"UserName": r.user_name, "AccessKeyId": r.access_key_id, "Status": r.status,
+                 "CreateDate": _iso(r.create_date)}
+                for r in rows
+            ],
+            "IsTruncated": False,
+        }
+
+    def delete(self, access_key_id: str, user_name: str | None = None) -> None:
+        q = delete(access_keys).where(access_keys.c.access_key_id == access_key_id)
+        if user_name is not None:
+            q = q.where(access_keys.c.user_name == user_name)
+        with self.store.engine.begin() as conn:
+            n = conn.execute(q).rowcount
+        if n == 0:
+            # IAM's error for an unknown key.
+            raise KMSError("NoSuchEntity", f"The Access Key with id {access_key_id} cannot be found.")
+
+    def resolve(self, access_key_id: str) -> Credential | None:
+        with self.store.engine.connect() as conn:
+            row = conn.execute(select(access_keys).where(access_keys.c.access_key_id == access_key_id)).first()
+        if row is None:
+            return None
+        secret = self.store.unseal(row.sealed_secret, _aad(row.access_key_id)).decode("ascii")
+        return Credential(row.access_key_id, row.user_name, row.account_id, row.status, secret)
+
+
+class CredentialCache:
+    """Resolved access keys (and misses) for ``ttl`` seconds, bounded in size.
+
+    ``peek`` never touches the database, so the server can call it on the
+    event loop and run ``load`` in a thread only on a miss.
+    """
+
+    _MISS = object()
+
+    def __init__(self, keys: AccessKeys, ttl: float = 1.0, max_entries: int = 10000,
+                 clock=time.monotonic):
+        self.keys = keys
+        self.ttl = ttl
+        self.max = max_entries
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[str, tuple[float, object]] = OrderedDict()
+
+    def __repr__(self) -> str:
+        return f"CredentialCache(entries={len(self._entries)}, ttl={self.ttl})"
+
+    def peek(self, access_key_id: str):
+        """``(True, credential-or-None)`` when cached and fresh, else ``(False, None)``."""
+        with self._lock:
+            hit = self._entries.get(access_key_id)
+            if hit is None or hit[0] <= self.clock():
+                return False, None
+            value = hit[1]
+        return True, (None if value is self._MISS else value)
+
+    def load(self, access_key_id: str) -> Credential | None:
+        cred = self.keys.resolve(access_key_id)
+        with self._lock:
+            self._entries[access_key_id] = (self.clock() + self.ttl, self._MISS if cred is None else cred)
+            self._entries.move_to_end(access_key_id)
+            while len(self._entries) > self.max:
+                self._entries.popitem(last=False)
+        return cred
