@@ -1,0 +1,22 @@
+"""kms-local: an AWS-KMS-compatible engine.
+
+``kms_core.client()`` is the public entry point (a drop-in for
+``boto3.client("kms")``).  Imports are lazy so that ``import kms_core`` stays
+cheap.
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+__all__ = ["client", "KMSError", "__version__"]
+
+
+def client(**kwargs):
+    from .client import client as _client
+    return _client(**kwargs)
+
+
+def __getattr__(name):
+    if name == "KMSError":
+        from .errors import KMSError
+        return KMSError
+    raise AttributeError(name)

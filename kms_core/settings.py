@@ -1,0 +1,73 @@
+"""Where the store lives and who we are (region, account), from arguments or
+the environment.  Documented in README and docs/architecture.md."""
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import StoreError
+
+DEFAULT_ACCOUNT_ID = "111122223333"
+DEFAULT_REGION = "us-east-1"
+_REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get(name)
+    return value if value else None
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    store_url: str
+    region: str
+    account_id: str
+    root_key: bytes | None = field(default=None, repr=False)  # never in reprs
+    root_key_file: Path | None = None
+    cache_ttl: float = 1.0  # seconds a cached key may lag changes by other processes
+
+    @property
+    def embedded_default(self) -> bool:
+        return self.store_url == default_store_url(self.home)
+
+    @classmethod
+    def from_env(cls, *, home=None, store_url=None, region=None, account_id=None,
+                 root_key=None, root_key_file=None, cache_ttl=None) -> "Settings":
+        home = Path(home or _env("KMS_HOME") or Path.home() / ".kms").expanduser()
+        store_url = store_url or _env("KMS_STORE_URL") or default_store_url(home)
+        region = (region or _env("KMS_REGION") or _env("AWS_REGION")
+                  or _env("AWS_DEFAULT_REGION") or DEFAULT_REGION)
+        if not _REGION_RE.match(region):
+            raise StoreError(f"invalid region {region!r}")
+        account_id = account_id or _env("KMS_ACCOUNT_ID") or DEFAULT_ACCOUNT_ID
+        if not re.fullmatch(r"\d{12}", account_id):
+            raise StoreError("account id must be 12 digits")
+        if root_key is None and _env("KMS_ROOT_KEY"):
+            root_key = decode_root_key(os.environ["KMS_ROOT_KEY"], "KMS_ROOT_KEY")
+        if root_key is not None and len(root_key) != 32:
+            raise StoreError("the root key must be 32 bytes")
+        if root_key_file is None:
+            root_key_file = Path(_env("KMS_ROOT_KEY_FILE") or home / "root.key")
+        if cache_ttl is None:
+            cache_ttl = float(_env("KMS_CACHE_TTL") or 1.0)
+        return cls(home=home, store_url=store_url, region=region, account_id=account_id,
+                   root_key=root_key, root_key_file=Path(root_key_file), cache_ttl=cache_ttl)
+
+
+def default_store_url(home: Path) -> str:
+    return f"sqlite:///{Path(home) / 'kms.db'}"
+
+
+def decode_root_key(text: str, where: str) -> bytes:
+    try:
+        key = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise StoreError(f"{where} is not valid base64") from None
+    if len(key) != 32:
+        raise StoreError(f"{where} must be base64 of exactly 32 bytes (got {len(key)})")
+    return key

@@ -1,0 +1,293 @@
+"""The sealed key store, on SQLAlchemy Core.
+
+Key material is sealed with the root key (AES-256-GCM; associated data names
+the key id and material version, so sealed rows cannot be swapped).  A sealed
+canary proves the root key before anything is written.  Every write
+transaction first bumps ``kms_state.generation``: that row lock serialises
+writers on PostgreSQL (SQLite takes ``BEGIN IMMEDIATE``), and other processes
+watch the counter to drop their caches.
+"""
+from __future__ import annotations
+
+import base64
+import contextlib
+import logging
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Iterator
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import (Boolean, Column, Float, Integer, LargeBinary, MetaData, String, Table,
+                        Text, create_engine, event, insert, select, update)
+from sqlalchemy.engine import Connection, Engine as SAEngine
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
+from sqlalchemy.pool import NullPool
+
+from .errors import StoreError
+from .settings import Settings, decode_root_key
+
+log = logging.getLogger("kms_core.store")
+
+SCHEMA_VERSION = 1
+_CANARY = b"kms-local root key check v1"
+_CANARY_AAD = b"kms-local/root-check/v1"
+_SEAL_VERSION = 1
+
+metadata = MetaData()
+
+kms_state = Table(
+    "kms_state", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("schema_version", Integer, nullable=False),
+    Column("generation", Integer, nullable=False),
+    Column("root_check", LargeBinary, nullable=False),
+)
+
+keys = Table(
+    "kms_keys", metadata,
+    Column("key_id", String(64), primary_key=True),
+    Column("account_id", String(12), nullable=False),
+    Column("region", String(32), nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("creation_date", Float, nullable=False),
+    Column("key_state", String(32), nullable=False),
+    Column("key_manager", String(16), nullable=False),
+    Column("origin", String(32), nullable=False),
+    Column("key_spec", String(32), nullable=False),
+    Column("key_usage", String(32), nullable=False),
+    Column("deletion_date", Float),
+    Column("pending_window_days", Integer),
+    Column("rotation_enabled", Boolean, nullable=False, default=False),
+    Column("rotation_period_days", Integer),
+    Column("next_rotation_date", Float),
+    Column("on_demand_rotations", Integer, nullable=False, default=0),
+    Column("current_version", Integer, nullable=False, default=0),
+    Column("policy", Text),
+    Column("managed_alias", String(256)),
+    Column("valid_to", Float),
+    Column("expiration_model", String(32)),
+)
+
+key_materials = Table(
+    "kms_key_materials", metadata,
+    Column("key_id", String(64), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("material_id", String(64), nullable=False),
+    Column("sealed", LargeBinary, nullable=False),
+    Column("created", Float, nullable=False),
+    Column("rotation_type", String(16)),
+    Column("import_state", String(16)),
+    Column("description", Text),
+)
+
+aliases = Table(
+    "kms_aliases", metadata,
+    Column("account_id", String(12), primary_key=True),
+    Column("region", String(32), primary_key=True),
+    Column("alias_name", String(256), primary_key=True),
+    Column("target_key_id", String(64), nullable=False),
+    Column("creation_date", Float, nullable=False),
+    Column("last_updated", Float, nullable=False),
+)
+
+tags = Table(
+    "kms_tags", metadata,
+    Column("key_id", String(64), primary_key=True),
+    Column("tag_key", String(128), primary_key=True),
+    Column("tag_value", String(256), nullable=False),
+)
+
+# Migrations from version N to N+1, run in one transaction each.
+MIGRATIONS: dict[int, "callable"] = {}
+
+
+class Store:
+    """An open store: SQLAlchemy engine plus the root key.  Thread-safe."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.url = settings.store_url
+        self._is_sqlite = self.url.startswith("sqlite")
+        if self._is_sqlite:
+            path = self.url.split("///", 1)[-1] if "///" in self.url else ""
+            if path and path != ":memory:":
+                Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        self.engine = self._make_engine()
+        self._aead: AESGCM | None = None
+        self._lock = threading.Lock()
+        self._open()
+
+    # -- engine -----------------------------------------------------------------
+    def _make_engine(self) -> SAEngine:
+        if not self._is_sqlite:
+            return create_engine(self.url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+        # NullPool: SQLite connections are cheap and this avoids sharing one
+        # across threads; the hot path never touches the store anyway.
+        eng = create_engine(self.url, poolclass=NullPool,
+                            connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(eng, "connect")
+        def _connect(dbapi_conn, _rec):
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA busy_timeout = 30000")
+            try:
+                cur.execute("PRAGMA journal_mode = WAL")
+            except Exception:  # read-only media: keep the default journal
+                pass
+            cur.execute("PRAGMA synchronous = NORMAL")
+            cur.close()
+
+        @event.listens_for(eng, "begin")
+        def _begin(conn):
+            # IMMEDIATE takes the write lock up front, so two processes never
+            # both read-then-write (that would deadlock or lose an update).
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return eng
+
+    # -- opening ----------------------------------------------------------------
+    def _read_state(self):
+        try:
+            with self.engine.connect() as conn:
+                return conn.execute(select(kms_state).where(kms_state.c.id == 1)).first()
+        except (OperationalError, ProgrammingError):
+            return None  # no schema yet
+
+    def _open(self) -> None:
+        state = self._read_state()
+        root = self._root_key(new_store=state is None)
+        aead = AESGCM(root)
+        if state is None:
+            state = self._create(aead)
+        self._check_root(aead, state.root_check)
+        if state.schema_version > SCHEMA_VERSION:
+            raise StoreError(
+                f"the store at {self.display_url} has schema version {state.schema_version}; "
+                f"this version of kms-local understands up to {SCHEMA_VERSION} — upgrade kms-local")
+        self._aead = aead
+        if state.schema_version < SCHEMA_VERSION:
+            self._migrate(state.schema_version)
+        # Tables added by later parts of the same schema version (created if missing).
+        metadata.create_all(self.engine, checkfirst=True)
+
+    @property
+    def display_url(self) -> str:
+        from sqlalchemy.engine import make_url
+        return make_url(self.url).render_as_string(hide_password=True)
+
+    def _check_root(self, aead: AESGCM, sealed: bytes) -> None:
+        try:
+            ok = aead.decrypt(sealed[1:13], sealed[13:], _CANARY_AAD) == _CANARY
+        except InvalidTag:
+            ok = False
+        if not ok:
+            raise StoreError(
+                f"the root key does not open the store at {self.display_url} "
+                "(check KMS_ROOT_KEY / KMS_ROOT_KEY_FILE); nothing was changed")
+
+    def _create(self, aead: AESGCM):
+        nonce = os.urandom(12)
+        canary = bytes([_SEAL_VERSION]) + nonce + aead.encrypt(nonce, _CANARY, _CANARY_AAD)
+        metadata.create_all(self.engine, checkfirst=True)
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(kms_state).values(
+                    id=1, schema_version=SCHEMA_VERSION, generation=1, root_check=canary))
+        except IntegrityError:
+            pass  # another process created it first; we re-read below
+        state = self._read_state()
+        if state is None:
+            raise StoreError(f"could not initialise the store at {self.display_url}")
+        return state
+
+    def _root_key(self, *, new_store: bool) -> bytes:
+        s = self.settings
+        if s.root_key is not None:
+            return s.root_key
+        path = s.root_key_file
+        if path is not None and path.exists():
+            return self._read_root_file(path)
+        if not new_store:
+            raise StoreError(
+                f"the store at {self.display_url} is sealed and no root key was found: set "
+                f"KMS_ROOT_KEY or KMS_ROOT_KEY_FILE (looked for {path})")
+        if path is None:
+            raise StoreError("no root key: set KMS_ROOT_KEY or KMS_ROOT_KEY_FILE")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key = os.urandom(32)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process won the race
+            return self._read_root_file(path)
+        with os.fdopen(fd, "w") as f:
+            f.write(base64.b64encode(key).decode() + "\n")
+        print(f"kms: created a new root key at {path} (mode 0600). Keep it safe: "
+              "without it this key store cannot be opened.", file=sys.stderr)
+        return key
+
+    @staticmethod
+    def _read_root_file(path: Path) -> bytes:
+        try:
+            text = path.read_text()
+        except OSError as e:
+            raise StoreError(f"cannot read the root key file {path}: {e.strerror}") from None
+        return decode_root_key(text, f"root key file {path}")
+
+    def _migrate(self, from_version: int) -> None:
+        v = from_version
+        while v < SCHEMA_VERSION:
+            step = MIGRATIONS[v]
+            with self.transaction() as conn:
+                step(conn)
+                conn.execute(update(kms_state).where(kms_state.c.id == 1)
+                             .values(schema_version=v + 1))
+            v += 1
+
+    # -- use ----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A write transaction: all or nothing, serialised with other writers."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(update(kms_state).where(kms_state.c.id == 1)
+                             .values(generation=kms_state.c.generation + 1))
+                yield conn
+        except SQLAlchemyError as e:
+            log.error("store write failed: %s", type(e).__name__)
+            raise StoreError(f"the key store could not complete the write ({type(e).__name__})") from e
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            yield conn
+
+    def generation(self) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(select(kms_state.c.generation).where(kms_state.c.id == 1)).scalar_one()
+
+    def ensure_tables(self, *tables: Table) -> None:
+        metadata.create_all(self.engine, tables=list(tables), checkfirst=True)
+
+    def seal(self, data: bytes, aad: bytes) -> bytes:
+        nonce = os.urandom(12)
+        return bytes([_SEAL_VERSION]) + nonce + self._aead.encrypt(nonce, data, b"kms-local/seal/v1|" + aad)
+
+    def unseal(self, sealed: bytes, aad: bytes) -> bytes:
+        if not sealed or sealed[0] != _SEAL_VERSION:
+            raise StoreError("a sealed value in the store has an unknown format")
+        try:
+            return self._aead.decrypt(sealed[1:13], sealed[13:], b"kms-local/seal/v1|" + aad)
+        except InvalidTag:
+            raise StoreError("a sealed value in the store failed authentication "
+                             "(tampered with, or moved between rows)") from None
+
+    @staticmethod
+    def material_aad(key_id: str, version: int) -> bytes:
+        return f"material|{key_id}|{version}".encode()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
