@@ -11,7 +11,7 @@ __all__ = ["client", "KMSError", "__version__"]
 
 
 def client(**kwargs):
-    from .client import client as _client
+    from .embedded import client as _client
     return _client(**kwargs)
 
 
