@@ -1,0 +1,468 @@
+"""The operation table: one source of truth for validation, dispatch and errors.
+
+Built from botocore's KMS service model (``botocore/data/kms/2014-11-01``),
+shipped as the compact ``kms_core/data/kms-model.json`` that
+``tools/gen_model.py`` generates (loading botocore's own file costs ~370 ms,
+this one ~1 ms; a test checks the copy matches the installed botocore).
+What the model does not say (which ops accept aliases, IAM permissions, the
+key-state rules) is added here from docs/reference facts.
+
+Public API (the engine, server, client and CLI code against exactly this):
+
+* ``OPERATIONS: dict[str, Operation]`` keyed by AWS name (all 54 ops).
+* ``SHAPES: dict[str, Shape]`` every named shape; ``shape(name)``.
+* ``operation(name)`` / ``by_py_name(py)`` / ``by_cli_name(cli)``.
+* ``to_wire(shape, value)`` / ``from_wire(shape, value)``: boto3 Python form
+  <-> AWS JSON 1.1 form (base64 blobs, epoch-second timestamps), recursive.
+* ``decode_request(op, body)`` / ``encode_response(op, result)`` for the server.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from kms_core.errors import KMSError
+
+__all__ = [
+    "Shape", "Operation", "OPERATIONS", "SHAPES", "METADATA", "SOURCE",
+    "operation", "shape", "by_py_name", "by_cli_name", "ALIAS_OPERATIONS",
+    "KEY_STATE_RULES", "to_wire", "from_wire", "decode_request", "encode_response",
+    "coerce_input", "camel",
+]
+
+_DATA = Path(__file__).resolve().parent / "data" / "kms-model.json"
+
+
+class Shape:
+    """A light botocore shape: type plus the constraints AWS validates.
+
+    ``members`` (structure) maps member name -> Shape; ``member`` (list),
+    ``key``/``value`` (map) are Shapes; ``min``/``max`` are lengths for
+    strings, blobs and lists and values for integers.
+    """
+
+    __slots__ = ("name", "type", "members", "required", "min", "max", "enum",
+                 "enum_set", "pattern", "sensitive", "member", "key", "value",
+                 "exception", "_regex")
+
+    def __init__(self, name: str, spec: dict):
+        self.name = name
+        self.type: str = spec["type"]
+        self.required: tuple[str, ...] = tuple(spec.get("required", ()))
+        self.min: int | None = spec.get("min")
+        self.max: int | None = spec.get("max")
+        self.enum: tuple[str, ...] | None = tuple(spec["enum"]) if "enum" in spec else None
+        self.enum_set = frozenset(self.enum) if self.enum else None
+        self.pattern: str | None = spec.get("pattern")
+        self.sensitive: bool = bool(spec.get("sensitive"))
+        self.exception: bool = bool(spec.get("exception"))
+        self.members: dict[str, Shape] = {}
+        self.member: Shape | None = None
+        self.key: Shape | None = None
+        self.value: Shape | None = None
+        self._regex = None
+
+    @property
+    def regex(self):
+        """Compiled ``pattern``, anchored (AWS matches the whole value, Java
+        semantics: ``\\w``, ``\\d``, ``\\s`` are ASCII-only)."""
+        if self._regex is None and self.pattern is not None:
+            self._regex = re.compile(self.pattern, re.ASCII)
+        return self._regex
+
+    def __repr__(self) -> str:
+        return f"Shape({self.name!r}, {self.type!r})"
+
+
+class Operation:
+    """One KMS operation and everything the project derives from it."""
+
+    __slots__ = ("name", "py_name", "cli_name", "input_shape", "output_shape",
+                 "errors", "alias_ok", "alias_members", "key_members",
+                 "permission", "paginated", "paginator", "blob_members",
+                 "timestamp_members", "summary", "documented_ranges",
+                 "key_state_rule", "deprecated")
+
+    def __init__(self, **kw):
+        for k in self.__slots__:
+            setattr(self, k, kw[k])
+
+    def __repr__(self) -> str:
+        return f"Operation({self.name!r})"
+
+
+# --- facts the model does not carry (reference kms-api.md §2.1, §2.2, §5.1) ---
+
+# Operations whose key-identifying members accept an alias name or alias ARN.
+# The model's KeyId docs say so for all of these except GenerateMac/VerifyMac,
+# which the Developer Guide lists among alias-accepting crypto operations.
+ALIAS_OPERATIONS = frozenset({
+    "Encrypt", "Decrypt", "ReEncrypt", "GenerateDataKey",
+    "GenerateDataKeyWithoutPlaintext", "GenerateDataKeyPair",
+    "GenerateDataKeyPairWithoutPlaintext", "DescribeKey", "GetPublicKey",
+    "Sign", "Verify", "GenerateMac", "VerifyMac", "DeriveSharedSecret",
+})
+
+# IAM actions that differ from "kms:<Operation>".
+_PERMISSIONS = {"ReEncrypt": ("kms:ReEncryptFrom", "kms:ReEncryptTo")}
+
+# Key-state rules (reference §2.2).  For each rule: state -> (error code,
+# message template with {arn}) or None when the state is allowed.  States not
+# listed are allowed.  "Creating"/"Updating"/"Unavailable"/
+# "PendingReplicaDeletion" follow PendingDeletion for crypto, as AWS does for
+# keys that cannot be used.
+_PD = ("KMSInvalidStateException", "{arn} is pending deletion.")
+_PI = ("KMSInvalidStateException", "{arn} is pending import.")
+_UNUSABLE = {
+    "Disabled": ("DisabledException", "{arn} is disabled."),
+    "PendingImport": _PI,
+    "PendingDeletion": _PD,
+    "PendingReplicaDeletion": _PD,
+    "Creating": ("KMSInvalidStateException", "{arn} is creating."),
+    "Updating": ("KMSInvalidStateException", "{arn} is updating."),
+    "Unavailable": ("KeyUnavailableException", "{arn} is unavailable."),
+}
+KEY_STATE_RULES: dict[str, dict[str, tuple[str, str]]] = {
+    # Encrypt/Decrypt/ReEncrypt/GDK*/Sign/Verify/GetPublicKey/CreateGrant/Mac/ECDH
+    "usable": _UNUSABLE,
+    # DescribeKey, Get/PutKeyPolicy, List*, RetireGrant, RevokeGrant, DeleteAlias
+    "any": {},
+    # CreateAlias, UpdateKeyDescription, Tag/UntagResource, ScheduleKeyDeletion
+    "not_pending_deletion": {"PendingDeletion": _PD, "PendingReplicaDeletion": _PD},
+    # EnableKey / DisableKey
+    "enable_disable": {"PendingImport": _PI, "PendingDeletion": _PD,
+                       "PendingReplicaDeletion": _PD},
+    # CancelKeyDeletion: only a key pending deletion
+    "pending_deletion_only": {s: ("KMSInvalidStateException", "{arn} is not pending deletion.")
+                              for s in ("Enabled", "Disabled", "PendingImport",
+                                        "Creating", "Updating", "Unavailable")},
+    # Enable/DisableKeyRotation, RotateKeyOnDemand
+    "rotation": {"Disabled": ("DisabledException", "{arn} is disabled."),
+                 "PendingImport": _PI, "PendingDeletion": _PD,
+                 "PendingReplicaDeletion": _PD},
+    # GetParametersForImport / ImportKeyMaterial / DeleteImportedKeyMaterial
+    "import": {"PendingDeletion": _PD, "PendingReplicaDeletion": _PD},
+}
+_STATE_RULE_OF = {
+    **{op: "usable" for op in (
+        "Encrypt", "Decrypt", "ReEncrypt", "GenerateDataKey",
+        "GenerateDataKeyWithoutPlaintext", "GenerateDataKeyPair",
+        "GenerateDataKeyPairWithoutPlaintext", "Sign", "Verify", "GetPublicKey",
+        "CreateGrant", "GenerateMac", "VerifyMac", "DeriveSharedSecret")},
+    **{op: "not_pending_deletion" for op in (
+        "CreateAlias", "UpdateKeyDescription", "TagResource", "UntagResource",
+        "ScheduleKeyDeletion", "ReplicateKey", "UpdatePrimaryRegion")},
+    "EnableKey": "enable_disable", "DisableKey": "enable_disable",
+    "CancelKeyDeletion": "pending_deletion_only",
+    "EnableKeyRotation": "rotation", "DisableKeyRotation": "rotation",
+    "RotateKeyOnDemand": "rotation",
+    "GetParametersForImport": "import", "ImportKeyMaterial": "import",
+    "DeleteImportedKeyMaterial": "import",
+}
+
+
+def camel(name: str) -> str:
+    """AWS's member path form in validation messages: ``NumberOfBytes`` -> ``numberOfBytes``."""
+    return name[:1].lower() + name[1:]
+
+
+def _load():
+    raw = json.loads(_DATA.read_text(encoding="utf-8"))
+    shapes = {n: Shape(n, s) for n, s in raw["shapes"].items()}
+    for n, s in raw["shapes"].items():
+        sh = shapes[n]
+        if "members" in s:
+            sh.members = {m: shapes[t] for m, t in s["members"].items()}
+        if "member" in s:
+            sh.member = shapes[s["member"]]
+        if "key" in s:
+            sh.key, sh.value = shapes[s["key"]], shapes[s["value"]]
+    empty = Shape("", {"type": "structure"})
+    ops = {}
+    for name, o in raw["operations"].items():
+        ins = shapes[o["input"]] if o["input"] else empty
+        outs = shapes[o["output"]] if o["output"] else empty
+        key_members = tuple(m for m, s in ins.members.items() if s.name == "KeyIdType")
+        alias_ok = name in ALIAS_OPERATIONS
+        ops[name] = Operation(
+            name=name, py_name=o["py_name"], cli_name=o["cli_name"],
+            input_shape=ins, output_shape=outs, errors=tuple(o["errors"]),
+            alias_ok=alias_ok,
+            alias_members=key_members if alias_ok else (),
+            key_members=key_members,
+            permission=_PERMISSIONS.get(name, (f"kms:{name}",)),
+            paginated="paginator" in o, paginator=o.get("paginator"),
+            blob_members=tuple(m for m, s in ins.members.items() if s.type == "blob"),
+            timestamp_members=tuple(m for m, s in ins.members.items() if s.type == "timestamp"),
+            summary=o.get("summary", ""),
+            documented_ranges={m: tuple(r) for m, r in o.get("documented_ranges", {}).items()},
+            key_state_rule=_STATE_RULE_OF.get(name, "any" if key_members else None),
+            deprecated=bool(o.get("deprecated")),
+        )
+    return raw["metadata"], raw["source"], shapes, ops
+
+
+METADATA, SOURCE, SHAPES, OPERATIONS = _load()
+_BY_PY = {o.py_name: o for o in OPERATIONS.values()}
+_BY_CLI = {o.cli_name: o for o in OPERATIONS.values()}
+
+
+def operation(name: str) -> Operation:
+    """The operation by AWS name; UnknownOperationException otherwise."""
+    try:
+        return OPERATIONS[name]
+    except KeyError:
+        raise KMSError("UnknownOperationException", "") from None
+
+
+def shape(name: str) -> Shape:
+    return SHAPES[name]
+
+
+def by_py_name(py_name: str) -> Operation | None:
+    return _BY_PY.get(py_name)
+
+
+def by_cli_name(cli_name: str) -> Operation | None:
+    return _BY_CLI.get(cli_name)
+
+
+# --- wire conversion (AWS JSON 1.1 <-> boto3 Python form) ---
+
+def _ser(message: str) -> KMSError:
+    return KMSError("SerializationException", message)
+
+
+def _json_kind(value: Any) -> str:
+    # Names in the style of AWS's Coral JSON deserializer messages.
+    if isinstance(value, bool):
+        return "TRUE_VALUE" if value else "FALSE_VALUE"
+    if isinstance(value, (int, float)):
+        return "NUMBER_VALUE"
+    if isinstance(value, str):
+        return "STRING_VALUE"
+    if isinstance(value, list):
+        return "START_ARRAY"
+    if isinstance(value, dict):
+        return "START_OBJECT"
+    return type(value).__name__
+
+
+_TARGET = {"string": "a String", "integer": "an Integer", "long": "a Long",
+           "boolean": "a Boolean", "blob": "a Blob", "timestamp": "a Date",
+           "structure": "a Structure", "list": "a List", "map": "a Map",
+           "double": "a Double", "float": "a Float"}
+
+
+def _mismatch(shape: Shape, value: Any, path: str) -> KMSError:
+    return _ser(f"{_json_kind(value)} can not be converted to {_TARGET.get(shape.type, shape.type)}"
+                f" (at '{path or 'request'}')")
+
+
+def from_wire(shape: Shape, value: Any, path: str = "") -> Any:
+    """Decoded JSON -> boto3 Python form (bytes for blobs, aware datetimes).
+
+    Wrong JSON types and bad base64 raise SerializationException.  JSON
+    ``null`` members are treated as absent and unknown structure members are
+    dropped: AWS's JSON protocol ignores fields it does not model, so a newer
+    SDK sending a new optional field still works.
+    """
+    t = shape.type
+    if t == "structure":
+        if not isinstance(value, dict):
+            raise _mismatch(shape, value, path)
+        out = {}
+        members = shape.members
+        for k, v in value.items():
+            sub = members.get(k)
+            if sub is None or v is None:
+                continue
+            out[k] = from_wire(sub, v, f"{path}.{k}" if path else k)
+        return out
+    if t == "string":
+        if not isinstance(value, str):
+            raise _mismatch(shape, value, path)
+        return value
+    if t == "blob":
+        if not isinstance(value, str):
+            raise _mismatch(shape, value, path)
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            # Never echo the value: it may be (part of) plaintext or a secret.
+            raise _ser(f"Base64 encoded blob is invalid (at '{path}')") from None
+    if t in ("integer", "long"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _mismatch(shape, value, path)
+        if isinstance(value, float):
+            if not value.is_integer():
+                raise _ser(f"NUMBER_VALUE {value!r} can not be converted to an Integer (at '{path}')")
+            value = int(value)
+        return value
+    if t == "boolean":
+        if not isinstance(value, bool):
+            raise _mismatch(shape, value, path)
+        return value
+    if t == "timestamp":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise _mismatch(shape, value, path)
+        try:
+            return datetime.fromtimestamp(value, tz=timezone.utc)
+        except (OverflowError, OSError, ValueError):
+            raise _ser(f"NUMBER_VALUE is not a valid timestamp (at '{path}')") from None
+    if t == "list":
+        if not isinstance(value, list):
+            raise _mismatch(shape, value, path)
+        m = shape.member
+        out = []
+        for i, v in enumerate(value):
+            if v is None:
+                raise _ser(f"null can not be converted to {_TARGET.get(m.type, m.type)} (at '{path}[{i}]')")
+            out.append(from_wire(m, v, f"{path}[{i}]"))
+        return out
+    if t == "map":
+        if not isinstance(value, dict):
+            raise _mismatch(shape, value, path)
+        vs = shape.value
+        out = {}
+        for k, v in value.items():
+            if v is None:
+                raise _ser(f"null can not be converted to {_TARGET.get(vs.type, vs.type)} (at '{path}.{k}')")
+            out[k] = from_wire(vs, v, f"{path}.{k}")
+        return out
+    if t in ("double", "float"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _mismatch(shape, value, path)
+        return float(value)
+    raise _ser(f"unsupported shape type {t} (at '{path}')")
+
+
+def _epoch(dt: datetime) -> float | int:
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    ts = dt.timestamp()
+    # AWS sends epoch seconds with millisecond fractions; whole seconds as ints.
+    ts = round(ts, 3)
+    return int(ts) if ts.is_integer() else ts
+
+
+def to_wire(shape: Shape, value: Any, path: str = "") -> Any:
+    """boto3 Python form -> JSON-ready value (base64 strings, epoch seconds).
+
+    Members the shape does not know (e.g. ``ResponseMetadata``) and ``None``
+    values are dropped.  Wrong Python types raise SerializationException.
+    """
+    t = shape.type
+    if t == "structure":
+        if not isinstance(value, dict):
+            raise _mismatch(shape, value, path)
+        out = {}
+        members = shape.members
+        for k, v in value.items():
+            sub = members.get(k)
+            if sub is None or v is None:
+                continue
+            out[k] = to_wire(sub, v, f"{path}.{k}" if path else k)
+        return out
+    if t == "blob":
+        if isinstance(value, str):
+            value = value.encode("utf-8")
+        if not isinstance(value, (bytes, bytearray, memoryview)):
+            raise _ser(f"{type(value).__name__} can not be converted to a Blob (at '{path}')")
+        return base64.b64encode(value).decode("ascii")
+    if t == "timestamp":
+        if isinstance(value, datetime):
+            return _epoch(value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return value
+        raise _ser(f"{type(value).__name__} can not be converted to a Date (at '{path}')")
+    if t == "string":
+        if not isinstance(value, str):
+            raise _ser(f"{type(value).__name__} can not be converted to a String (at '{path}')")
+        return value
+    if t in ("integer", "long"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _ser(f"{type(value).__name__} can not be converted to an Integer (at '{path}')")
+        return value
+    if t == "boolean":
+        if not isinstance(value, bool):
+            raise _ser(f"{type(value).__name__} can not be converted to a Boolean (at '{path}')")
+        return value
+    if t == "list":
+        if not isinstance(value, (list, tuple)):
+            raise _ser(f"{type(value).__name__} can not be converted to a List (at '{path}')")
+        m = shape.member
+        return [to_wire(m, v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if t == "map":
+        if not isinstance(value, dict):
+            raise _ser(f"{type(value).__name__} can not be converted to a Map (at '{path}')")
+        vs = shape.value
+        return {k: to_wire(vs, v, f"{path}.{k}") for k, v in value.items()}
+    if t in ("double", "float"):
+        return float(value)
+    raise _ser(f"unsupported shape type {t} (at '{path}')")
+
+
+def decode_request(operation_name: str, body: Any) -> dict:
+    """Server side: decoded JSON body -> engine params (see ``from_wire``)."""
+    op = operation(operation_name)
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise _ser(f"{_json_kind(body)} can not be converted to a Structure (at 'request')")
+    return from_wire(op.input_shape, body)
+
+
+def encode_response(operation_name: str, result: dict | None) -> dict:
+    """Server side: engine result -> JSON-ready dict (see ``to_wire``)."""
+    if not result:
+        return {}
+    return to_wire(operation(operation_name).output_shape, result)
+
+
+def coerce_input(operation_name: str, params: dict) -> dict:
+    """In-process client: what botocore's serializer would do to the params.
+
+    botocore accepts ``str`` (encoded UTF-8) and file-like objects for blobs
+    and datetimes or timestamp strings/epochs for timestamps; the engine only
+    sees bytes and aware datetimes.  Returns ``params`` itself when nothing
+    needs converting (the common case, kept allocation-free).
+    """
+    op = OPERATIONS[operation_name]
+    out = None
+    for name in op.blob_members:
+        v = params.get(name)
+        if v is None or type(v) is bytes:
+            continue
+        if isinstance(v, str):
+            v = v.encode("utf-8")
+        elif isinstance(v, (bytearray, memoryview)):
+            v = bytes(v)
+        elif hasattr(v, "read"):
+            v = v.read()
+            if isinstance(v, str):
+                v = v.encode("utf-8")
+        else:
+            continue
+        if out is None:
+            out = dict(params)
+        out[name] = v
+    for name in op.timestamp_members:
+        v = params.get(name)
+        if v is None or (isinstance(v, datetime) and v.tzinfo is not None):
+            continue
+        from botocore.utils import parse_to_aware_datetime  # rare path: lazy import
+        try:
+            v = parse_to_aware_datetime(v)
+        except (TypeError, ValueError, AttributeError):
+            continue
+        if out is None:
+            out = dict(params)
+        out[name] = v
+    return params if out is None else out
