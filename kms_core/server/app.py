@@ -29,6 +29,8 @@ MAX_BODY_BYTES = 1024 * 1024  # documented in docs/server.md
 TARGET_PREFIX = "TrentService."
 CONFIG_ENV = "KMS_SERVER_CONFIG"
 _CONTENT_TYPES = {"application/x-amz-json-1.1", "application/x-amz-json-1.0", "application/json"}
+_AUTH_CODES = {"MissingAuthenticationTokenException", "IncompleteSignatureException",
+               "InvalidSignatureException", "UnrecognizedClientException"}
 _JSON_HEADERS = [(b"content-type", b"application/x-amz-json-1.1")]
 
 
@@ -88,11 +90,9 @@ class KMSApp:
     # -- lifecycle -------------------------------------------------------------
     def _open_engine(self):
         from kms_core.engine import get_engine
+        from kms_core.settings import Settings
 
-        kwargs = {}
-        if self.config.store_url:
-            kwargs["store_url"] = self.config.store_url
-        return get_engine(**kwargs)
+        return get_engine(Settings.from_env(store_url=self.config.store_url))
 
     def _setup(self) -> None:
         from .credentials import AccessKeys, CredentialCache
@@ -102,7 +102,12 @@ class KMSApp:
         settings = self.engine.settings
         self.account_id = settings.account_id
         self.default_region = settings.region
-        self.operations = frozenset(self.engine.operations)
+        # Every AWS operation reaches the engine (which answers
+        # UnsupportedOperationException for those it does not implement, as
+        # the in-process client does); other targets are unknown operations.
+        from kms_core.model import OPERATIONS
+
+        self.operations = frozenset(OPERATIONS) | frozenset(self.engine.operations)
         self.credentials = CredentialCache(AccessKeys(self.engine.store, settings.account_id),
                                            ttl=self.config.credential_ttl)
         self.pool = ThreadPoolExecutor(self.config.threads, thread_name_prefix="kms-engine")
@@ -191,7 +196,7 @@ class KMSApp:
             if not msg.get("more_body"):
                 return b"".join(chunks) if len(chunks) != 1 else chunks[0]
 
-    def _context(self, scope, headers, request_id, signed=None, cred=None):
+    def _context(self, scope, headers, request_id, signed=None, cred=None, authenticated=True):
         from kms_core.engine import RequestContext
 
         client = scope.get("client")
@@ -209,6 +214,7 @@ class KMSApp:
             user_agent=headers.get("user-agent"),
             request_id=request_id,
             access_key_id=akid,
+            authenticated=authenticated,
         )
 
     async def handle(self, scope, receive, request_id: str) -> tuple[int, bytes]:
@@ -238,7 +244,9 @@ class KMSApp:
             ctx = self._context(scope, headers, request_id, signed, cred)
             return 200, await self._run(op, params, ctx)
         except _Rejected as r:
-            self._record_rejected(scope, headers, request_id, signed, cred, r.operation, r.error)
+            if getattr(self.engine, "record_rejected", None) is not None:  # audit writes may block
+                await asyncio.get_running_loop().run_in_executor(
+                    self.pool, self._record_rejected, scope, headers, request_id, signed, cred, r.operation, r.error)
             return r.error.status, wire.encode_error(r.error.code, r.error.message)
         except KMSError as e:
             return e.status, wire.encode_error(e.code, e.message)
@@ -283,7 +291,9 @@ class KMSApp:
         if recorder is None:
             return
         try:
-            recorder(self._context(scope, headers, request_id, signed, cred), operation, error)
+            authenticated = cred is not None or (signed is not None and self.config.dev_credentials
+                                                 and error.code not in _AUTH_CODES)
+            recorder(self._context(scope, headers, request_id, signed, cred, authenticated), operation, error)
         except Exception as e:  # auditing must not turn a 4xx into a 500
             log.error("record_rejected failed: %s", type(e).__name__)
 
