@@ -1,0 +1,378 @@
+"""SQLAlchemy column types: ``EncryptedType`` and ``EncryptedJSON``.
+
+Constructor arguments are identifiers only (they join SQLAlchemy's statement
+cache key and Alembic's rendering).  No KMS or key-table I/O happens at import,
+construction or DDL time: keys are fetched on the first value, or up front by
+``warm_up()``.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import weakref
+from typing import Any, Mapping
+
+from sqlalchemy import JSON, LargeBinary, String, types as sa_types
+from sqlalchemy.dialects import mysql, postgresql
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.base import SchemaEventTarget
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from kms_core.envelope import encode_context
+
+from . import codec
+from . import format as fmt
+from .errors import DecryptionError, SignatureError, UnsupportedComparisonError, \
+    UnsupportedValueError, EncryptedColumnError
+from .keys import DEFAULT_DOCUMENT_KEY, DEFAULT_KEY, KEYRING, install_listeners, key_table
+
+__all__ = ["EncryptedType", "EncryptedJSON", "ENCRYPT_AND_SIGN", "SIGN_ONLY", "DO_NOTHING"]
+
+_NULL_OK = {operators.is_, operators.is_not}
+_DETERMINISTIC_OK = {operators.eq, operators.ne, operators.in_op, operators.not_in_op,
+                     operators.distinct_op}
+
+
+def _check_comparison(type_: "_Bound", op, other) -> None:
+    if op in _NULL_OK:
+        return
+    if op in (operators.eq, operators.ne) and other and other[0] is None:
+        return  # renders IS [NOT] NULL
+    if getattr(type_, "deterministic", False) and op in _DETERMINISTIC_OK:
+        return
+    where = type_._where()
+    if getattr(type_, "deterministic", False):
+        raise UnsupportedComparisonError(
+            f"{where} is deterministically encrypted: only ==, !=, in_(), not_in() and "
+            f"IS NULL work on it, not {getattr(op, '__name__', op)}")
+    raise UnsupportedComparisonError(
+        f"{where} uses randomized encryption, so SQL cannot compare its values "
+        f"({getattr(op, '__name__', op)}); only IS NULL works. Use deterministic=True "
+        "for columns you look up by value.")
+
+
+class _Bound(SchemaEventTarget):
+    """Learns its table and column when the column joins a table."""
+
+    _table_name: str | None = None
+    _column_name: str | None = None
+    _context: bytes | None = None
+
+    _parent = None
+
+    def _set_parent(self, parent, **kw):
+        install_listeners()
+        if self._parent is not None and self._parent() is not parent:
+            # One instance shared by two columns: give this column its own copy,
+            # so each column keeps its own context (and swap detection).
+            fresh = self._unbound_copy()
+            parent.type = fresh
+            fresh._set_parent(parent, **kw)
+            return
+        self._parent = weakref.ref(parent)
+        parent._on_table_attach(self._attach)
+
+    def _attach(self, column, table):
+        self._table_name, self._column_name = _qualified(table), column.name
+        self._context = encode_context({"table": self._table_name, "column": self._column_name})
+        if table.metadata is not None:
+            key_table(table.metadata)  # so create_all() and Alembic create the key table
+
+    def _where(self) -> str:
+        if self._table_name is None:
+            return f"this {type(self).__name__}"
+        return f"column {self._table_name}.{self._column_name}"
+
+    def _ctx(self) -> bytes:
+        if self._context is None:
+            raise EncryptedColumnError(
+                f"{type(self).__name__} values are bound to a table column; "
+                "use the type on a Column of a Table (or a mapped_column)")
+        return self._context
+
+    def _scope(self) -> str:
+        return f"{self._table_name}.{self._column_name}"
+
+    def _decrypt(self, blob, dialect, context: bytes) -> bytes:
+        try:
+            return fmt.open_(blob, context, lambda kid: KEYRING.read_key(dialect, kid))
+        except DecryptionError as err:
+            if type(err) is DecryptionError or isinstance(err, SignatureError):
+                raise DecryptionError(
+                    f"a value in {self._where()} failed to decrypt: it was altered, copied "
+                    "from another column, table or row, or was not written by this column"
+                ) from None
+            raise
+
+
+def _qualified(table) -> str:
+    return f"{table.schema}.{table.name}" if table.schema else table.name
+
+
+class EncryptedType(_Bound, TypeDecorator):
+    """A column whose values are encrypted client-side under a KMS-wrapped data key.
+
+    ``EncryptedType(String(200))`` declares what the values are; storage is
+    binary on every backend.  ``key_id``: any KMS key id, alias or ARN (default
+    the AWS managed ``alias/aws/rds``).  ``deterministic=True``: AES-SIV, so
+    ``==``, ``in_()`` and unique indexes work (equal values are visible as
+    equal).  ``encrypt_null=True``: store None encrypted instead of NULL.
+    """
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def __init__(self, type_: TypeEngine | type | None = None, key_id: str | None = None, *,
+                 deterministic: bool = False, encrypt_null: bool = False):
+        super().__init__()
+        self.type_ = sa_types.to_instance(type_) if type_ is not None else String()
+        if isinstance(self.type_, (EncryptedType, EncryptedJSON)):
+            raise TypeError("EncryptedType cannot wrap another encrypted type")
+        self.key_id = key_id or DEFAULT_KEY
+        if not isinstance(self.key_id, str):
+            raise TypeError("key_id must be a KMS key id, alias or ARN string")
+        self.deterministic = bool(deterministic)
+        self.encrypt_null = bool(encrypt_null)
+        self._mode = fmt.DETERMINISTIC if self.deterministic else fmt.RANDOMIZED
+        self._as_json = isinstance(self.type_, JSON)
+        self.should_evaluate_none = self.encrypt_null
+
+    @property
+    def python_type(self):
+        return self.type_.python_type
+
+    def _max_len(self) -> int | None:
+        length = getattr(self.type_, "length", None)
+        if not length:
+            return None
+        factor = 4 if isinstance(self.type_, sa_types.String) else 1  # UTF-8 worst case
+        return 1 + length * factor + fmt.OVERHEAD[self._mode]
+
+    def load_dialect_impl(self, dialect):
+        if dialect.name in ("mysql", "mariadb"):
+            n = self._max_len()
+            # VARBINARY can be indexed (deterministic lookups, UNIQUE); BLOB cannot.
+            if n is not None and n <= 3072:
+                return dialect.type_descriptor(mysql.VARBINARY(n))
+            return dialect.type_descriptor(mysql.LONGBLOB())
+        return dialect.type_descriptor(LargeBinary())
+
+    class Comparator(TypeDecorator.Comparator):
+        def operate(self, op, *other, **kw):
+            _check_comparison(self.type, op, other)
+            return super().operate(op, *other, **kw)
+
+        def reverse_operate(self, op, other, **kw):
+            _check_comparison(self.type, op, (other,))
+            return super().reverse_operate(op, other, **kw)
+
+    comparator_factory = Comparator
+
+    def process_bind_param(self, value, dialect):
+        if value is None and not self.encrypt_null:
+            return None
+        ctx = self._ctx()
+        plain = codec.encode(value, self._as_json)
+        scope = self._scope() if self.deterministic else None
+        key = KEYRING.write_key(dialect, self.key_id, self._mode, scope)
+        return fmt.seal(key, self._mode, plain, ctx)
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return codec.decode(self._decrypt(value, dialect, self._ctx()))
+
+    def process_literal_param(self, value, dialect):
+        raise UnsupportedComparisonError(
+            f"{self._where()} cannot be rendered as a SQL literal: values are encrypted in Python")
+
+    def _unbound_copy(self):
+        return EncryptedType(self.type_, self.key_id, deterministic=self.deterministic,
+                             encrypt_null=self.encrypt_null)
+
+    def __repr__(self) -> str:
+        args = [_repr_inner(self.type_)]
+        if self.key_id != DEFAULT_KEY:
+            args.append(f"key_id={self.key_id!r}")
+        if self.deterministic:
+            args.append("deterministic=True")
+        if self.encrypt_null:
+            args.append("encrypt_null=True")
+        return f"EncryptedType({', '.join(args)})"
+
+
+def _repr_inner(t: TypeEngine) -> str:
+    mod = type(t).__module__
+    r = repr(t)
+    if mod.startswith("sqlalchemy.dialects."):
+        return f"sqlalchemy.dialects.{mod.split('.')[2]}.{r}"
+    if mod.startswith("sqlalchemy."):
+        return f"sa.{r}"
+    return f"{mod}.{r}"
+
+
+# ---------------------------------------------------------------- documents
+ENCRYPT_AND_SIGN = "ENCRYPT_AND_SIGN"
+SIGN_ONLY = "SIGN_ONLY"
+DO_NOTHING = "DO_NOTHING"
+_ACTIONS = {ENCRYPT_AND_SIGN: "E", SIGN_ONLY: "S", DO_NOTHING: None}
+META = "__kms__"
+_JSON_ARGS = dict(ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+class EncryptedJSON(_Bound, TypeDecorator):
+    """A JSON document with per-attribute actions, in the AWS Database
+    Encryption SDK's terms.
+
+    ``actions={"ssn": ENCRYPT_AND_SIGN, "name": SIGN_ONLY, "note": DO_NOTHING}``;
+    attributes not listed get ``default_action``.  SIGN_ONLY attributes stay
+    plain JSON (queryable with the database's JSON operators) and, with the
+    encrypted ones, are covered by an HMAC-SHA256 document signature stored
+    under ``"__kms__"``.  Default key: the AWS managed ``alias/aws/dynamodb``.
+    """
+
+    impl = JSON
+    cache_ok = True
+
+    def __init__(self, actions: Mapping[str, str] | None = None, key_id: str | None = None, *,
+                 default_action: str = ENCRYPT_AND_SIGN):
+        super().__init__()
+        acts = dict(actions or {})
+        for name, action in list(acts.items()) + [("default_action", default_action)]:
+            if action not in _ACTIONS:
+                raise ValueError(f"unknown action {action!r} for {name!r}; use "
+                                 "ENCRYPT_AND_SIGN, SIGN_ONLY or DO_NOTHING")
+        if META in acts:
+            raise ValueError(f"{META!r} is reserved for the document signature")
+        # A tuple of pairs: hashable for SQLAlchemy's cache key, stable for Alembic.
+        self.actions = tuple(sorted(acts.items()))
+        self.key_id = key_id or DEFAULT_DOCUMENT_KEY
+        self.default_action = default_action
+        self._actions = dict(self.actions)
+        self._mode = fmt.RANDOMIZED
+        self.deterministic = False
+
+    def load_dialect_impl(self, dialect):
+        # none_as_null: a None document is SQL NULL, not the JSON text 'null'.
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(postgresql.JSONB(none_as_null=True))
+        return dialect.type_descriptor(JSON(none_as_null=True))
+
+    def action(self, name: str) -> str:
+        return self._actions.get(name, self.default_action)
+
+    class Comparator(JSON.Comparator):
+        _ITEM_OPS = {operators.getitem, operators.json_getitem_op, operators.json_path_getitem_op}
+
+        def operate(self, op, *other, **kw):
+            if op in self._ITEM_OPS:
+                path = other[0] if other else None
+                first = path[0] if isinstance(path, (list, tuple)) and path else path
+                if first == META or (isinstance(first, str)
+                                     and self.type.action(first) == ENCRYPT_AND_SIGN):
+                    raise UnsupportedComparisonError(
+                        f"attribute {first!r} of {self.type._where()} is encrypted; SQL can "
+                        "only read SIGN_ONLY and DO_NOTHING attributes")
+                return super().operate(op, *other, **kw)
+            _check_comparison(self.type, op, other)
+            return super().operate(op, *other, **kw)
+
+    comparator_factory = Comparator
+
+    def _attr_ctx(self, name: str) -> bytes:
+        return encode_context({"table": self._table_name, "column": self._column_name,
+                               "attribute": name})
+
+    def _signed_bytes(self, doc: Mapping[str, Any], plan: Mapping[str, str], key_hex: str) -> bytes:
+        body = {"table": self._table_name, "column": self._column_name, "key": key_hex,
+                "actions": dict(sorted(plan.items())),
+                "values": {n: doc[n] for n in sorted(plan)}}
+        return b"kms-local encrypted-json v1\n" + json.dumps(body, **_JSON_ARGS).encode("utf-8")
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if not isinstance(value, Mapping):
+            raise UnsupportedValueError(
+                f"{self._where()} stores JSON objects (dict), not {type(value).__name__}")
+        self._ctx()
+        if META in value:
+            raise UnsupportedValueError(f"attribute name {META!r} is reserved")
+        key = KEYRING.write_key(dialect, self.key_id, fmt.RANDOMIZED, None)
+        out: dict[str, Any] = {}
+        plan: dict[str, str] = {}
+        for name, v in value.items():
+            if not isinstance(name, str):
+                raise UnsupportedValueError("document attribute names must be strings")
+            action = self.action(name)
+            if action == ENCRYPT_AND_SIGN:
+                blob = fmt.seal(key, fmt.RANDOMIZED, codec.encode(v, as_json=True),
+                                self._attr_ctx(name))
+                out[name] = base64.b64encode(blob).decode("ascii")
+                plan[name] = "E"
+            else:
+                try:
+                    json.dumps(v, **_JSON_ARGS)
+                except (TypeError, ValueError):
+                    raise UnsupportedValueError(
+                        f"attribute {name!r} is not JSON-serializable") from None
+                out[name] = v
+                if action == SIGN_ONLY:
+                    plan[name] = "S"
+        key_hex = key.key_id.hex()
+        sig = key.sign(self._signed_bytes(out, plan, key_hex))
+        out[META] = {"v": 1, "key": key_hex, "actions": dict(sorted(plan.items())),
+                     "sig": base64.b64encode(sig).decode("ascii")}
+        return out
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if isinstance(value, (str, bytes)):  # drivers that return JSON text
+            value = json.loads(value)
+        bad = SignatureError(f"a document in {self._where()} failed its signature check: "
+                             "a signed attribute was altered, added or removed")
+        meta = value.get(META) if isinstance(value, dict) else None
+        if not isinstance(meta, dict) or meta.get("v") != 1:
+            raise DecryptionError(f"a document in {self._where()} has no valid signature block")
+        try:
+            key_hex, plan = str(meta["key"]), dict(meta["actions"])
+            sig = base64.b64decode(meta["sig"], validate=True)
+            key_id = bytes.fromhex(key_hex)
+        except (KeyError, TypeError, ValueError, binascii.Error):
+            raise bad from None
+        doc = {k: v for k, v in value.items() if k != META}
+        # Every attribute this column signs must be in the signed plan, and vice versa.
+        for name in doc:
+            if name not in plan and self.action(name) != DO_NOTHING:
+                raise bad
+        if any(name not in doc or a not in ("E", "S") for name, a in plan.items()):
+            raise bad
+        if len(key_id) != fmt.KEY_ID_LEN:
+            raise bad
+        key = KEYRING.read_key(dialect, key_id)
+        if not key.verify(self._signed_bytes(doc, plan, key_hex), sig):
+            raise bad
+        out = {}
+        for name, v in doc.items():
+            if plan.get(name) == "E":
+                try:
+                    blob = base64.b64decode(v, validate=True)
+                except (TypeError, ValueError, binascii.Error):
+                    raise bad from None
+                out[name] = codec.decode(self._decrypt(blob, dialect, self._attr_ctx(name)))
+            else:
+                out[name] = v
+        return out
+
+    def _unbound_copy(self):
+        return EncryptedJSON(dict(self.actions), self.key_id, default_action=self.default_action)
+
+    def __repr__(self) -> str:
+        args = [repr(dict(self.actions))]
+        if self.key_id != DEFAULT_DOCUMENT_KEY:
+            args.append(f"key_id={self.key_id!r}")
+        if self.default_action != ENCRYPT_AND_SIGN:
+            args.append(f"default_action={self.default_action!r}")
+        return f"EncryptedJSON({', '.join(args)})"
