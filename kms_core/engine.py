@@ -181,6 +181,12 @@ class Engine:
         self.auditor(ctx, operation, params, result, None)
         return result
 
+    def record_rejected(self, ctx: RequestContext, operation: str, error: KMSError,
+                        params: dict | None = None) -> None:
+        """Audit a request refused before dispatch (bad signature, bad JSON…)."""
+        if self.auditor is not None:
+            self.auditor(ctx, operation, params or {}, None, error)
+
     # ------------------------------------------------------------------ caching
     def _maybe_refresh(self) -> None:
         now = time.monotonic()
