@@ -1,0 +1,319 @@
+"""File objects: a seekable decrypting reader and a streaming encrypting writer."""
+from __future__ import annotations
+
+import io
+import os
+import uuid
+
+from fsspec.spec import AbstractBufferedFile
+
+from .errors import LayoutError, TruncatedFileError
+from .format import TAG_SIZE, TRAILER, ChunkCipher, Header, Layout, make_trailer
+
+
+class _Source:
+    """Random-access ciphertext from an open file of the wrapped filesystem."""
+
+    def __init__(self, f, size: int, prefix: bytes = b""):
+        self.f = f
+        self.size = size
+        self._prefix = prefix  # bytes already read at open (header, small files whole)
+        # BytesIO-backed files (memory://) can be sliced without a copy.
+        self._view = f.getbuffer() if hasattr(f, "getbuffer") else None
+
+    def read(self, start: int, end: int):
+        if self._view is not None:
+            return self._view[start:end]
+        if end <= len(self._prefix):
+            return memoryview(self._prefix)[start:end]
+        self.f.seek(start)
+        want = end - start
+        data = self.f.read(want)
+        while len(data) < want:  # short reads on some backends
+            more = self.f.read(want - len(data))
+            if not more:
+                break
+            data += more
+        return data
+
+    def close(self):
+        if self._view is not None:
+            self._view.release()
+            self._view = None
+        try:
+            self.f.close()
+        except Exception:  # closing a read handle loses nothing
+            pass
+
+
+class EncryptedReadFile(AbstractBufferedFile):
+    """Read-only, seekable; decrypts only the chunks a read touches.
+
+    Every returned byte has been authenticated.  The final chunk is checked
+    (flag, trailer padding) whenever a read reaches it, so a read relative to
+    the end (Parquet footers) detects truncation.
+    """
+
+    def __init__(self, fs, path: str, source: _Source, header: Header, layout: Layout,
+                 cipher: ChunkCipher, **kwargs):
+        self._src = source
+        self.header = header
+        self.layout = layout
+        self._cipher = cipher
+        self._cached_index = -1
+        self._cached_chunk = b""
+        kwargs.pop("cache_type", None)
+        super().__init__(fs, path, mode="rb", cache_type="none", size=layout.plaintext_size,
+                         block_size=layout.chunk_size, **kwargs)
+        self.details = {"name": path, "size": layout.plaintext_size, "type": "file"}
+
+    def __repr__(self) -> str:
+        return f"<EncryptedReadFile {self.path!r} size={self.size}>"
+
+    # -- chunk access -------------------------------------------------------
+    def _chunk_ct_range(self, first: int, last: int) -> tuple[int, int]:
+        lay = self.layout
+        end = min(lay.header_size + lay.body_size, lay.chunk_offset(last + 1))
+        return lay.chunk_offset(first), end
+
+    def _read_ct(self, first: int, last: int):
+        start, end = self._chunk_ct_range(first, last)
+        lay = self.layout
+        final = last == lay.n_chunks - 1
+        read_end = lay.ciphertext_size if final and lay.trailer_size else end
+        ct = self._src.read(start, read_end)
+        if len(ct) != read_end - start:
+            raise TruncatedFileError("object is shorter than when it was opened", self.path)
+        if read_end != end:
+            pad = memoryview(ct)[end - start:len(ct) - TRAILER.size]
+            if any(pad):
+                raise LayoutError("trailer padding is not zero", self.path)
+            ct = memoryview(ct)[:end - start]
+        return ct
+
+    def _decrypt_chunk(self, index: int) -> bytes:
+        if index != self._cached_index:
+            ct = self._read_ct(index, index)
+            self._cached_chunk = self._cipher.decrypt(index, index == self.layout.n_chunks - 1, ct)
+            self._cached_index = index
+        return self._cached_chunk
+
+    def _decrypt_into(self, start: int, end: int, out: memoryview) -> None:
+        """Plaintext [start, end) into ``out`` (len end-start)."""
+        c = self.layout.chunk_size
+        first, last = start // c, (end - 1) // c
+        n_last = self.layout.n_chunks - 1
+        pos = 0
+        # Partial leading chunk (or a range within one chunk): via the chunk cache.
+        if start % c or first == last:
+            chunk = self._decrypt_chunk(first)
+            piece = chunk[start - first * c:min(end - first * c, len(chunk))]
+            out[:len(piece)] = piece
+            pos = len(piece)
+            first += 1
+        if first > last:
+            return
+        tail_partial = end % c and end < self.layout.plaintext_size
+        full_last = last - 1 if tail_partial else last
+        if first <= full_last:
+            ct = memoryview(self._read_ct(first, full_last))
+            unit = c + TAG_SIZE
+            off = 0
+            for i in range(first, full_last + 1):
+                clen = min(unit, len(ct) - off)
+                self._cipher.decrypt_into(i, i == n_last, ct[off:off + clen],
+                                          out[pos:pos + clen - TAG_SIZE])
+                off += clen
+                pos += clen - TAG_SIZE
+        if tail_partial:
+            chunk = self._decrypt_chunk(last)
+            out[pos:end - start] = chunk[:end - last * c]
+
+    def _fetch_range(self, start: int, end: int) -> bytes:
+        end = min(end, self.size)
+        if start >= end:
+            return b""
+        c = self.layout.chunk_size
+        if start // c == (end - 1) // c:
+            chunk = self._decrypt_chunk(start // c)
+            return chunk[start % c:start % c + (end - start)]
+        buf = bytearray(end - start)
+        self._decrypt_into(start, end, memoryview(buf))
+        return bytes(buf)
+
+    def readinto(self, b) -> int:
+        """Decrypts straight into the caller's buffer (no intermediate copy)."""
+        out = memoryview(b).cast("B")
+        start = self.loc
+        end = min(self.size, start + len(out))
+        if start >= end:
+            return 0
+        self._decrypt_into(start, end, out[:end - start])
+        self.loc = end
+        return end - start
+
+    def close(self) -> None:
+        if not self.closed:
+            self._src.close()
+            self._cached_chunk = b""
+        super().close()
+
+
+class EncryptedWriteFile(io.BufferedIOBase):
+    """Streaming writer: memory stays at about two chunks plus the target's buffer.
+
+    The object (or a temporary sibling, moved into place on close) only becomes
+    valid when ``close()`` writes the final chunk; leaving a ``with`` block by
+    an exception discards it, and an interrupted writer leaves no final chunk,
+    so a half-written object never reads as valid.
+    """
+
+    def __init__(self, efs, path: str, mode: str, header: Header, cipher: ChunkCipher,
+                 on_close=None, **open_kwargs):
+        super().__init__()
+        self.fs = efs
+        self.path = path
+        self.mode = mode
+        self._header = header
+        self._cipher = cipher
+        self._on_close = on_close
+        self._c = header.chunk_size
+        self._pending = bytearray(self._c)
+        self._plen = 0
+        self._index = 0
+        self._out = bytearray(self._c + TAG_SIZE)
+        self._written = 0
+        self._body = 0
+        self._done = False
+        inner = efs.fs
+        self._direct = efs._writes_are_atomic
+        if "x" in mode and inner.exists(path):
+            raise FileExistsError(path)
+        if self._direct:
+            self._target = path
+            self._sink = inner.open(path, mode, **open_kwargs)
+        else:
+            parent, _, name = path.rpartition("/")
+            self._target = f"{parent}/.{name}.{uuid.uuid4().hex[:12]}.kfse-tmp"
+            self._sink = inner.open(self._target, "wb", **open_kwargs)
+        try:
+            self._sink.write(header.encode())
+        except BaseException:
+            self.discard()
+            raise
+
+    def __repr__(self) -> str:
+        return f"<EncryptedWriteFile {self.path!r} mode={self.mode!r}>"
+
+    def writable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return False
+
+    def seekable(self) -> bool:
+        return False
+
+    def tell(self) -> int:
+        return self._written
+
+    def _emit(self, data, last: bool) -> None:
+        n = self._cipher.encrypt_into(self._index, last, data, memoryview(self._out)[:len(data) + TAG_SIZE])
+        self._sink.write(memoryview(self._out)[:n])
+        self._body += n
+        self._index += 1
+
+    def write(self, data) -> int:
+        if self.closed:
+            raise ValueError("I/O operation on closed file.")
+        mv = memoryview(data).cast("B")
+        n = len(mv)
+        c = self._c
+        pos = 0
+        if self._plen:
+            take = min(c - self._plen, n)
+            self._pending[self._plen:self._plen + take] = mv[:take]
+            self._plen += take
+            pos = take
+            if self._plen == c and pos < n:
+                self._emit(self._pending, False)
+                self._plen = 0
+        # The last full chunk is held back: only close() knows which chunk is final.
+        while n - pos > c:
+            self._emit(mv[pos:pos + c], False)
+            pos += c
+        if pos < n:
+            self._pending[:n - pos] = mv[pos:]
+            self._plen = n - pos
+        self._written += n
+        return n
+
+    def flush(self) -> None:
+        # Chunks are written as soon as they are complete; a partial chunk
+        # cannot be flushed without ending the file.
+        if self.closed:
+            return
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            if not self._done:
+                self._finish()
+        finally:
+            super().close()
+
+    def _finish(self) -> None:
+        self._done = True
+        try:
+            self._emit(memoryview(self._pending)[:self._plen], True)
+            if not self._header.is_default_layout:
+                self._sink.write(make_trailer(self._header.chunk_log2, self._header.header_size,
+                                              self._body))
+            self._sink.close()
+            if not self._direct:
+                self.fs._commit_temp(self._target, self.path, exclusive="x" in self.mode)
+        except BaseException:
+            self._abort()
+            raise
+        self._pending = self._out = None
+        if self._on_close is not None:
+            self._on_close(self._written)
+
+    def _abort(self) -> None:
+        sink = self._sink
+        try:
+            if hasattr(sink, "discard"):
+                sink.discard()
+            if hasattr(sink, "_closed"):
+                sink.closed = True  # stop AbstractBufferedFile.__del__ from committing
+            elif not getattr(sink, "closed", True):
+                sink.close()
+        except Exception:
+            pass
+        if not self._direct:
+            try:
+                self.fs.fs.rm_file(self._target)
+            except Exception:
+                pass
+
+    def discard(self) -> None:
+        """Abandon the file: nothing is written at the destination."""
+        if self._done:
+            return
+        self._done = True
+        self._pending = self._out = None
+        self._abort()
+        super().close()
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            self.discard()
+        else:
+            self.close()
+
+    def __del__(self):
+        # An unclosed writer was abandoned (e.g. the process is unwinding): never
+        # finalize it implicitly.
+        if not getattr(self, "_done", True):
+            self.discard()
