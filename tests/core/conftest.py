@@ -1,0 +1,137 @@
+"""Helpers for the KMS conformance suite.
+
+Every test here talks to the engine only through the boto3-shaped client
+(``kms.create_key(...)``, ``kms.exceptions.X``, ``err.response["Error"]``), so
+the same assertions would hold against real AWS KMS.  The only non-AWS hooks
+are the lead's fixtures: the movable ``clock`` and ``make_client``/``pg_url``
+for store-level tests.
+"""
+from __future__ import annotations
+
+import contextlib
+import re
+import uuid
+
+import pytest
+from botocore.exceptions import ClientError, ParamValidationError
+
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+MATERIAL_ID_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+class Raised:
+    """What ``raises`` caught: the ClientError, its code and message."""
+
+    err: ClientError | None = None
+
+    @property
+    def code(self) -> str:
+        return self.err.response["Error"]["Code"]
+
+    @property
+    def message(self) -> str:
+        return self.err.response["Error"].get("Message", "")
+
+
+@contextlib.contextmanager
+def _raises(kms, code, message=None, match=None):
+    """Expect a botocore ClientError with AWS's ``code`` (and exact ``message``
+    or a ``match`` regex), also catchable as ``kms.exceptions.<code>``."""
+    caught = Raised()
+    with pytest.raises(ClientError) as info:
+        yield caught
+    err = info.value
+    caught.err = err
+    got = err.response["Error"]["Code"]
+    assert got == code, f"expected {code}, got {got}: {err.response['Error'].get('Message')!r}"
+    assert isinstance(err, getattr(kms.exceptions, code)), f"not kms.exceptions.{code}"
+    msg = err.response["Error"].get("Message", "")
+    if message is not None:
+        assert msg == message
+    if match is not None:
+        assert re.search(match, msg), f"{msg!r} !~ {match!r}"
+    assert err.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+
+
+@pytest.fixture
+def raises(kms):
+    """``with raises("NotFoundException", message=...):`` on the default client."""
+    return lambda code, message=None, match=None: _raises(kms, code, message, match)
+
+
+@pytest.fixture
+def raises_on():
+    """``with raises_on(client, code, ...)`` for tests that use other clients."""
+    return _raises
+
+
+@contextlib.contextmanager
+def rejected(kms, field=None):
+    """A value botocore itself may refuse before sending (below a model
+    minimum, a missing member): accept the client-side ParamValidationError
+    boto3 gives, or the engine's ValidationException naming the field."""
+    with pytest.raises((ParamValidationError, ClientError)) as info:
+        yield
+    err = info.value
+    if isinstance(err, ClientError):
+        assert err.response["Error"]["Code"] == "ValidationException", err.response["Error"]
+        if field is not None:
+            assert field in err.response["Error"]["Message"]
+
+
+@pytest.fixture
+def rejects(kms):
+    return lambda field=None: rejected(kms, field)
+
+
+@pytest.fixture
+def new_key(kms):
+    """Create a customer managed symmetric key; returns its KeyMetadata."""
+
+    def make(**kwargs):
+        return kms.create_key(**kwargs)["KeyMetadata"]
+
+    return make
+
+
+@pytest.fixture
+def key(new_key):
+    return new_key(Description="conformance")
+
+
+@pytest.fixture
+def arn_prefix(key):
+    """``arn:aws:kms:<region>:<account>`` of the client under test."""
+    return key["Arn"].rsplit(":key/", 1)[0]
+
+
+def unknown_key_id() -> str:
+    return str(uuid.uuid4())
+
+
+def unique_alias(stem="conf") -> str:
+    return f"alias/{stem}-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def helpers():
+    """Plain helpers, as a fixture so test modules need no imports from here."""
+    return Helpers
+
+
+class Helpers:
+    unknown_key_id = staticmethod(unknown_key_id)
+    unique_alias = staticmethod(unique_alias)
+    UUID_RE = UUID_RE
+    MATERIAL_ID_RE = MATERIAL_ID_RE
+
+    @staticmethod
+    def put_in_state(kms, key_id, state):
+        """Move a fresh Enabled key to ``state`` through the public API."""
+        if state == "Disabled":
+            kms.disable_key(KeyId=key_id)
+        elif state == "PendingDeletion":
+            kms.schedule_key_deletion(KeyId=key_id, PendingWindowInDays=7)
+        else:
+            assert state == "Enabled"
+        assert kms.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"] == state
