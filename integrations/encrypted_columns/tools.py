@@ -1,0 +1,394 @@
+"""Rotation and migration tools: batched, resumable, safe to interrupt.
+
+Each batch is one transaction; which rows still need work is read from the
+data itself (the data-key id in each value, the KMS key of each key-table
+row), so an interrupted run loses nothing and a rerun continues where the
+last committed batch ended.  Nothing here needs a KMS key rotation: rotating
+a KMS key (EnableKeyRotation / RotateKeyOnDemand) changes no stored data.
+
+* ``rewrap``: rewrap data keys under another KMS key (ReEncrypt), rows untouched.
+* ``reencrypt``: re-encrypt a column under a fresh data key.
+* ``encrypt_column``: encrypt an existing plaintext column in place.
+* ``decrypt_column``: the reverse, for leaving the product.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import decimal
+import json
+import uuid
+from typing import Any, Callable, Iterator
+
+from sqlalchemy import (JSON, Column, LargeBinary, and_, bindparam, func, inspect, select,
+                        tuple_, type_coerce, update)
+from sqlalchemy import types as sa_types
+from sqlalchemy.engine import Connection, Engine
+
+from . import codec
+from . import format as fmt
+from .errors import DecryptionError, EncryptedColumnError, UnknownDataKeyError
+from .keys import _TABLE, FORCED_KEY, KEYRING, data_key_context, install_listeners
+from .types import META, EncryptedJSON, EncryptedType
+
+__all__ = ["rewrap", "reencrypt", "encrypt_column", "decrypt_column"]
+
+
+def _bar(total: int, desc: str, progress: bool):
+    from tqdm import tqdm
+    return tqdm(total=total, desc=desc, unit="row", disable=not progress, leave=False)
+
+
+def _column(target) -> Column:
+    """A Column from a Column or an ORM attribute (``User.ssn``)."""
+    col = getattr(target, "property", None)
+    if col is not None and hasattr(col, "columns"):
+        target = col.columns[0]
+    if not isinstance(target, Column) or target.table is None:
+        raise TypeError("pass a Table column or an ORM attribute such as User.ssn")
+    if not isinstance(target.type, (EncryptedType, EncryptedJSON)):
+        raise TypeError(f"{target.table.name}.{target.name} is not an encrypted column")
+    if not target.table.primary_key.columns:
+        raise EncryptedColumnError(f"table {target.table.name} needs a primary key to be "
+                                   "processed in resumable batches")
+    return target
+
+
+# ---------------------------------------------------------------- rewrap
+def rewrap(engine: Engine, new_key_id: str, *, from_key_id: str | None = None,
+           batch_size: int = 100, progress: bool = True) -> int:
+    """Rewrap every data key (or those under ``from_key_id``) under ``new_key_id``.
+
+    Uses KMS ReEncrypt, so data-key plaintext never leaves KMS; rows keep their
+    data-key ids and stay readable throughout.  Returns keys rewrapped.
+    """
+    install_listeners()
+    kms = KEYRING.kms
+    target = kms.describe_key(KeyId=new_key_id)["KeyMetadata"]["Arn"]
+    source = None
+    if from_key_id is not None:
+        source = kms.describe_key(KeyId=from_key_id)["KeyMetadata"]["Arn"]
+    cond = _TABLE.c.kms_key_id != target
+    if source is not None:
+        cond = and_(cond, _TABLE.c.kms_key_id == source)
+    with engine.connect() as conn:
+        total = conn.execute(select(func.count()).select_from(_TABLE).where(cond)).scalar_one()
+    done, last = 0, ""
+    with _bar(total, "rewrap", progress) as bar:
+        while True:
+            with engine.begin() as conn:
+                rows = conn.execute(select(_TABLE).where(cond, _TABLE.c.id > last)
+                                    .order_by(_TABLE.c.id).limit(batch_size)).all()
+                if not rows:
+                    break
+                for row in rows:
+                    ctx = data_key_context(bytes.fromhex(row.id))
+                    try:
+                        resp = kms.re_encrypt(
+                            CiphertextBlob=bytes(row.wrapped), SourceKeyId=row.kms_key_id,
+                            SourceEncryptionContext=ctx, DestinationKeyId=new_key_id,
+                            DestinationEncryptionContext=ctx)
+                    except Exception as err:
+                        code = getattr(err, "response", {}).get("Error", {}).get("Code") or \
+                            type(err).__name__
+                        raise EncryptedColumnError(
+                            f"KMS ReEncrypt of data key {row.id} failed ({code})",
+                            code=code) from err
+                    conn.execute(update(_TABLE).where(_TABLE.c.id == row.id,
+                                                      _TABLE.c.kms_key_id == row.kms_key_id)
+                                 .values(wrapped=resp["CiphertextBlob"],
+                                         kms_key_id=resp["KeyId"]))
+                last = rows[-1].id
+            done += len(rows)
+            bar.update(len(rows))
+    return done
+
+
+# ---------------------------------------------------------------- row walking
+def _pages(engine: Engine, col: Column, raw_type, batch_size: int) -> Iterator[tuple]:
+    """Yield (connection, rows) per batch, each batch in its own committed
+    transaction; rows are (pk..., raw value) in primary-key order."""
+    table = col.table
+    pk = list(table.primary_key.columns)
+    raw = type_coerce(col, raw_type).label("raw")
+    last = None
+    while True:
+        with engine.begin() as conn:
+            stmt = select(*pk, raw).where(col.isnot(None)).order_by(*pk).limit(batch_size)
+            if last is not None:
+                stmt = stmt.where(tuple_(*pk) > tuple_(*last) if len(pk) > 1 else pk[0] > last[0])
+            rows = conn.execute(stmt).all()
+            if not rows:
+                return
+            yield conn, rows
+            last = tuple(rows[-1][: len(pk)])
+
+
+def _count(engine: Engine, col: Column) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(col.table)
+                            .where(col.isnot(None))).scalar_one()
+
+
+def _write(conn: Connection, col: Column, raw_type, row, new_raw, check_old=True) -> None:
+    pk = list(col.table.primary_key.columns)
+    conds = [c == row[i] for i, c in enumerate(pk)]
+    if check_old and not isinstance(raw_type, JSON):
+        # Optimistic: a value the application changed meanwhile is left for the next run.
+        conds.append(type_coerce(col, raw_type) == type_coerce(bindparam("old", row[-1]), raw_type))
+    conn.execute(update(col.table).where(*conds)
+                 .values({col.name: type_coerce(bindparam("new", new_raw), raw_type)}))
+
+
+def _raw_type(col: Column, dialect):
+    return JSON() if isinstance(col.type, EncryptedJSON) else LargeBinary()
+
+
+def _key_of(col: Column, raw) -> bytes | None:
+    """The data-key id a stored value names, or None if it is not ours."""
+    if isinstance(col.type, EncryptedJSON):
+        meta = raw.get(META) if isinstance(raw, dict) else None
+        try:
+            return bytes.fromhex(meta["key"]) if isinstance(meta, dict) else None
+        except (KeyError, TypeError, ValueError):
+            return None
+    try:
+        return fmt.parse_header(raw)[1]
+    except DecryptionError:
+        return None
+
+
+# ---------------------------------------------------------------- reencrypt
+def reencrypt(engine: Engine, column, *, batch_size: int = 500, progress: bool = True) -> int:
+    """Re-encrypt every value of ``column`` under a fresh data key.
+
+    The fresh key is recorded in the key table (scope ``reencrypt:<table>.<column>``)
+    so a rerun after an interruption resumes with the same key.  A deterministic
+    column's active key switches at the end; other processes pick it up when
+    their cached key expires (``write_max_age``), so run it again after that to
+    catch values they wrote meanwhile.  Returns values re-encrypted.
+    """
+    install_listeners()
+    col = _column(column)
+    t = col.type
+    scope = t._scope()
+    job = "reencrypt:" + scope
+    with engine.begin() as conn:
+        _TABLE.create(conn, checkfirst=True)
+        target = KEYRING._scoped_key(conn, t.key_id, job)[0]
+    raw_type = _raw_type(col, engine.dialect)
+    done = 0
+    with _bar(_count(engine, col), f"reencrypt {scope}", progress) as bar:
+        for conn, rows in _pages(engine, col, raw_type, batch_size):
+            for row in rows:
+                if _key_of(col, row[-1]) == target.key_id:
+                    continue
+                value = t.process_result_value(row[-1], conn.dialect)
+                token = FORCED_KEY.set(target)
+                try:
+                    new = t.process_bind_param(value, conn.dialect)
+                finally:
+                    FORCED_KEY.reset(token)
+                _write(conn, col, raw_type, row, new)
+                done += 1
+            bar.update(len(rows))
+    with engine.begin() as conn:  # finish: the fresh key becomes the column's key
+        if t.deterministic:
+            conn.execute(update(_TABLE).where(_TABLE.c.scope == scope).values(scope=None))
+            conn.execute(update(_TABLE).where(_TABLE.c.scope == job).values(scope=scope))
+        else:
+            conn.execute(update(_TABLE).where(_TABLE.c.scope == job).values(scope=None))
+    _forget_write_keys(t)
+    return done
+
+
+def _forget_write_keys(t) -> None:
+    with KEYRING.write._lock:
+        for ck in [ck for ck in KEYRING.write._entries if ck[1] == t.key_id]:
+            KEYRING.write._entries.pop(ck, None)
+
+
+# ---------------------------------------------------------------- plaintext <-> encrypted
+def _is_encrypted(col: Column, raw, dialect) -> bool:
+    """True if ``raw`` is a value of this column; False if it is plaintext.
+
+    Raises DecryptionError for a value that names a known data key but does not
+    authenticate: never guess that tampered data is plaintext.
+    """
+    if isinstance(col.type, EncryptedJSON):
+        if not (isinstance(raw, dict) and META in raw):
+            return False
+        col.type.process_result_value(raw, dialect)
+        return True
+    if not isinstance(raw, (bytes, bytearray, memoryview)) or _key_of(col, raw) is None:
+        return False
+    try:
+        col.type.process_result_value(raw, dialect)
+        return True
+    except UnknownDataKeyError:
+        return False
+
+
+def _from_plain(t, raw):
+    """The Python value of a plaintext cell as the driver returned it."""
+    if isinstance(t, EncryptedJSON):
+        return json.loads(raw) if isinstance(raw, (str, bytes)) else raw
+    inner = t.type_
+    py = _python_type(inner)
+    if isinstance(raw, (bytes, bytearray, memoryview)):
+        raw = bytes(raw)
+        if py is bytes:
+            return raw
+        raw = raw.decode("utf-8")
+    if py is None or isinstance(raw, py) and not (py is int and isinstance(raw, bool)):
+        return raw
+    if py is bool:
+        return str(raw).lower() in ("1", "t", "true", "y", "yes")
+    if py in (dict, list) or isinstance(inner, JSON):
+        return json.loads(raw)
+    if py is _dt.datetime:
+        return _dt.datetime.fromisoformat(str(raw))
+    if py is _dt.date:
+        return _dt.date.fromisoformat(str(raw))
+    if py is _dt.time:
+        return _dt.time.fromisoformat(str(raw))
+    if py is uuid.UUID:
+        return uuid.UUID(str(raw))
+    if py is decimal.Decimal:
+        return decimal.Decimal(str(raw))
+    return py(raw)
+
+
+def _python_type(inner):
+    if isinstance(inner, JSON):
+        return dict
+    try:
+        return inner.python_type
+    except NotImplementedError:
+        return None
+
+
+def _to_plain(t, value, dialect):
+    """The plaintext cell for ``value``: text bytes on PostgreSQL/MariaDB (cast by
+    the closing ALTER), the plain type's own form on SQLite."""
+    if isinstance(t, EncryptedJSON):
+        return value
+    if dialect.name == "sqlite":
+        proc = t.type_.dialect_impl(dialect).bind_processor(dialect)
+        return proc(value) if proc else value
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    if isinstance(value, bool):
+        return b"true" if value else b"false"
+    if isinstance(value, (dict, list)) or isinstance(t.type_, JSON):
+        return json.dumps(value, ensure_ascii=False).encode("utf-8")
+    if isinstance(value, (_dt.date, _dt.time)):
+        return value.isoformat().encode("ascii")
+    return str(value).encode("utf-8")
+
+
+def _column_type(engine: Engine, col: Column) -> str:
+    for info in inspect(engine).get_columns(col.table.name, schema=col.table.schema):
+        if info["name"] == col.name:
+            return str(info["type"]).lower()
+    raise EncryptedColumnError(f"column {col.table.name}.{col.name} does not exist")
+
+
+def _quoted(engine: Engine, col: Column) -> tuple[str, str]:
+    prep = engine.dialect.identifier_preparer
+    return prep.format_table(col.table), prep.quote(col.name)
+
+
+def _alter_to_binary(engine: Engine, col: Column) -> None:
+    name = engine.dialect.name
+    current = _column_type(engine, col)
+    table, c = _quoted(engine, col)
+    if name == "postgresql" and current != "bytea":
+        sql = f"ALTER TABLE {table} ALTER COLUMN {c} TYPE bytea USING convert_to({c}::text, 'UTF8')"
+    elif name in ("mysql", "mariadb") and "binary" not in current and "blob" not in current:
+        ddl = col.type.dialect_impl(engine.dialect).compile(dialect=engine.dialect)
+        sql = f"ALTER TABLE {table} MODIFY {c} {ddl} {'NULL' if col.nullable else 'NOT NULL'}"
+    else:
+        return  # SQLite stores any value in any column; already binary elsewhere
+    with engine.begin() as conn:
+        conn.exec_driver_sql(sql)
+
+
+def _alter_to_plain(engine: Engine, col: Column) -> None:
+    name = engine.dialect.name
+    table, c = _quoted(engine, col)
+    inner = col.type.type_
+    ddl = inner.compile(dialect=engine.dialect)
+    if name == "postgresql":
+        sql = (f"ALTER TABLE {table} ALTER COLUMN {c} TYPE {ddl} "
+               f"USING CAST(convert_from({c}, 'UTF8') AS {ddl})")
+    elif name in ("mysql", "mariadb"):
+        sql = f"ALTER TABLE {table} MODIFY {c} {ddl} {'NULL' if col.nullable else 'NOT NULL'}"
+    else:
+        return
+    with engine.begin() as conn:
+        conn.exec_driver_sql(sql)
+
+
+def encrypt_column(engine: Engine, column, *, batch_size: int = 500, alter: bool = True,
+                   progress: bool = True) -> int:
+    """Encrypt an existing plaintext column in place.
+
+    ``column`` is the column as the model now declares it (an encrypted type);
+    the table still holds plaintext.  With ``alter``, first changes the column's
+    SQL type to the encrypted type's binary storage (keeping the bytes of the
+    text form).  Values already encrypted are skipped, so reruns resume.
+    Returns values encrypted.
+    """
+    install_listeners()
+    col = _column(column)
+    t = col.type
+    with engine.begin() as conn:
+        _TABLE.create(conn, checkfirst=True)
+    if alter and isinstance(t, EncryptedType):
+        _alter_to_binary(engine, col)
+    raw_type = _raw_type(col, engine.dialect) if isinstance(t, EncryptedJSON) else \
+        sa_types.NullType()
+    done = 0
+    with _bar(_count(engine, col), f"encrypt {t._scope()}", progress) as bar:
+        for conn, rows in _pages(engine, col, raw_type, batch_size):
+            for row in rows:
+                raw = row[-1]
+                if _is_encrypted(col, raw, conn.dialect):
+                    continue
+                new = t.process_bind_param(_from_plain(t, raw), conn.dialect)
+                _write(conn, col, _raw_type(col, conn.dialect), row, new, check_old=False)
+                done += 1
+            bar.update(len(rows))
+    return done
+
+
+def decrypt_column(engine: Engine, column, *, batch_size: int = 500, alter: bool = True,
+                   progress: bool = True) -> int:
+    """Decrypt a column in place, for leaving the product.
+
+    Writes each value's plaintext, then (``alter``) changes the SQL type back to
+    the type the encrypted column declared (``EncryptedType(String(50))`` ->
+    VARCHAR(50)).  Values already plaintext are skipped, so reruns resume.
+    Afterwards declare the column with its plain type.  Returns values decrypted.
+    """
+    install_listeners()
+    col = _column(column)
+    t = col.type
+    raw_type = _raw_type(col, engine.dialect) if isinstance(t, EncryptedJSON) else \
+        sa_types.NullType()
+    done = 0
+    with _bar(_count(engine, col), f"decrypt {t._scope()}", progress) as bar:
+        for conn, rows in _pages(engine, col, raw_type, batch_size):
+            for row in rows:
+                raw = row[-1]
+                if not _is_encrypted(col, raw, conn.dialect):
+                    continue
+                value = t.process_result_value(raw, conn.dialect)
+                plain = _to_plain(t, value, conn.dialect)
+                _write(conn, col, _raw_type(col, conn.dialect) if isinstance(t, EncryptedJSON)
+                       else sa_types.NullType(), row, plain, check_old=False)
+                done += 1
+            bar.update(len(rows))
+    if alter and isinstance(t, EncryptedType):
+        _alter_to_plain(engine, col)
+    return done
