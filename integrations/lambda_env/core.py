@@ -218,8 +218,8 @@ def decrypt_value(value: str, *, name: str = "the value", kms: Any = None,
     raise WrongContextError(
         f"cannot decrypt {name}: KMS refused it under every encryption context tried "
         f"({'; '.join(_describe(c) for c in tried)}): it was encrypted under another context "
-        f"(set AWS_LAMBDA_FUNCTION_NAME to the function it was encrypted for) or is not a "
-        f"ciphertext of this KMS", variable=name, code="InvalidCiphertextException")
+        f"(set AWS_LAMBDA_FUNCTION_NAME to the function it was encrypted for), is not a "
+        f"ciphertext of this KMS, or its KMS key was deleted", variable=name, code="InvalidCiphertextException")
 
 
 def encrypt_value(plaintext: str | bytes, *, name: str = "the value", kms: Any = None,
