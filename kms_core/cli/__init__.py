@@ -1,0 +1,392 @@
+"""``kms``: the AWS CLI's ``aws kms`` for the local engine (or any endpoint).
+
+``kms <operation> [--param ...]`` for every operation in botocore's KMS model,
+with AWS CLI v1's option names, value syntax, output formats and exit codes;
+other names are looked up in the ``kms.commands`` entry-point group.
+
+Exit codes are AWS CLI v1's (https://docs.aws.amazon.com/cli/v1/userguide/cli-usage-returncodes.html,
+checked against awscli 1.45): 0 success; 2 when argparse rejects the command
+line (missing required option, unknown command, malformed option); 255 for
+everything else — service errors, bad parameter values, unknown options;
+130 on Ctrl-C.
+
+Imports are kept lazy: ``kms --version`` and ``kms encrypt`` load neither
+boto3 nor botocore's session machinery.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import os
+import sys
+
+__all__ = ["main"]
+
+RC_OK = 0
+RC_USAGE = 2  # argparse's code, which AWS CLI v1 keeps for command-line syntax errors
+RC_ERROR = 255  # AWS CLI v1: any failure, service errors included
+RC_INTERRUPTED = 130
+
+ENTRY_POINT_GROUP = "kms.commands"
+log = logging.getLogger("kms_core.cli")
+
+
+class _Usage(Exception):
+    def __init__(self, message: str, code: int = RC_USAGE, argparse_style: bool = True):
+        super().__init__(message)
+        self.code = code
+        self.argparse_style = argparse_style
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``kms`` with ``argv`` (without the program name); returns the exit code."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv
+    try:
+        return _run(argv, debug)
+    except KeyboardInterrupt:
+        sys.stdout.write("\n")
+        return RC_INTERRUPTED
+    except BrokenPipeError:
+        # The reader (e.g. `| head`) went away: not an error, as in the AWS CLI.
+        _silence_stdout()
+        return RC_OK
+    except _Usage as e:
+        from .params import USAGE
+
+        if e.argparse_style:
+            sys.stderr.write(f"usage: {USAGE}kms: error: {e}\n")
+        else:
+            sys.stderr.write(f"usage: {USAGE}{e}\n")
+        return e.code
+    except Exception as e:  # the one place that turns any failure into one line
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        _error(_describe(e))
+        return RC_ERROR
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass
+
+
+def _error(message: str) -> None:
+    sys.stderr.write(message.rstrip("\n") + "\n")
+
+
+def _describe(e: Exception) -> str:
+    """The user-facing text of an error: AWS CLI's wording where it has one."""
+    from kms_core.errors import KMSError
+
+    if isinstance(e, KMSError):  # an engine error that reached us without a client wrapper
+        op = getattr(e, "_kms_cli_operation", "unknown")
+        return f"An error occurred ({e.code}) when calling the {op} operation: {e.message}"
+    text = str(e)
+    name = type(e).__name__
+    if name == "NoRegionError":
+        return f"{text} You can also configure your region with --region or AWS_DEFAULT_REGION."
+    if name == "NoCredentialsError":
+        return f"{text}. Credentials for --endpoint-url come from the usual AWS sources (environment, --profile)."
+    module = type(e).__module__ or ""
+    if module.startswith(("kms_core.cli", "botocore", "kms_core.errors")) or isinstance(e, (ValueError, OSError)):
+        return text or name
+    return f"{name}: {text}" if text else name
+
+
+def _version() -> str:
+    import platform
+    from importlib import metadata
+
+    try:
+        version = metadata.version("kms-local")
+    except metadata.PackageNotFoundError:  # running from a source tree
+        version = "0+unknown"
+    return f"kms/{version} Python/{platform.python_version()} {platform.system()}/{platform.release()}"
+
+
+def _global_parser():
+    from .params import USAGE, ArgParser
+
+    p = ArgParser(usage=USAGE)
+    p.add_argument("--debug", action="store_true")
+    p.add_argument("--endpoint-url")
+    p.add_argument("--no-verify-ssl", action="store_false", dest="verify_ssl", default=None)
+    p.add_argument("--no-paginate", action="store_false", dest="paginate")
+    p.add_argument("--output", choices=["json", "text", "table"])
+    p.add_argument("--query")
+    p.add_argument("--profile")
+    p.add_argument("--region")
+    p.add_argument("--version", action="store_true")
+    p.add_argument("--color", choices=["on", "off", "auto"], default="auto")
+    p.add_argument("--no-sign-request", action="store_false", dest="sign_request")
+    p.add_argument("--ca-bundle")
+    p.add_argument("--cli-read-timeout", type=int, dest="read_timeout")
+    p.add_argument("--cli-connect-timeout", type=int, dest="connect_timeout")
+    p.add_argument("--v2-debug", action="store_true")
+    p.add_argument("--no-cli-pager", action="store_true")  # AWS CLI v2 option; we never page
+    p.add_argument("--cli-binary-format", choices=["raw-in-base64-out", "base64"], default=None)
+    p.add_argument("command", nargs="?")
+    return p
+
+
+def _run(argv: list[str], debug: bool) -> int:
+    from .params import UsageError
+
+    try:
+        g, remaining = _global_parser().parse_known_args(argv)
+    except UsageError as e:
+        raise _Usage(str(e)) from None
+    if g.debug:
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
+                            format="%(asctime)s - %(name)s - %(levelname)s - %(message)s")
+        # botocore's wire logging would print request bodies (plaintext, data keys): keep it quiet.
+        for noisy in ("botocore", "urllib3", "boto3"):
+            logging.getLogger(noisy).setLevel(logging.INFO)
+    if g.version:
+        sys.stdout.write(_version() + "\n")
+        return RC_OK
+    if g.command is None:
+        raise _Usage("the following arguments are required: command")
+    if g.command == "help":
+        from . import helptext
+
+        served = set(_served())
+        ops = _operations()
+        sys.stdout.write(helptext.main_help([o for o in ops if o.name in served],
+                                            [o for o in ops if o.name not in served], sorted(_plugins())))
+        return RC_OK
+
+    from kms_core import model
+
+    op = model.by_cli_name(g.command)
+    if op is None:
+        plugin = _plugins().get(g.command)
+        if plugin is None:
+            raise _Usage(_invalid_choice(g.command))
+        return _run_plugin(plugin, argv[argv.index(g.command) + 1:])
+    return _run_operation(op, remaining, g)
+
+
+def _operations():
+    from kms_core import model
+
+    return sorted(model.OPERATIONS.values(), key=lambda o: o.cli_name)
+
+
+def _served() -> list[str]:
+    """The operations the embedded engine serves (imports the engine: for help only)."""
+    try:
+        from kms_core.engine import OPERATIONS_SERVED
+    except ImportError:  # pragma: no cover - engine always ships with the CLI
+        return [o.name for o in _operations()]
+    return list(OPERATIONS_SERVED)
+
+
+def _plugins() -> dict:
+    from importlib import metadata
+
+    return {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def _run_plugin(entry_point, args: list[str]) -> int:
+    try:
+        function = entry_point.load()
+    except (ImportError, AttributeError) as e:
+        raise RuntimeError(f"The '{entry_point.name}' command is registered ({entry_point.value}) "
+                           f"but cannot be loaded: {e}") from e
+    result = function(args)
+    return RC_OK if result is None else int(result)
+
+
+def _invalid_choice(name: str) -> str:
+    import difflib
+
+    choices = [op.cli_name for op in _operations()] + sorted(_plugins()) + ["help"]
+    lines = ["argument command: Invalid choice, valid choices are:", ""]
+    for i in range(0, len(choices), 2):
+        lines.append(" | ".join(f"{c:<40}" for c in choices[i:i + 2]))
+    close = difflib.get_close_matches(name, choices, cutoff=0.8)
+    if close:
+        lines += ["", "", f"Invalid choice: {name!r}, maybe you meant:", ""]
+        lines += [f"  * {c}" for c in close]
+    return "\n".join(lines)
+
+
+def _run_operation(op, args: list[str], g) -> int:
+    from . import params as P
+
+    table = P.build_arguments(op)
+    try:
+        parsed, wants_help = P.parse_operation_args(op, table, args)
+    except P.UsageError as e:
+        raise _Usage(str(e)) from None
+    except P.UnknownArgumentError as e:
+        raise _Usage(str(e), code=RC_ERROR, argparse_style=False) from None
+    if wants_help:
+        from . import helptext
+
+        sys.stdout.write(helptext.operation_help(op, P.build_arguments(op, with_docs=True)))
+        return RC_OK
+
+    output = g.output or os.environ.get("AWS_DEFAULT_OUTPUT") or "json"
+    if output not in ("json", "text", "table"):
+        raise ValueError(f"Unknown output type: {output}")
+    query = _compile_query(g.query)
+    binary_format = g.cli_binary_format or "raw-in-base64-out"
+
+    call_params, paging = P.build_call(op, table, parsed, binary_format)
+
+    if getattr(parsed, "generate_cli_skeleton", None):
+        from .skeleton import skeleton
+
+        if parsed.generate_cli_skeleton == "input":
+            import json
+
+            sys.stdout.write(json.dumps(skeleton(op.input_shape), indent=4) + "\n")
+            return RC_OK
+        _display(op, skeleton(op.output_shape, use_member_names=True), output, query)
+        return RC_OK
+
+    paginator = op.paginator
+    paginate = g.paginate and paginator is not None
+    if paginator is not None:
+        manual = [n for n in P._paging_inputs(paginator) if n in call_params]
+        if manual and parsed.cli_input_json is None:
+            paginate = False  # the user drives Marker/Limit: one call, like the AWS CLI
+        if not g.paginate and paging:
+            used = ", ".join("--" + name for name in P.PAGING_OPTIONS if name in paging)
+            raise P.PaginationError(f"Cannot specify --no-paginate along with pagination arguments: {used}")
+    if paginate:
+        # Paging inputs given in --cli-input-json are ignored, as in AWS CLI v1.
+        for name in P._paging_inputs(paginator):
+            call_params.pop(name, None)
+
+    client = _client(g)
+    method = getattr(client, op.py_name, None)
+    if method is None:
+        from kms_core.errors import KMSError
+
+        err = KMSError("UnsupportedOperationException", f"{op.name} is not supported by this KMS.")
+        err._kms_cli_operation = op.name
+        raise err
+    if paginate:
+        from .paginate import Pages
+
+        pages = Pages(method, paginator, call_params, max_items=paging.get("max-items"),
+                      page_size=paging.get("page-size"), starting_token=paging.get("starting-token"))
+        _display_pages(op, pages, output, query)
+        return RC_OK
+    response = _call(op, method, call_params)
+    _display(op, response, output, query)
+    return RC_OK
+
+
+def _call(op, method, params):
+    from kms_core.errors import KMSError
+
+    try:
+        return method(**params)
+    except KMSError as e:
+        e._kms_cli_operation = op.name
+        raise
+
+
+def _compile_query(expression):
+    if expression is None:
+        return None
+    import jmespath
+
+    try:
+        return jmespath.compile(expression)
+    except Exception as e:
+        raise ValueError(f"Bad value for --query {expression}: {e}") from None
+
+
+def _client(g):
+    """The embedded engine's client, or (``--endpoint-url`` / ``AWS_ENDPOINT_URL_KMS``) a real
+    boto3 client with the AWS CLI's connection options."""
+    import kms_core
+
+    endpoint = g.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_KMS")
+    if not endpoint:
+        return kms_core.client(region=g.region) if g.region else kms_core.client()
+    from urllib.parse import urlparse
+
+    if not urlparse(endpoint).scheme:
+        raise ValueError(f'Bad value for --endpoint-url "{endpoint}": scheme is missing.  '
+                         "Must be of the form http://<hostname>/ or https://<hostname>/")
+    from botocore.config import Config
+
+    config = {}
+    if g.read_timeout is not None:
+        config["read_timeout"] = g.read_timeout or None
+    if g.connect_timeout is not None:
+        config["connect_timeout"] = g.connect_timeout or None
+    if g.sign_request is False:
+        from botocore import UNSIGNED
+
+        config["signature_version"] = UNSIGNED
+    kwargs = {}
+    if config:
+        kwargs["config"] = Config(**config)
+    if g.verify_ssl is False:
+        kwargs["verify"] = False
+    elif g.ca_bundle:
+        kwargs["verify"] = g.ca_bundle
+    region = g.region or os.environ.get("KMS_REGION")
+    if g.profile:
+        # kms_core.client() uses boto3's default session; a profile needs its own session.
+        import boto3
+
+        session = boto3.session.Session(profile_name=g.profile)
+        return session.client("kms", endpoint_url=endpoint, region_name=region or session.region_name, **kwargs)
+    if region:
+        kwargs["region"] = region
+    return kms_core.client(endpoint_url=endpoint, **kwargs)
+
+
+def _stdout():
+    return sys.stdout
+
+
+def _display(op, response, output: str, query) -> None:
+    from .output import format_json, format_text, to_wire
+
+    data = to_wire(response)
+    if query is not None:
+        data = query.search(data)
+    if output == "json":
+        format_json(data, _stdout())
+    elif output == "text":
+        format_text(data, _stdout())
+    else:
+        _format_table(op, data)
+    sys.stdout.flush()
+
+
+def _display_pages(op, pages, output: str, query) -> None:
+    from .output import format_text, to_wire
+
+    if output != "text":
+        _display(op, pages.build_full_result(), output, query)
+        return
+    # AWS CLI v1 prints text page by page (the query applies to each page), then the NextToken.
+    stream = _stdout()
+    for page in pages:
+        data = to_wire(pages.strip_tokens(page))
+        format_text(query.search(data) if query is not None else data, stream)
+    if pages.resume_token is not None:
+        format_text({"NextToken": {"NextToken": pages.resume_token}}, stream)
+    sys.stdout.flush()
+
+
+def _format_table(op, data) -> None:
+    from .table import format_table
+
+    format_table(op.name, data, _stdout())
