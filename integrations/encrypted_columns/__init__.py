@@ -23,9 +23,9 @@ __all__ = [
 ]
 
 
-def configure(kms: Any = None, **bounds) -> None:
+def configure(kms: Any = ..., **bounds) -> None:
     """Set the KMS client (any boto3 KMS client; default ``kms_core.client()``)
-    and cache bounds: ``write_max_age``, ``write_max_uses``, ``read_max_age``,
+    (``None``: back to the default) and cache bounds: ``write_max_age``, ``write_max_uses``, ``read_max_age``,
     ``max_entries``.  Clears the data-key caches."""
     from .keys import KEYRING
     KEYRING.configure(kms, **bounds)

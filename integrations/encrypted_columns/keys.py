@@ -83,10 +83,10 @@ class Keyring:
         self.read = DataKeyCache(max_age=s.read_max_age, max_entries=s.max_entries)
 
     # -- configuration ----------------------------------------------------
-    def configure(self, kms: Any = None, **bounds) -> None:
+    def configure(self, kms: Any = ..., **bounds) -> None:
         with self._lock:
-            if kms is not None:
-                self.settings.kms = kms
+            if kms is not ...:
+                self.settings.kms = kms  # None: kms_core.client() on next use
             for name, value in bounds.items():
                 if not hasattr(self.settings, name) or name == "kms":
                     raise TypeError(f"unknown setting {name!r}")
