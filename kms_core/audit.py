@@ -712,6 +712,21 @@ class AuditReader:
             return conn.execute(select(audit_events.c.seq).order_by(
                 audit_events.c.seq.desc()).limit(1)).scalar() or 0
 
+    def current_anchor(self) -> str:
+        """``SEQ:HEX`` of the newest record, after checking the head row's MAC."""
+        with self.store.reading() as conn:
+            head = conn.execute(select(audit_head).where(audit_head.c.id == 1)).first()
+        if head is None:
+            return f"0:{bytes(32).hex()}"
+        try:
+            key = self.store.unseal(head.sealed_key, _KEY_AAD)
+        except StoreError:
+            raise StoreError("the audit log's MAC key cannot be unsealed (altered, or a "
+                             "different root key)") from None
+        if not _same(head.anchor, head_mac(key, head.seq, bytes(head.mac))):
+            raise StoreError("the audit log's anchor (head row) was altered; run `kms audit verify`")
+        return f"{head.seq}:{bytes(head.mac).hex()}"
+
     # -- verify ----------------------------------------------------------------------
     def verify(self, *, anchor: str | None = None, max_problems: int = 100) -> VerifyReport:
         """Check the whole chain, the filter columns and the head; report every problem
