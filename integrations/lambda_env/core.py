@@ -137,9 +137,12 @@ def map_error(exc: BaseException, what: str, variable: str | None,
     tail = f" ({code}: {detail})" if detail else f" ({code})"
     if code == "DisabledException":
         return KeyDisabledError(f"{what}: its KMS key is disabled{tail}", variable=variable, code=code)
-    if code in ("KMSInvalidStateException", "NotFoundException"):
-        return KeyDeletedError(f"{what}: its KMS key is pending deletion, deleted or not usable{tail}",
+    if code == "KMSInvalidStateException":
+        return KeyDeletedError(f"{what}: its KMS key is pending deletion or not usable{tail}",
                                variable=variable, code=code)
+    if code == "NotFoundException":
+        return KeyDeletedError(f"{what}: its KMS key was not found (deleted, or a wrong key id)"
+                               f"{tail}", variable=variable, code=code)
     if code == "KeyUnavailableException":
         return KeyUnavailableError(f"{what}: its KMS key is unavailable{tail}", variable=variable, code=code)
     if code == "IncorrectKeyException":
