@@ -268,9 +268,10 @@ class EncryptedJSON(_Bound, TypeDecorator):
         def operate(self, op, *other, **kw):
             if op in self._ITEM_OPS:
                 path = other[0] if other else None
+                path = getattr(path, "value", path)  # already a bound parameter
                 first = path[0] if isinstance(path, (list, tuple)) and path else path
-                if first == META or (isinstance(first, str)
-                                     and self.type.action(first) == ENCRYPT_AND_SIGN):
+                if isinstance(first, str) and (first == META
+                                               or self.type.action(first) == ENCRYPT_AND_SIGN):
                     raise UnsupportedComparisonError(
                         f"attribute {first!r} of {self.type._where()} is encrypted; SQL can "
                         "only read SIGN_ONLY and DO_NOTHING attributes")
