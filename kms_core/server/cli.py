@@ -24,6 +24,17 @@ def _is_loopback(host: str) -> bool:
         return False  # a host name: it may resolve anywhere
 
 
+def check_bind(host: str, tls: bool, allow_insecure: bool) -> tuple[str | None, str | None]:
+    """(error, warning) for serving on ``host``: plain HTTP off loopback needs an explicit flag."""
+    if tls or _is_loopback(host):
+        return None, None
+    if not allow_insecure:
+        return (f"refusing to serve plain HTTP on {host}, which is not a loopback address: "
+                "give --tls-cert/--tls-key, or --allow-insecure-bind to accept the risk"), None
+    return None, (f"serving PLAIN HTTP on non-loopback address {host} (--allow-insecure-bind): "
+                  "requests and responses, including plaintext and data keys, travel unencrypted")
+
+
 def _fail(message: str, code: int = 2) -> int:
     print(f"kms: error: {message}", file=sys.stderr)
     return code
@@ -66,12 +77,11 @@ def serve_main(argv: list[str] | None = None) -> int:
         if f is not None and not os.path.isfile(f):
             return _fail(f"no such file: {f}")
     tls = args.tls_cert is not None
-    if not tls and not _is_loopback(args.host):
-        if not args.allow_insecure_bind:
-            return _fail(f"refusing to serve plain HTTP on {args.host}, which is not a loopback address: "
-                         "give --tls-cert/--tls-key, or --allow-insecure-bind to accept the risk")
-        log.warning("serving PLAIN HTTP on non-loopback address %s (--allow-insecure-bind): "
-                    "requests and responses, including plaintext, travel unencrypted", args.host)
+    error, warning = check_bind(args.host, tls, args.allow_insecure_bind)
+    if error:
+        return _fail(error)
+    if warning:
+        log.warning("%s", warning)
     if args.port < 0 or args.port > 65535:
         return _fail("--port must be 0-65535")
     workers = args.workers or os.cpu_count() or 1
@@ -101,7 +111,14 @@ def serve_main(argv: list[str] | None = None) -> int:
         log.warning("--dev-credentials: ANY access key is accepted as the account root. Development only.")
 
     os.environ[CONFIG_ENV] = config.to_env()
+    import signal
+
     import uvicorn
+
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT and then re-raises the
+    # signal under the handlers it found; these make that a normal exit (0).
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    signal.signal(signal.SIGINT, lambda *_: None)
 
     scheme = "https" if tls else "http"
     log.info("kms serve: %s://%s:%d with %d worker(s)", scheme, args.host, args.port, workers)
@@ -112,7 +129,7 @@ def serve_main(argv: list[str] | None = None) -> int:
         port=args.port,
         workers=workers,
         loop="uvloop" if sys.platform != "win32" else "asyncio",
-        http="httptools",
+        http="kms_core.server.protocol:HttpProtocol",
         lifespan="on",
         access_log=args.access_log,
         proxy_headers=False,  # the audit log's source IP must not be spoofable by a header

@@ -142,7 +142,7 @@ def make_server(tmp_path):
         srv.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def server(tmp_path_factory):
     """A strict server shared by a module's tests (SQLite store)."""
     srv = Server(tmp_path_factory.mktemp("kms-server"), os.urandom(32)).start()
@@ -150,7 +150,7 @@ def server(tmp_path_factory):
     srv.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def access_key(server):
     return server.create_access_key("alice")
 
