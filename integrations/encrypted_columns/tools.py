@@ -315,6 +315,9 @@ def _alter_to_binary(engine: Engine, col: Column) -> None:
 
 def _alter_to_plain(engine: Engine, col: Column) -> None:
     name = engine.dialect.name
+    current = _column_type(engine, col)
+    if not any(b in current for b in ("bytea", "binary", "blob")):
+        return  # already plain (a rerun)
     table, c = _quoted(engine, col)
     inner = col.type.type_
     ddl = inner.compile(dialect=engine.dialect)
