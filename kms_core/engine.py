@@ -33,7 +33,9 @@ from .clock import SystemClock
 from .envelope import encode_context
 from .errors import KMSError, StoreError, invalid_ciphertext, invalid_state, not_found, validation
 from .settings import Settings
-from .store import Store, aliases as T_ALIASES, key_materials as T_MAT, keys as T_KEYS, tags as T_TAGS
+from .policy import IAM_ONLY, NOT_POLICY_CONTROLLED, access_denied, parse_policy, _principal_match
+from .store import (Store, aliases as T_ALIASES, grants as T_GRANTS, import_parameters as T_IMPORT,
+                    key_materials as T_MAT, keys as T_KEYS, tags as T_TAGS)
 
 try:  # the operation table's validator (server-side checks AWS makes)
     from .validation import validate as _validate
@@ -139,6 +141,8 @@ class Engine:
         self._lock = threading.RLock()
         self._keys: dict[str, KeyRecord] = {}
         self._aliases: dict[tuple[str, str, str], str] = {}
+        self._grants: dict[str, list[dict]] = {}
+        self._decisions: dict[tuple, str] = {}
         self._gen: int | None = None
         self._gen_checked = 0.0
         # Hooks for key policies / grants and the audit trail (issue: server).
@@ -202,6 +206,7 @@ class Engine:
             if gen != self._gen:
                 self._keys.clear()
                 self._aliases.clear()
+                self._grants.clear()
                 self._gen = gen
             self._gen_checked = time.monotonic()
 
@@ -210,8 +215,10 @@ class Engine:
         with self._lock:
             if key_id is None:
                 self._keys.clear()
+                self._grants.clear()
             else:
                 self._keys.pop(key_id, None)
+                self._grants.pop(key_id, None)
             self._aliases.clear()
 
     def _now(self) -> float:
@@ -284,6 +291,12 @@ class Engine:
                 deleted = True
             else:
                 deleted = False
+                if (row["origin"] == "EXTERNAL" and row["valid_to"] is not None
+                        and row["valid_to"] <= now and row["key_state"] != PENDING_DELETION):
+                    # Expired imported material is deleted; the key waits for a new import.
+                    conn.execute(delete(T_MAT).where(T_MAT.c.key_id == rec.key_id))
+                    conn.execute(update(T_KEYS).where(T_KEYS.c.key_id == rec.key_id).values(
+                        key_state=PENDING_IMPORT, valid_to=None, current_version=0))
                 nxt = row["next_rotation_date"]
                 if row["rotation_enabled"] and row["key_state"] == ENABLED and nxt is not None:
                     period = row["rotation_period_days"] * DAY
@@ -305,6 +318,8 @@ class Engine:
         return self._get(rec.key_id, ctx, settle=False)
 
     def _delete_key_rows(self, conn, key_id: str) -> None:
+        conn.execute(delete(T_GRANTS).where(T_GRANTS.c.key_id == key_id))
+        conn.execute(delete(T_IMPORT).where(T_IMPORT.c.key_id == key_id))
         conn.execute(delete(T_ALIASES).where(T_ALIASES.c.target_key_id == key_id))
         conn.execute(delete(T_TAGS).where(T_TAGS.c.key_id == key_id))
         conn.execute(delete(T_MAT).where(T_MAT.c.key_id == key_id))
@@ -450,8 +465,121 @@ class Engine:
 
     def _authorize(self, operation: str, rec: KeyRecord | None, ctx: RequestContext,
                    params: dict) -> None:
+        """Key policy + grants.  A client that names no principal is the trusted
+        local application (docs/policies.md) and is not evaluated."""
+        tokens = params.get("GrantTokens")
+        if tokens:
+            for t in tokens:
+                if _parse_grant_token(t) is None:
+                    raise KMSError("InvalidGrantTokenException", "The grant token is not valid.")
         if self.authorizer is not None:
             self.authorizer(operation, rec, ctx, params)
+        principal = ctx.principal
+        if principal is None or rec is None or operation in IAM_ONLY or operation in NOT_POLICY_CONTROLLED:
+            return
+        action = "kms:" + operation
+        policy = parse_policy(rec.policy)
+        account = self._account(ctx)
+        if policy.has_conditions:
+            decision = policy.decide(principal, account, action,
+                                     self._condition_context(operation, rec, ctx, params))
+        else:
+            k = (rec.policy, principal, action)
+            decision = self._decisions.get(k)
+            if decision is None:
+                decision = policy.decide(principal, account, action, {})
+                if len(self._decisions) > 65536:
+                    self._decisions.clear()
+                self._decisions[k] = decision
+        if decision == "Allow":
+            return
+        if decision == "Deny":
+            raise access_denied(principal, action, rec.arn, explicit=True)
+        if self._grant_allows(operation, rec, ctx, params):
+            return
+        raise access_denied(principal, action, rec.arn, explicit=False)
+
+    def _condition_context(self, operation: str, rec: KeyRecord, ctx: RequestContext,
+                           params: dict) -> dict:
+        principal = ctx.principal or ""
+        m = re.match(r"^arn:aws[a-z-]*:(?:iam|sts)::(\d{12}):", principal)
+        via = ctx.via_service
+        if via is None and rec.managed_alias:
+            # There are no AWS services here: the application itself plays the
+            # service that owns an AWS-managed key (docs/policies.md).
+            via = f"{rec.managed_alias[len('alias/aws/'):]}.{self._region(ctx)}.amazonaws.com"
+        c: dict[str, Any] = {
+            "kms:CallerAccount": m.group(1) if m else self._account(ctx),
+            "aws:PrincipalArn": principal, "aws:PrincipalAccount": m.group(1) if m else None,
+            "aws:SourceIp": ctx.source_ip, "kms:ViaService": via,
+            "kms:KeySpec": rec.key_spec, "kms:KeyUsage": rec.key_usage, "kms:KeyOrigin": rec.origin,
+            "kms:GrantIsForAWSResource": "true" if ctx.via_service else "false",
+        }
+        ec_name = {"ReEncryptFrom": "SourceEncryptionContext",
+                   "ReEncryptTo": "DestinationEncryptionContext"}.get(operation, "EncryptionContext")
+        ec = params.get(ec_name)
+        if operation == "CreateGrant":
+            cons = params.get("Constraints") or {}
+            ec = cons.get("EncryptionContextEquals") or cons.get("EncryptionContextSubset")
+            c["kms:GrantOperations"] = list(params.get("Operations") or [])
+        if isinstance(ec, dict):
+            for k, v in ec.items():
+                c["kms:EncryptionContext:" + k] = v
+            c["kms:EncryptionContextKeys"] = list(ec)
+        if operation in ("Encrypt", "Decrypt", "ReEncryptFrom", "ReEncryptTo", "GenerateDataKey",
+                         "GenerateDataKeyWithoutPlaintext"):
+            c["kms:EncryptionAlgorithm"] = SYMMETRIC
+        ref = params.get("KeyId") or params.get("DestinationKeyId")
+        if isinstance(ref, str) and "alias/" in ref:
+            c["kms:RequestAlias"] = ref if ref.startswith("alias/") else "alias/" + ref.split(":alias/", 1)[-1]
+        if operation == "ScheduleKeyDeletion":
+            c["kms:ScheduleKeyDeletionPendingWindowInDays"] = params.get("PendingWindowInDays", 30)
+        if operation == "EnableKeyRotation":
+            c["kms:RotationPeriodInDays"] = params.get("RotationPeriodInDays", DEFAULT_ROTATION_DAYS)
+        return {k: v for k, v in c.items() if v is not None}
+
+    def _key_grants(self, key_id: str) -> list[dict]:
+        grants = self._grants.get(key_id)
+        if grants is None:
+            with self.store.reading() as conn:
+                rows = conn.execute(select(T_GRANTS).where(T_GRANTS.c.key_id == key_id)
+                                    .order_by(T_GRANTS.c.creation_date, T_GRANTS.c.grant_id)).mappings().all()
+            grants = [_grant_from_row(r) for r in rows]
+            self._grants[key_id] = grants
+        return grants
+
+    def _grant_allows(self, operation: str, rec: KeyRecord, ctx: RequestContext, params: dict) -> bool:
+        ec_name = {"ReEncryptFrom": "SourceEncryptionContext",
+                   "ReEncryptTo": "DestinationEncryptionContext"}.get(operation, "EncryptionContext")
+        ec = params.get(ec_name) or {}
+        account = self._account(ctx)
+        for g in self._key_grants(rec.key_id):
+            if operation not in g["Operations"]:
+                continue
+            if not _principal_match(g["GranteePrincipal"], ctx.principal, account):
+                continue
+            if operation == "CreateGrant":
+                if _grant_is_narrower(params, g):
+                    return True
+                continue
+            cons = g.get("Constraints") or {}
+            if operation not in ("DescribeKey", "RetireGrant") and cons:
+                if "EncryptionContextEquals" in cons and ec != cons["EncryptionContextEquals"]:
+                    continue
+                if "EncryptionContextSubset" in cons and any(
+                        ec.get(k) != v for k, v in cons["EncryptionContextSubset"].items()):
+                    continue
+            return True
+        return False
+
+    def check_lockout(self, policy_text: str, ctx: RequestContext, bypass: bool) -> None:
+        """AWS's lockout safety check: the caller must be able to change the policy later."""
+        if bypass:
+            return
+        principal = ctx.principal or f"arn:aws:iam::{self._account(ctx)}:root"
+        if parse_policy(policy_text).decide(principal, self._account(ctx), "kms:PutKeyPolicy", {}) != "Allow":
+            raise KMSError("MalformedPolicyDocumentException",
+                           "The new key policy will not allow you to update the key policy in the future.")
 
     @staticmethod
     def _check_symmetric_algorithm(alg: str | None) -> None:
@@ -535,9 +663,6 @@ class Engine:
                            "Custom key stores are not supported by this KMS engine.")
         if origin not in ("AWS_KMS", "EXTERNAL"):
             raise validation(f"Origin {origin} is not valid.")
-        if origin == "EXTERNAL" and not getattr(self, "supports_import", False):
-            raise KMSError("UnsupportedOperationException",
-                           "Origin EXTERNAL (imported key material) is not enabled in this engine.")
         if p.get("MultiRegion"):
             raise KMSError("UnsupportedOperationException",
                            "Multi-Region keys are not supported by this KMS engine.")
@@ -549,8 +674,8 @@ class Engine:
             check_policy_document(policy)
         tag_list = self._check_tags(p.get("Tags") or [])
         self._authorize("CreateKey", None, ctx, p)
-        if self.authorizer is not None and hasattr(self.authorizer, "check_lockout"):
-            self.authorizer.check_lockout(policy, ctx, p.get("BypassPolicyLockoutSafetyCheck", False))
+        if p.get("Policy") is not None:
+            self.check_lockout(policy, ctx, bool(p.get("BypassPolicyLockoutSafetyCheck")))
         now = self._now()
         key_id = str(uuid.uuid4())
         external = origin == "EXTERNAL"
@@ -639,7 +764,7 @@ class Engine:
         self._authorize("ListKeys", None, ctx, p)
         self._purge_expired(ctx)
         limit = self._limit(p, 100, 1000)
-        after = self._marker(p)
+        after = self._marker(p, "keys")
         q = (select(T_KEYS.c.key_id).where(and_(T_KEYS.c.account_id == self._account(ctx),
                                                T_KEYS.c.region == self._region(ctx)))
              .order_by(T_KEYS.c.key_id).limit(limit + 1))
@@ -651,7 +776,7 @@ class Engine:
         out: dict[str, Any] = {"Keys": [{"KeyId": k, "KeyArn": self.key_arn(k, ctx)} for k in page],
                                "Truncated": more}
         if more:
-            out["NextMarker"] = self._make_marker(page[-1])
+            out["NextMarker"] = self._make_marker(page[-1], "keys")
         return out
 
     def _purge_expired(self, ctx: RequestContext) -> None:
@@ -681,17 +806,19 @@ class Engine:
         return limit
 
     @staticmethod
-    def _make_marker(last: str) -> str:
-        return base64.urlsafe_b64encode(json.dumps({"after": last}).encode()).decode()
+    def _make_marker(last: str, kind: str) -> str:
+        # Opaque to callers; names the list it belongs to so it cannot be replayed on another.
+        return base64.urlsafe_b64encode(json.dumps({"list": kind, "after": last}).encode()).decode()
 
     @staticmethod
-    def _marker(p: dict) -> str | None:
+    def _marker(p: dict, kind: str) -> str | None:
         marker = p.get("Marker")
         if marker is None:
             return None
         try:
-            after = json.loads(base64.urlsafe_b64decode(marker.encode()))["after"]
-            if not isinstance(after, str):
+            doc = json.loads(base64.urlsafe_b64decode(marker.encode()))
+            after = doc["after"]
+            if not isinstance(after, str) or doc.get("list") != kind:
                 raise ValueError
             return after
         except (ValueError, KeyError, TypeError, AttributeError, binascii.Error, UnicodeError):
@@ -791,7 +918,7 @@ class Engine:
     def _op_ListAliases(self, p: dict, ctx: RequestContext) -> dict:
         self._purge_expired(ctx)
         limit = self._limit(p, 50, 100)
-        after = self._marker(p)
+        after = self._marker(p, "aliases")
         account, region = self._account(ctx), self._region(ctx)
         q = select(T_ALIASES).where(and_(T_ALIASES.c.account_id == account,
                                          T_ALIASES.c.region == region))
@@ -821,7 +948,7 @@ class Engine:
         page, more = entries[:limit], len(entries) > limit
         out: dict[str, Any] = {"Aliases": page, "Truncated": more}
         if more:
-            out["NextMarker"] = self._make_marker(page[-1]["AliasName"])
+            out["NextMarker"] = self._make_marker(page[-1]["AliasName"], "aliases")
         return out
 
     # -- cryptography ----------------------------------------------------------------
@@ -1027,7 +1154,7 @@ class Engine:
                              "failed to satisfy constraint: Member must satisfy enum value set: "
                              "[ALL_KEY_MATERIAL, ROTATIONS_ONLY]")
         limit = self._limit(p, 100, 1000)
-        after = self._marker(p)
+        after = self._marker(p, "rotations:" + rec.key_id)
         with self.store.reading() as conn:
             rows = conn.execute(select(T_MAT.c.version, T_MAT.c.material_id, T_MAT.c.created,
                                        T_MAT.c.rotation_type)
@@ -1048,7 +1175,7 @@ class Engine:
         page, more = entries[:limit], len(entries) > limit
         out: dict[str, Any] = {"Truncated": more}
         if more:
-            out["NextMarker"] = self._make_marker(page[-1]["_v"])
+            out["NextMarker"] = self._make_marker(page[-1]["_v"], "rotations:" + rec.key_id)
         for e in page:
             del e["_v"]
         out["Rotations"] = page
@@ -1111,7 +1238,7 @@ class Engine:
         rec = self._resolve(p["KeyId"], ctx, "ListResourceTags", alias_ok=False)
         self._authorize("ListResourceTags", rec, ctx, p)
         limit = self._limit(p, 50, 50)
-        after = self._marker(p)
+        after = self._marker(p, "tags:" + rec.key_id)
         q = select(T_TAGS.c.tag_key, T_TAGS.c.tag_value).where(T_TAGS.c.key_id == rec.key_id) \
             .order_by(T_TAGS.c.tag_key).limit(limit + 1)
         if after is not None:
@@ -1122,7 +1249,7 @@ class Engine:
         out: dict[str, Any] = {"Tags": [{"TagKey": r.tag_key, "TagValue": r.tag_value} for r in page],
                                "Truncated": more}
         if more:
-            out["NextMarker"] = self._make_marker(page[-1].tag_key)
+            out["NextMarker"] = self._make_marker(page[-1].tag_key, "tags:" + rec.key_id)
         return out
 
     # -- key policies (storage; evaluation is the authorizer's) ------------------------------
@@ -1138,7 +1265,7 @@ class Engine:
         rec = self._resolve(p["KeyId"], ctx, "ListKeyPolicies", alias_ok=False)
         self._authorize("ListKeyPolicies", rec, ctx, p)
         self._limit(p, 100, 1000)
-        self._marker(p)
+        self._marker(p, "policies")
         return {"PolicyNames": ["default"], "Truncated": False}
 
     def _op_PutKeyPolicy(self, p: dict, ctx: RequestContext) -> dict:
@@ -1147,39 +1274,387 @@ class Engine:
         if name != "default":
             raise not_found("No such policy exists")
         check_policy_document(p["Policy"])
-        if self.authorizer is not None and hasattr(self.authorizer, "check_lockout"):
-            self.authorizer.check_lockout(p["Policy"], ctx, p.get("BypassPolicyLockoutSafetyCheck", False))
+        self.check_lockout(p["Policy"], ctx, bool(p.get("BypassPolicyLockoutSafetyCheck")))
         self._write_key(rec, policy=p["Policy"])
         return {}
 
+    # -- grants ------------------------------------------------------------------------
+    _GRANT_OPS_SYMMETRIC = {"Decrypt", "Encrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext",
+                            "ReEncryptFrom", "ReEncryptTo", "CreateGrant", "RetireGrant", "DescribeKey",
+                            "GenerateDataKeyPair", "GenerateDataKeyPairWithoutPlaintext"}
+    _GRANT_OPS_ALL = _GRANT_OPS_SYMMETRIC | {"Sign", "Verify", "GetPublicKey", "GenerateMac",
+                                             "VerifyMac", "DeriveSharedSecret"}
 
-def check_policy_document(policy: Any) -> dict:
+    def _op_CreateGrant(self, p: dict, ctx: RequestContext) -> dict:
+        rec = self._resolve(p["KeyId"], ctx, "CreateGrant", alias_ok=False)
+        self._check_crypto_state(rec)
+        ops = list(p["Operations"])
+        if not ops:
+            raise validation("1 validation error detected: Value '[]' at 'operations' failed to "
+                             "satisfy constraint: Member must have length greater than or equal to 1")
+        for op in ops:
+            if op not in self._GRANT_OPS_ALL:
+                raise validation(f"1 validation error detected: Value '[{', '.join(ops)}]' at 'operations' "
+                                 "failed to satisfy constraint: Member must satisfy constraint: "
+                                 f"[Member must satisfy enum value set: [{', '.join(sorted(self._GRANT_OPS_ALL))}]]")
+            if op not in self._GRANT_OPS_SYMMETRIC:
+                raise validation(f"Grant operation {op} is not valid for a {rec.key_spec} key.")
+        cons = p.get("Constraints")
+        if cons:
+            if set(cons) - {"EncryptionContextSubset", "EncryptionContextEquals"}:
+                raise validation("Constraints may only hold EncryptionContextSubset or EncryptionContextEquals.")
+            for name, pairs in cons.items():
+                if not isinstance(pairs, dict) or len(pairs) > 8 or any(
+                        not isinstance(v, str) or len(v) > 384 for v in pairs.values()):
+                    raise validation(f"{name} must hold at most 8 pairs with values of at most 384 characters.")
+        grantee = p["GranteePrincipal"]
+        self._check_principal(grantee, "granteePrincipal")
+        retiring = p.get("RetiringPrincipal")
+        if retiring is not None:
+            self._check_principal(retiring, "retiringPrincipal")
+        name = p.get("Name")
+        if name is not None and not re.fullmatch(r"[a-zA-Z0-9:/_-]{1,256}", name):
+            raise validation(f"1 validation error detected: Value '{name}' at 'name' failed to satisfy "
+                             "constraint: Member must satisfy regular expression pattern: ^[a-zA-Z0-9:/_-]+$")
+        self._authorize("CreateGrant", rec, ctx, p)
+        self._dry_run(p)
+        wanted = {"GranteePrincipal": grantee, "RetiringPrincipal": retiring,
+                  "Operations": sorted(ops), "Constraints": cons or None}
+        with self.store.transaction() as conn:
+            if name is not None:
+                for r in conn.execute(select(T_GRANTS).where(and_(
+                        T_GRANTS.c.key_id == rec.key_id, T_GRANTS.c.name == name))).mappings():
+                    g = _grant_from_row(r)
+                    same = {"GranteePrincipal": g["GranteePrincipal"],
+                            "RetiringPrincipal": g.get("RetiringPrincipal"),
+                            "Operations": sorted(g["Operations"]), "Constraints": g.get("Constraints")}
+                    if same == wanted:  # idempotent per key and name: same grant, new token
+                        return {"GrantToken": _make_grant_token(g["GrantId"]), "GrantId": g["GrantId"]}
+            count = conn.execute(select(func.count()).select_from(T_GRANTS)
+                                 .where(T_GRANTS.c.key_id == rec.key_id)).scalar_one()
+            if count >= 50000:
+                raise KMSError("LimitExceededException", f"The key {rec.arn} already has 50000 grants.")
+            grant_id = os.urandom(32).hex()
+            conn.execute(insert(T_GRANTS).values(
+                grant_id=grant_id, key_id=rec.key_id, name=name, grantee_principal=grantee,
+                retiring_principal=retiring, operations=json.dumps(ops),
+                constraints=json.dumps(cons) if cons else None,
+                issuing_account=self._account(ctx), creation_date=self._now()))
+        self.invalidate(rec.key_id)
+        return {"GrantToken": _make_grant_token(grant_id), "GrantId": grant_id}
+
+    @staticmethod
+    def _check_principal(value: Any, field: str) -> None:
+        if not isinstance(value, str) or not re.fullmatch(r"[\w+=,.@:/-]{1,256}", value):
+            raise validation(f"1 validation error detected: Value '{value}' at '{field}' failed to satisfy "
+                             "constraint: Member must satisfy regular expression pattern: ^[\\w+=,.@:/-]+$")
+
+    def _grant_entry(self, g: dict, rec_arn: str) -> dict:
+        out = {k: v for k, v in g.items() if v is not None}
+        out["KeyId"] = rec_arn
+        out["CreationDate"] = _ts(out["CreationDate"])
+        return out
+
+    def _page(self, entries: list[dict], sort_key: str, p: dict, default: int, maximum: int,
+              list_name: str, kind: str) -> dict:
+        limit = self._limit(p, default, maximum)
+        after = self._marker(p, kind)
+        if after is not None:
+            entries = [e for e in entries if e[sort_key] > after]
+        page, more = entries[:limit], len(entries) > limit
+        out: dict[str, Any] = {list_name: page, "Truncated": more}
+        if more:
+            out["NextMarker"] = self._make_marker(page[-1][sort_key], kind)
+        return out
+
+    def _op_ListGrants(self, p: dict, ctx: RequestContext) -> dict:
+        rec = self._resolve(p["KeyId"], ctx, "ListGrants", alias_ok=False)
+        self._authorize("ListGrants", rec, ctx, p)
+        grants = sorted(self._key_grants(rec.key_id), key=lambda g: g["GrantId"])
+        if p.get("GrantId") is not None:
+            grants = [g for g in grants if g["GrantId"] == p["GrantId"]]
+        if p.get("GranteePrincipal") is not None:
+            grants = [g for g in grants if g["GranteePrincipal"] == p["GranteePrincipal"]]
+        return self._page([self._grant_entry(g, rec.arn) for g in grants], "GrantId", p, 50, 100, "Grants",
+                          "grants:" + rec.key_id)
+
+    def _op_ListRetirableGrants(self, p: dict, ctx: RequestContext) -> dict:
+        retiring = p["RetiringPrincipal"]
+        self._check_principal(retiring, "retiringPrincipal")
+        with self.store.reading() as conn:
+            rows = conn.execute(select(T_GRANTS, T_KEYS.c.region, T_KEYS.c.account_id)
+                                .join(T_KEYS, T_KEYS.c.key_id == T_GRANTS.c.key_id)
+                                .where(T_GRANTS.c.retiring_principal == retiring)
+                                .order_by(T_GRANTS.c.grant_id)).mappings().all()
+        entries = []
+        for r in rows:
+            arn = f"arn:aws:kms:{r['region']}:{r['account_id']}:key/{r['key_id']}"
+            entries.append(self._grant_entry(_grant_from_row(r), arn))
+        return self._page(entries, "GrantId", p, 50, 100, "Grants", "retirable:" + retiring)
+
+    def _find_grant(self, p: dict, ctx: RequestContext, operation: str) -> tuple[KeyRecord, dict]:
+        token, grant_id, key_ref = p.get("GrantToken"), p.get("GrantId"), p.get("KeyId")
+        if token is not None:
+            parsed = _parse_grant_token(token)
+            if parsed is None:
+                raise KMSError("InvalidGrantTokenException", "The grant token is not valid.")
+            if grant_id is not None and grant_id != parsed:
+                raise KMSError("InvalidGrantIdException", "The grant ID does not match the grant token.")
+            grant_id = parsed
+        if grant_id is None or (operation == "RevokeGrant" and key_ref is None):
+            raise validation("Specify a GrantToken, or a KeyId and a GrantId.")
+        if not re.fullmatch(r"[0-9a-f]{64}", grant_id):
+            raise KMSError("InvalidGrantIdException", "The grant ID is not valid.")
+        with self.store.reading() as conn:
+            row = conn.execute(select(T_GRANTS).where(T_GRANTS.c.grant_id == grant_id)).mappings().first()
+        if key_ref is not None:
+            rec = self._resolve(key_ref, ctx, operation, alias_ok=False)
+            if row is not None and row["key_id"] != rec.key_id:
+                row = None
+        elif row is not None:
+            rec = self._get(row["key_id"], ctx)
+            if rec is None:
+                row = None
+        if row is None:
+            raise not_found("Grant ID not found" if token is None else "The grant token does not identify a grant.")
+        return rec, _grant_from_row(row)
+
+    def _delete_grant(self, rec: KeyRecord, grant_id: str) -> None:
+        with self.store.transaction() as conn:
+            conn.execute(delete(T_GRANTS).where(T_GRANTS.c.grant_id == grant_id))
+        self.invalidate(rec.key_id)
+
+    def _op_RetireGrant(self, p: dict, ctx: RequestContext) -> dict:
+        rec, g = self._find_grant(p, ctx, "RetireGrant")
+        self._authorize("RetireGrant", rec, ctx, p)
+        principal = ctx.principal
+        if principal is not None:
+            account_root = f"arn:aws:iam::{self._account(ctx)}:root"
+            ok = (principal == account_root
+                  or (g.get("RetiringPrincipal") and _principal_match(g["RetiringPrincipal"], principal, self._account(ctx)))
+                  or ("RetireGrant" in g["Operations"]
+                      and _principal_match(g["GranteePrincipal"], principal, self._account(ctx))))
+            if not ok:
+                raise access_denied(principal, "kms:RetireGrant", rec.arn, explicit=False)
+        self._dry_run(p)
+        self._delete_grant(rec, g["GrantId"])
+        return {}
+
+    def _op_RevokeGrant(self, p: dict, ctx: RequestContext) -> dict:
+        rec, g = self._find_grant(p, ctx, "RevokeGrant")
+        self._authorize("RevokeGrant", rec, ctx, p)
+        self._deny_if_managed(rec, "RevokeGrant", ctx)
+        self._dry_run(p)
+        self._delete_grant(rec, g["GrantId"])
+        return {}
+
+    # -- imported key material (BYOK) ----------------------------------------------------
+    _WRAPPING = {"RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256", "RSA_AES_KEY_WRAP_SHA_1", "RSA_AES_KEY_WRAP_SHA_256"}
+    _WRAPPING_BITS = {"RSA_2048": 2048, "RSA_3072": 3072, "RSA_4096": 4096}
+
+    def _external_key(self, p: dict, ctx: RequestContext, operation: str) -> KeyRecord:
+        rec = self._admin_key(p["KeyId"], ctx, operation, p)
+        if rec.origin != "EXTERNAL":
+            raise KMSError("UnsupportedOperationException",
+                           f"{rec.arn} origin is {rec.origin} which is not valid for this operation.")
+        return rec
+
+    def _op_GetParametersForImport(self, p: dict, ctx: RequestContext) -> dict:
+        rec = self._external_key(p, ctx, "GetParametersForImport")
+        self._check_not_pending_deletion(rec)
+        alg, spec = p["WrappingAlgorithm"], p["WrappingKeySpec"]
+        if alg not in self._WRAPPING:
+            raise validation(f"1 validation error detected: Value '{alg}' at 'wrappingAlgorithm' failed to "
+                             "satisfy constraint: Member must satisfy enum value set: "
+                             f"[{', '.join(sorted(self._WRAPPING))}]")
+        if spec not in self._WRAPPING_BITS:
+            raise KMSError("UnsupportedOperationException", f"WrappingKeySpec {spec} is not supported.")
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        private = rsa.generate_private_key(public_exponent=65537, key_size=self._WRAPPING_BITS[spec])
+        der = private.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption())
+        public = private.public_key().public_bytes(serialization.Encoding.DER,
+                                                   serialization.PublicFormat.SubjectPublicKeyInfo)
+        token_id = os.urandom(32).hex()
+        valid_to = self._now() + DAY
+        with self.store.transaction() as conn:
+            conn.execute(insert(T_IMPORT).values(
+                token_id=token_id, key_id=rec.key_id, wrapping_algorithm=alg, wrapping_key_spec=spec,
+                private_key_sealed=self.store.seal(der, f"import|{rec.key_id}|{token_id}".encode()),
+                valid_to=valid_to))
+        token = _IMPORT_TOKEN_PREFIX + bytes.fromhex(token_id) + uuid.UUID(rec.key_id).bytes
+        return {"KeyId": rec.arn, "ImportToken": token, "PublicKey": public,
+                "ParametersValidTo": _ts(valid_to)}
+
+    def _op_ImportKeyMaterial(self, p: dict, ctx: RequestContext) -> dict:
+        rec = self._external_key(p, ctx, "ImportKeyMaterial")
+        self._check_not_pending_deletion(rec)
+        token = p["ImportToken"]
+        if (not isinstance(token, (bytes, bytearray)) or len(token) != len(_IMPORT_TOKEN_PREFIX) + 48
+                or not bytes(token).startswith(_IMPORT_TOKEN_PREFIX)):
+            raise KMSError("InvalidImportTokenException", "The import token is not valid.")
+        token = bytes(token)
+        token_id = token[len(_IMPORT_TOKEN_PREFIX):len(_IMPORT_TOKEN_PREFIX) + 32].hex()
+        if str(uuid.UUID(bytes=token[-16:])) != rec.key_id:
+            raise KMSError("InvalidImportTokenException", "The import token was issued for another key.")
+        with self.store.reading() as conn:
+            row = conn.execute(select(T_IMPORT).where(T_IMPORT.c.token_id == token_id)).mappings().first()
+        if row is None or row["key_id"] != rec.key_id:
+            raise KMSError("InvalidImportTokenException", "The import token is not valid.")
+        now = self._now()
+        if row["valid_to"] <= now:
+            raise KMSError("ExpiredImportTokenException",
+                           "The import token has expired. Use GetParametersForImport to get a new one.")
+        model = p.get("ExpirationModel") or "KEY_MATERIAL_EXPIRES"
+        valid_to = p.get("ValidTo")
+        if model == "KEY_MATERIAL_EXPIRES":
+            if valid_to is None:
+                raise validation("A validTo date must be set if the ExpirationModel is KEY_MATERIAL_EXPIRES")
+            vt = valid_to.timestamp() if isinstance(valid_to, datetime) else float(valid_to)
+            if vt <= now or vt > now + 365 * DAY:
+                raise validation("ValidTo must be in the future and at most 365 days from now.")
+        elif model == "KEY_MATERIAL_DOES_NOT_EXPIRE":
+            if valid_to is not None:
+                raise validation("A validTo date must not be set if the ExpirationModel is KEY_MATERIAL_DOES_NOT_EXPIRE")
+            vt = None
+        else:
+            raise validation(f"1 validation error detected: Value '{model}' at 'expirationModel' failed "
+                             "to satisfy constraint: Member must satisfy enum value set: "
+                             "[KEY_MATERIAL_DOES_NOT_EXPIRE, KEY_MATERIAL_EXPIRES]")
+        material = self._unwrap_import(row, bytes(p["EncryptedKeyMaterial"]))
+        if len(material) != 32:
+            raise KMSError("IncorrectKeyMaterialException",
+                           "The key material must be 256 bits (32 bytes) for a SYMMETRIC_DEFAULT key.")
+        import hmac as _hmac
+        with self.store.transaction() as conn:
+            existing = conn.execute(select(T_MAT).where(and_(T_MAT.c.key_id == rec.key_id,
+                                                              T_MAT.c.version == 1))).mappings().first()
+            if existing is not None:
+                old = self.store.unseal(existing["sealed"], Store.material_aad(rec.key_id, 1))
+                if not _hmac.compare_digest(old, material):
+                    raise KMSError("IncorrectKeyMaterialException",
+                                   "The key material does not match the key material previously imported "
+                                   "into this KMS key.")
+                material_id = existing["material_id"]
+            else:
+                prior = self._imported_fingerprint(conn, rec.key_id)
+                fp = _hmac.new(material, b"kms-local/imported-material-fingerprint", "sha256").hexdigest()
+                if prior is not None and not _hmac.compare_digest(prior, fp):
+                    raise KMSError("IncorrectKeyMaterialException",
+                                   "The key material does not match the key material previously imported "
+                                   "into this KMS key.")
+                material_id = self._add_material(conn, rec.key_id, 1, now, None, material=material)
+                conn.execute(update(T_MAT).where(and_(T_MAT.c.key_id == rec.key_id, T_MAT.c.version == 1))
+                             .values(import_state="IMPORTED"))
+                conn.execute(update(T_KEYS).where(T_KEYS.c.key_id == rec.key_id)
+                             .values(import_fingerprint=fp))
+            state = ENABLED if rec.key_state == PENDING_IMPORT else rec.key_state
+            conn.execute(update(T_KEYS).where(T_KEYS.c.key_id == rec.key_id).values(
+                key_state=state, current_version=1, valid_to=vt, expiration_model=model))
+        self.invalidate(rec.key_id)
+        return {"KeyId": rec.arn, "KeyMaterialId": material_id}
+
+    @staticmethod
+    def _imported_fingerprint(conn, key_id: str) -> str | None:
+        # Re-imports must bring the same material, even after it was deleted:
+        # we keep only a fingerprint (HMAC keyed by the material), never the bytes.
+        return conn.execute(select(T_KEYS.c.import_fingerprint).where(T_KEYS.c.key_id == key_id)).scalar()
+
+    def _unwrap_import(self, row, wrapped: bytes) -> bytes:
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import padding
+        from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap_with_padding
+        der = self.store.unseal(row["private_key_sealed"], f"import|{row['key_id']}|{row['token_id']}".encode())
+        private = serialization.load_der_private_key(der, password=None)
+        alg = row["wrapping_algorithm"]
+        h = hashes.SHA1() if alg.endswith("SHA_1") else hashes.SHA256()
+        oaep = padding.OAEP(mgf=padding.MGF1(h), algorithm=h, label=None)
+        try:
+            if alg.startswith("RSAES_OAEP"):
+                return private.decrypt(wrapped, oaep)
+            n = private.key_size // 8
+            aes_key = private.decrypt(wrapped[:n], oaep)
+            return aes_key_unwrap_with_padding(aes_key, wrapped[n:])
+        except (ValueError, InvalidUnwrap):
+            raise KMSError("InvalidCiphertextException",
+                           "The EncryptedKeyMaterial could not be decrypted with the import parameters.") from None
+
+    def _op_DeleteImportedKeyMaterial(self, p: dict, ctx: RequestContext) -> dict:
+        rec = self._external_key(p, ctx, "DeleteImportedKeyMaterial")
+        material_id = rec.material_ids.get(1)
+        with self.store.transaction() as conn:
+            conn.execute(delete(T_MAT).where(T_MAT.c.key_id == rec.key_id))
+            values: dict[str, Any] = {"current_version": 0, "valid_to": None}
+            if rec.key_state != PENDING_DELETION:
+                values["key_state"] = PENDING_IMPORT
+            conn.execute(update(T_KEYS).where(T_KEYS.c.key_id == rec.key_id).values(**values))
+        self.invalidate(rec.key_id)
+        out = {"KeyId": rec.arn}
+        if material_id:
+            out["KeyMaterialId"] = material_id
+        return out
+
+
+def check_policy_document(policy: Any):
     """Parse a key policy; MalformedPolicyDocumentException if it is not one."""
     if not isinstance(policy, str):
         raise KMSError("MalformedPolicyDocumentException", "The policy must be a JSON string.")
     if len(policy.encode("utf-8")) > 32768:
-        raise KMSError("LimitExceededException", "The key policy exceeds the 32 KB limit.")
-    try:
-        doc = json.loads(policy)
-    except ValueError:
-        raise KMSError("MalformedPolicyDocumentException", "The policy is not valid JSON.") from None
-    if not isinstance(doc, dict):
-        raise KMSError("MalformedPolicyDocumentException", "The policy must be a JSON object.")
-    statements = doc.get("Statement")
-    if isinstance(statements, dict):
-        statements = [statements]
-    if not isinstance(statements, list) or not statements:
-        raise KMSError("MalformedPolicyDocumentException", "The policy must contain a Statement.")
-    for st in statements:
-        if not isinstance(st, dict) or st.get("Effect") not in ("Allow", "Deny"):
-            raise KMSError("MalformedPolicyDocumentException",
-                           "Each policy statement must have an Effect of Allow or Deny.")
-        if "Action" not in st and "NotAction" not in st:
-            raise KMSError("MalformedPolicyDocumentException", "Each policy statement must have an Action.")
-        if "Principal" not in st and "NotPrincipal" not in st:
-            raise KMSError("MalformedPolicyDocumentException",
-                           "Each key policy statement must name a Principal.")
+        raise KMSError("LimitExceededException", "The key policy exceeds the 32 KB quota.")
+    doc = parse_policy(policy)
+    for st in doc.statements:
+        for pr in (st.principals or []) + (st.not_principals or []):
+            if pr != "*" and not re.fullmatch(r"\d{12}|arn:aws[a-z-]*:(iam|sts)::\d{12}:\S+|\w+:[\w.-]+", pr):
+                raise KMSError("MalformedPolicyDocumentException",
+                               "Policy contains a statement with one or more invalid principals.")
     return doc
+
+_IMPORT_TOKEN_PREFIX = b"KMSLOCAL-IMPORT-1"
+_GRANT_TOKEN_PREFIX = "KMSGT1"
+
+
+def _make_grant_token(grant_id: str) -> str:
+    # Not secret (as AWS's): names the grant, with random bytes so each call's token differs.
+    raw = bytes.fromhex(grant_id) + os.urandom(16)
+    return _GRANT_TOKEN_PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _parse_grant_token(token: Any) -> str | None:
+    if not isinstance(token, str) or not token.startswith(_GRANT_TOKEN_PREFIX):
+        return None
+    body = token[len(_GRANT_TOKEN_PREFIX):]
+    try:
+        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    except (ValueError, binascii.Error):
+        return None
+    return raw[:32].hex() if len(raw) == 48 else None
+
+
+def _grant_from_row(r) -> dict:
+    g = {"GrantId": r["grant_id"], "Name": r["name"], "CreationDate": r["creation_date"],
+         "GranteePrincipal": r["grantee_principal"], "RetiringPrincipal": r["retiring_principal"],
+         "IssuingAccount": f"arn:aws:iam::{r['issuing_account']}:root",
+         "Operations": json.loads(r["operations"])}
+    if r["constraints"]:
+        g["Constraints"] = json.loads(r["constraints"])
+    return g
+
+
+def _grant_is_narrower(params: dict, parent: dict) -> bool:
+    """A grantee holding CreateGrant may only grant a subset of its operations
+    under equal or stricter constraints."""
+    if not set(params.get("Operations") or []) <= set(parent["Operations"]):
+        return False
+    pc = parent.get("Constraints") or {}
+    nc = params.get("Constraints") or {}
+    if "EncryptionContextEquals" in pc:
+        return nc.get("EncryptionContextEquals") == pc["EncryptionContextEquals"]
+    if "EncryptionContextSubset" in pc:
+        want = pc["EncryptionContextSubset"]
+        have = nc.get("EncryptionContextEquals") or nc.get("EncryptionContextSubset") or {}
+        return all(have.get(k) == v for k, v in want.items())
+    return True
 
 
 _DEFAULT_CTX = RequestContext()
@@ -1191,6 +1666,8 @@ OPERATIONS_SERVED = (
     "GenerateDataKeyWithoutPlaintext", "GenerateRandom", "EnableKeyRotation", "DisableKeyRotation",
     "GetKeyRotationStatus", "RotateKeyOnDemand", "ListKeyRotations", "TagResource", "UntagResource",
     "ListResourceTags", "GetKeyPolicy", "ListKeyPolicies", "PutKeyPolicy",
+    "CreateGrant", "ListGrants", "ListRetirableGrants", "RetireGrant", "RevokeGrant",
+    "GetParametersForImport", "ImportKeyMaterial", "DeleteImportedKeyMaterial",
 )
 
 # One engine per store per process, shared by every client made for that store.

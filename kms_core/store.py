@@ -69,6 +69,7 @@ keys = Table(
     Column("managed_alias", String(256)),
     Column("valid_to", Float),
     Column("expiration_model", String(32)),
+    Column("import_fingerprint", String(64)),
 )
 
 key_materials = Table(
@@ -98,6 +99,30 @@ tags = Table(
     Column("key_id", String(64), primary_key=True),
     Column("tag_key", String(128), primary_key=True),
     Column("tag_value", String(256), nullable=False),
+)
+
+grants = Table(
+    "kms_grants", metadata,
+    Column("grant_id", String(64), primary_key=True),
+    Column("key_id", String(64), nullable=False, index=True),
+    Column("name", String(256)),
+    Column("grantee_principal", String(256), nullable=False),
+    Column("retiring_principal", String(256)),
+    Column("operations", Text, nullable=False),      # JSON list
+    Column("constraints", Text),                      # JSON object or NULL
+    Column("issuing_account", String(12), nullable=False),
+    Column("creation_date", Float, nullable=False),
+)
+
+# BYOK: RSA wrapping keys handed out by GetParametersForImport (private key sealed).
+import_parameters = Table(
+    "kms_import_parameters", metadata,
+    Column("token_id", String(64), primary_key=True),
+    Column("key_id", String(64), nullable=False, index=True),
+    Column("wrapping_algorithm", String(32), nullable=False),
+    Column("wrapping_key_spec", String(16), nullable=False),
+    Column("private_key_sealed", LargeBinary, nullable=False),
+    Column("valid_to", Float, nullable=False),
 )
 
 # Migrations from version N to N+1, run in one transaction each.
