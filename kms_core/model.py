@@ -22,9 +22,9 @@ import base64
 import binascii
 import json
 import math
+import os
 import re
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from kms_core.errors import KMSError
@@ -36,7 +36,7 @@ __all__ = [
     "coerce_input", "camel",
 ]
 
-_DATA = Path(__file__).resolve().parent / "data" / "kms-model.json"
+_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "kms-model.json")
 
 
 class Shape:
@@ -173,7 +173,8 @@ def camel(name: str) -> str:
 
 
 def _load():
-    raw = json.loads(_DATA.read_text(encoding="utf-8"))
+    with open(_DATA, encoding="utf-8") as f:
+        raw = json.load(f)
     shapes = {n: Shape(n, s) for n, s in raw["shapes"].items()}
     for n, s in raw["shapes"].items():
         sh = shapes[n]

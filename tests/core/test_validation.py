@@ -603,7 +603,7 @@ def test_validate_never_crashes_and_check_params_is_client_then_service(case):
 @given(op_and_params())
 def test_fast_path_agrees_with_the_full_check(case):
     name, params = case
-    validation._warm()
+    validation.precompile()
     server, both = validation._SERVER[name], validation._BOTH[name]
     try:
         msgs = validation.validation_messages(name, params)
@@ -617,7 +617,7 @@ def test_fast_path_agrees_with_the_full_check(case):
 
 @pytest.mark.parametrize("op", sorted(OPERATIONS))
 def test_fast_path_takes_valid_requests(op):
-    validation._warm()
+    validation.precompile()
     assert validation._SERVER[op](baseline(op)) and validation._BOTH[op](baseline(op))
     assert not validation._BOTH[op]({**baseline(op), "Unknown": 1})
 
@@ -686,6 +686,6 @@ def test_check_wire_types_converts_and_ignores_unknown_fields():
 
 
 def test_every_operation_compiles():
-    validation._warm()
+    validation.precompile()
     assert set(validation._BOTH) == set(OPERATIONS) == set(validation._SERVER)
     assert model.OPERATIONS is OPERATIONS
