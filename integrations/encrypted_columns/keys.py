@@ -73,6 +73,7 @@ class Settings:
 class Keyring:
     def __init__(self):
         self.settings = Settings()
+        self.kms_calls = 0  # GenerateDataKey + Decrypt made by this keyring
         self._lock = threading.Lock()
         self._reset_caches()
 
@@ -105,6 +106,7 @@ class Keyring:
     # -- KMS side (no database) --------------------------------------------
     def generate(self, kms_key: str) -> tuple[fmt.DataKey, dict]:
         key_id = os.urandom(fmt.KEY_ID_LEN)
+        self.kms_calls += 1
         try:
             resp = _off_loop(self.kms.generate_data_key, KeyId=kms_key, KeySpec="AES_256",
                              EncryptionContext=data_key_context(key_id))
@@ -117,6 +119,7 @@ class Keyring:
 
     def unwrap(self, row) -> fmt.DataKey:
         key_id = bytes.fromhex(row.id)
+        self.kms_calls += 1
         try:
             resp = _off_loop(self.kms.decrypt, CiphertextBlob=bytes(row.wrapped),
                              KeyId=row.kms_key_id, EncryptionContext=data_key_context(key_id))
@@ -228,21 +231,18 @@ class Keyring:
         """
         _TABLE.create(conn, checkfirst=True)
         token = _vault_token(conn.engine)
-        calls = 0
+        start = self.kms_calls
         if load_all:
-            rows = conn.execute(select(_TABLE).limit(self.settings.max_entries)).all()
+            rows = conn.execute(select(_TABLE).order_by(_TABLE.c.created.desc())
+                                .limit(self.settings.max_entries)).all()
             for row in rows:
                 if self.read.get((token, bytes.fromhex(row.id))) is None:
                     self._read_row(conn, row)
-                    calls += 1
         for col in columns:
             t = col.type
             scope = t._scope() if t.deterministic else None
-            ck = (token, t.key_id, t._mode, scope)
-            if self.write.get(ck) is None and _pending(conn).get(ck) is None:
-                self.write_key(conn.dialect, t.key_id, t._mode, scope)
-                calls += 1
-        return calls
+            self.write_key(conn.dialect, t.key_id, t._mode, scope)
+        return self.kms_calls - start
 
 
 KEYRING = Keyring()
