@@ -5,7 +5,7 @@ import base64
 import http.client
 import json
 import os
-import signal
+import signal as _signal
 import socket
 import ssl
 import subprocess
@@ -47,13 +47,17 @@ class Server:
             self.env.pop(var, None)
         self.log_path = self.home / f"server-{self.port}.log"
         self.proc: subprocess.Popen | None = None
+        self._signalled = False
 
-    def start(self, timeout: float = 30.0) -> "Server":
+    def launch(self) -> "Server":
         self.home.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen([sys.executable, "-m", "kms_core.server", *self.args],
                                      env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
                                      cwd=str(self.home))
+        return self
+
+    def wait_healthy(self, timeout: float = 40.0) -> "Server":
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -64,9 +68,12 @@ class Server:
                     return self
             except OSError:
                 pass
-            time.sleep(0.1)
+            time.sleep(0.05)
         self.stop()
         pytest.fail(f"kms serve did not become healthy:\n{self.log()}")
+
+    def start(self) -> "Server":
+        return self.launch().wait_healthy()
 
     def connection(self, timeout: float = 10.0):
         if self.scheme == "https":
@@ -89,10 +96,15 @@ class Server:
         except OSError:
             return ""
 
-    def stop(self, sig=signal.SIGTERM, timeout: float = 20.0) -> int | None:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else None
-        self.proc.send_signal(sig)
+    def signal(self, sig=_signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.poll() is None and not self._signalled:
+            self._signalled = True
+            self.proc.send_signal(sig)
+
+    def stop(self, sig=_signal.SIGTERM, timeout: float = 20.0) -> int | None:
+        if self.proc is None:
+            return None
+        self.signal(sig)
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -132,12 +144,15 @@ class Server:
 def make_server(tmp_path):
     started: list[Server] = []
 
-    def make(*args, home=None, root_key=None, **kw) -> Server:
+    def make(*args, home=None, root_key=None, wait=True, **kw) -> Server:
         srv = Server(home or tmp_path / f"home{len(started)}", root_key or os.urandom(32), *args, **kw)
         started.append(srv)
-        return srv.start()
+        srv.launch()
+        return srv.wait_healthy() if wait else srv
 
     yield make
+    for srv in started:  # signal all first: they shut down in parallel
+        srv.signal()
     for srv in started:
         srv.stop()
 

@@ -84,7 +84,7 @@ def test_sigterm_finishes_the_in_flight_request(make_server, workers):
     conn.endheaders()
     conn.send(body[:10])  # the request is in flight: headers and part of the body
     time.sleep(0.5)
-    srv.proc.send_signal(signal.SIGTERM)
+    srv.signal(signal.SIGTERM)
     time.sleep(1.0)
     assert srv.proc.poll() is None, "the server exited with a request in flight"
     conn.send(body[10:])

@@ -1,0 +1,73 @@
+"""Two `kms serve` processes on one PostgreSQL store behave as one service."""
+from __future__ import annotations
+
+import os
+import time
+
+import botocore.exceptions
+import pytest
+
+from kms_core.server.credentials import AccessKeys
+from kms_core.store import Store
+
+
+def _until(fn, timeout=3.0, step=0.05):
+    """Seconds from now until ``fn()`` is true (fails after ``timeout``)."""
+    t0 = time.monotonic()
+    while True:
+        started = time.monotonic()
+        if fn():
+            return started - t0
+        if started - t0 > timeout:
+            pytest.fail(f"not true after {timeout} s")
+        time.sleep(step)
+
+
+def _code(call) -> str | None:
+    try:
+        call()
+        return None
+    except botocore.exceptions.ClientError as e:
+        return e.response["Error"]["Code"]
+
+
+def test_two_nodes_on_postgresql(make_server, pg_url):
+    root = os.urandom(32)
+    a = make_server(store_url=pg_url, root_key=root)  # creates the schema first
+    b = make_server(store_url=pg_url, root_key=root, wait=False)
+    key = a.create_access_key("ops")
+    b.wait_healthy()
+    ka, kb = a.client(key), b.client(key)
+
+    # Created on A, usable on B and back.
+    kid = ka.create_key(Description="shared")["KeyMetadata"]["KeyId"]
+    ka.create_alias(AliasName="alias/shared", TargetKeyId=kid)
+    blob = kb.encrypt(KeyId="alias/shared", Plaintext=b"both nodes")["CiphertextBlob"]
+    assert ka.decrypt(CiphertextBlob=blob)["Plaintext"] == b"both nodes"
+    assert kb.describe_key(KeyId=kid)["KeyMetadata"]["Description"] == "shared"
+
+    # Disabled on A: B refuses within the engine's 1 s cache refresh.
+    ka.disable_key(KeyId=kid)
+    lag = _until(lambda: _code(lambda: kb.encrypt(KeyId=kid, Plaintext=b"x")) == "DisabledException")
+    assert lag <= 1.3, f"B honoured the disable after {lag:.2f} s"
+    ka.enable_key(KeyId=kid)
+    _until(lambda: _code(lambda: kb.encrypt(KeyId=kid, Plaintext=b"x")) is None)
+
+    # Rotated on A: B encrypts under the new material within 1 s; old blobs still decrypt on B.
+    before = kb.generate_data_key(KeyId=kid, KeySpec="AES_256")["KeyMaterialId"]
+    ka.rotate_key_on_demand(KeyId=kid)
+    current = ka.describe_key(KeyId=kid)["KeyMetadata"]["CurrentKeyMaterialId"]
+    assert current != before
+    lag = _until(lambda: kb.generate_data_key(KeyId=kid, KeySpec="AES_256")["KeyMaterialId"] == current)
+    assert lag <= 1.3, f"B used the rotated material after {lag:.2f} s"
+    assert kb.decrypt(CiphertextBlob=blob)["Plaintext"] == b"both nodes"
+
+    # An access key deleted in the store stops working on both nodes within 1 s.
+    store = Store(a.settings())
+    try:
+        AccessKeys(store, "111122223333").delete(key["AccessKeyId"])
+    finally:
+        store.dispose()
+    for client in (ka, kb):
+        lag = _until(lambda: _code(client.list_keys) == "UnrecognizedClientException")
+        assert lag <= 1.3
