@@ -113,10 +113,10 @@ ALIAS_OPERATIONS = frozenset({
 _PERMISSIONS = {"ReEncrypt": ("kms:ReEncryptFrom", "kms:ReEncryptTo")}
 
 # Key-state rules (reference §2.2).  For each rule: state -> (error code,
-# message template with {arn}) or None when the state is allowed.  States not
-# listed are allowed.  "Creating"/"Updating"/"Unavailable"/
-# "PendingReplicaDeletion" follow PendingDeletion for crypto, as AWS does for
-# keys that cannot be used.
+# message template with {arn}); states not listed are allowed.  The messages
+# for Disabled, PendingImport and PendingDeletion are AWS-recorded; those for
+# Creating/Updating/Unavailable/PendingReplicaDeletion (multi-Region and
+# custom key store states this engine does not produce) are not.
 _PD = ("KMSInvalidStateException", "{arn} is pending deletion.")
 _PI = ("KMSInvalidStateException", "{arn} is pending import.")
 _UNUSABLE = {
@@ -305,6 +305,10 @@ def from_wire(shape: Shape, value: Any, path: str = "") -> Any:
             if not value.is_integer():
                 raise _ser(f"NUMBER_VALUE {value!r} can not be converted to an Integer (at '{path}')")
             value = int(value)
+        # AWS deserializes into Java int/long: anything wider cannot be read.
+        bits = 31 if t == "integer" else 63
+        if not -(1 << bits) <= value < (1 << bits):
+            raise _ser(f"NUMBER_VALUE is out of range for {_TARGET[t]} (at '{path}')")
         return value
     if t == "boolean":
         if not isinstance(value, bool):

@@ -290,7 +290,7 @@ def test_from_wire_rejects_wrong_json_types(body, where):
     assert f"'{where}'" in e.value.message
 
 
-@pytest.mark.parametrize("value", [True, "5", 5.5, [5], {"n": 5}])
+@pytest.mark.parametrize("value", [True, "5", 5.5, [5], {"n": 5}, 2**31, -2**31 - 1, 1e300])
 def test_from_wire_integer_types(value):
     with pytest.raises(KMSError) as e:
         model.decode_request("GenerateRandom", {"NumberOfBytes": value})
