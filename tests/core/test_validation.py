@@ -309,6 +309,42 @@ def test_every_required_member(op):
         expect_messages(op, p, [f"Value null at '{camel(r)}' failed to satisfy constraint: Member must not be null"])
 
 
+# The ranges AWS documents (issue 2, reference §1.1-1.8, §1.13), pinned so a
+# botocore update that changes one cannot slip through unnoticed.
+DOCUMENTED = [
+    ("GenerateDataKey", "NumberOfBytes", 1, 1024), ("GenerateRandom", "NumberOfBytes", 1, 1024),
+    ("GenerateDataKeyWithoutPlaintext", "NumberOfBytes", 1, 1024),
+    ("Encrypt", "Plaintext", 1, 4096), ("Decrypt", "CiphertextBlob", 1, 6144),
+    ("ReEncrypt", "CiphertextBlob", 1, 6144), ("CreateKey", "Description", 0, 8192),
+    ("UpdateKeyDescription", "Description", 0, 8192),
+    ("EnableKeyRotation", "RotationPeriodInDays", 90, 2560),
+    ("ScheduleKeyDeletion", "PendingWindowInDays", 7, 30),
+    ("ListAliases", "Limit", 1, 100), ("ListGrants", "Limit", 1, 100),
+    ("ListRetirableGrants", "Limit", 1, 100), ("ListResourceTags", "Limit", 1, 50),
+    ("ListKeys", "Limit", 1, 1000), ("ListKeyRotations", "Limit", 1, 1000),
+    ("ListKeyPolicies", "Limit", 1, 1000), ("Encrypt", "GrantTokens", 0, 10),
+    ("CreateGrant", "GrantTokens", 0, 10), ("CreateAlias", "AliasName", 1, 256),
+    ("PutKeyPolicy", "Policy", 1, 131072), ("CreateGrant", "Name", 1, 256),
+]
+
+
+@pytest.mark.parametrize("op,member,lo,hi", DOCUMENTED)
+def test_documented_ranges(op, member, lo, hi):
+    shape = OPERATIONS[op].input_shape.members[member]
+    assert OPERATIONS[op].documented_ranges.get(member, (shape.min, shape.max)) == (lo, hi)
+    if shape.type in ("integer", "long"):
+        at, over = hi, hi + 1
+    elif shape.type == "list":
+        at, over = ["t"] * hi, ["t"] * (hi + 1)
+    else:
+        at, over = _value(shape, hi), _value(shape, hi + 1)
+    accepts(op, {**baseline(op), member: at})
+    with pytest.raises(KMSError) as e:
+        validate(op, {**baseline(op), member: over})
+    assert f"at '{camel(member)}' failed to satisfy constraint: Member must have " in e.value.message
+    assert e.value.message.endswith(f"less than or equal to {hi}")
+
+
 # --- AWS's recorded messages (reference §1.3, §1.12-1.14) --------------------
 
 @pytest.mark.parametrize("op,params,message", [
