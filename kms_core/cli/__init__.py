@@ -43,7 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in argv
     try:
-        return _run(argv, debug)
+        rc = _run(argv, debug)
+        sys.stdout.flush()  # here, so a closed pipe is handled below and not at interpreter exit
+        return rc
     except KeyboardInterrupt:
         sys.stdout.write("\n")
         return RC_INTERRUPTED
@@ -52,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         _silence_stdout()
         return RC_OK
     except _Usage as e:
-        from .params import USAGE
+        from .argparsing import USAGE
 
         if e.argparse_style:
             sys.stderr.write(f"usage: {USAGE}kms: error: {e}\n")
@@ -94,9 +96,13 @@ def _describe(e: Exception) -> str:
     if name == "NoCredentialsError":
         return f"{text}. Credentials for --endpoint-url come from the usual AWS sources (environment, --profile)."
     module = type(e).__module__ or ""
-    if module.startswith(("kms_core.cli", "botocore", "kms_core.errors")) or isinstance(e, (ValueError, OSError)):
-        return text or name
-    return f"{name}: {text}" if text else name
+    if module.startswith(("kms_core.cli", "botocore")):
+        return text or name  # awscli's own multi-line messages (caret under a shorthand error, report lists)
+    # Anything else gets one line; --debug shows the rest.
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    if module.startswith("kms_core.errors") or isinstance(e, (ValueError, OSError)):
+        return first or name
+    return f"{name}: {first}" if first else name
 
 
 def _version() -> str:
@@ -111,7 +117,7 @@ def _version() -> str:
 
 
 def _global_parser():
-    from .params import USAGE, ArgParser
+    from .argparsing import USAGE, ArgParser
 
     p = ArgParser(usage=USAGE)
     p.add_argument("--debug", action="store_true")
@@ -123,6 +129,7 @@ def _global_parser():
     p.add_argument("--profile")
     p.add_argument("--region")
     p.add_argument("--version", action="store_true")
+    p.add_argument("-h", "--help", action="store_true", dest="show_help")
     p.add_argument("--color", choices=["on", "off", "auto"], default="auto")
     p.add_argument("--no-sign-request", action="store_false", dest="sign_request")
     p.add_argument("--ca-bundle")
@@ -135,8 +142,33 @@ def _global_parser():
     return p
 
 
+_VALUED_GLOBALS = {"--endpoint-url", "--output", "--query", "--profile", "--region", "--color", "--ca-bundle",
+                   "--cli-read-timeout", "--cli-connect-timeout", "--cli-binary-format"}
+
+
+def _command_index(argv: list[str]) -> int | None:
+    """Where the command name is: the first word that is not a global option or its value."""
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if not word.startswith("-"):
+            return i
+        i += 2 if word in _VALUED_GLOBALS else 1
+    return None
+
+
 def _run(argv: list[str], debug: bool) -> int:
-    from .params import UsageError
+    from .argparsing import UsageError
+
+    at = _command_index(argv)
+    if at is not None and argv[at] != "help":
+        from kms_core import model
+
+        if model.by_cli_name(argv[at]) is None:
+            plugin = _plugins().get(argv[at])
+            if plugin is not None:
+                # A plug-in parses its own arguments, globals after its name included.
+                return _run_plugin(plugin, argv[at + 1:])
 
     try:
         g, remaining = _global_parser().parse_known_args(argv)
@@ -151,9 +183,9 @@ def _run(argv: list[str], debug: bool) -> int:
     if g.version:
         sys.stdout.write(_version() + "\n")
         return RC_OK
-    if g.command is None:
+    if g.command is None and not g.show_help:
         raise _Usage("the following arguments are required: command")
-    if g.command == "help":
+    if g.command == "help" or g.command is None:
         from . import helptext
 
         served = set(_served())
@@ -166,10 +198,9 @@ def _run(argv: list[str], debug: bool) -> int:
 
     op = model.by_cli_name(g.command)
     if op is None:
-        plugin = _plugins().get(g.command)
-        if plugin is None:
-            raise _Usage(_invalid_choice(g.command))
-        return _run_plugin(plugin, argv[argv.index(g.command) + 1:])
+        raise _Usage(_invalid_choice(g.command))
+    if g.show_help:
+        remaining = ["help"]
     return _run_operation(op, remaining, g)
 
 

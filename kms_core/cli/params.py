@@ -25,6 +25,7 @@ import datetime
 import json
 
 from . import shorthand
+from .argparsing import USAGE, ArgParser, UsageError  # noqa: F401 - re-exported
 from .paramfiles import ParamFileError, get_paramfile
 from kms_core.model import Operation, Shape
 
@@ -47,23 +48,6 @@ class UnknownArgumentError(Exception):
 
 class PaginationError(Exception):
     pass
-
-
-class UsageError(Exception):
-    """argparse's complaint (missing or malformed option); exit code 2 like argparse."""
-
-
-class ArgParser(argparse.ArgumentParser):
-    """argparse that raises instead of exiting, so ``main()`` decides output and exit code."""
-
-    def __init__(self, **kwargs):
-        kwargs.setdefault("prog", "kms")
-        kwargs.setdefault("add_help", False)
-        kwargs.setdefault("conflict_handler", "resolve")
-        super().__init__(**kwargs)
-
-    def error(self, message):
-        raise UsageError(message)
 
 
 class Argument:
@@ -177,14 +161,6 @@ def parse_operation_args(op: Operation, table: dict[str, Argument], args: list[s
     if remaining:
         raise UnknownArgumentError(f"Unknown options: {', '.join(remaining)}")
     return parsed, False
-
-
-USAGE = (
-    "kms [options] <command> [parameters]\n"
-    "To see help text, you can run:\n\n"
-    "  kms help\n"
-    "  kms <command> help\n"
-)
 
 
 def build_call(op: Operation, table: dict[str, Argument], parsed: argparse.Namespace,

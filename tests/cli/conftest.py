@@ -83,15 +83,23 @@ def aws_env(monkeypatch, kms_home):
         monkeypatch.delenv(var, raising=False)
 
 
+_DRIVER = []
+
+
 @pytest.fixture
 def aws(aws_env, capsys):
-    """Run the real AWS CLI v1 (`aws ARGS...`) in-process through awscli's driver."""
+    """Run the real AWS CLI v1 (`aws ARGS...`) in-process through awscli's driver.
+
+    One driver serves the whole run (building it costs ~0.5 s); each call parses afresh."""
     from awscli.clidriver import create_clidriver
+
+    if not _DRIVER:
+        _DRIVER.append(create_clidriver())
 
     def run(*args: str) -> Result:
         capsys.readouterr()
         try:
-            rc = create_clidriver().main(list(args))
+            rc = _DRIVER[0].main(list(args))
         except SystemExit as e:  # argparse errors exit from inside the driver
             rc = e.code
         out, err = capsys.readouterr()
