@@ -27,6 +27,7 @@ import binascii
 import functools
 import hmac
 import os
+import sys
 import threading
 import time
 from typing import Any, Callable, Iterable, Mapping, MutableMapping
@@ -54,15 +55,11 @@ _MIN_BLOB = 32
 _TRANSFORMS = (None, "json", "binary")
 _MAX_WORKERS = 16
 
-_logger = None
-
-
-def _log() -> Any:
-    global _logger
-    if _logger is None:
-        import logging
-        _logger = logging.getLogger("integrations.lambda_env")
-    return _logger
+def _debug(message: str, *args: Any) -> None:
+    # If nothing imported logging, no handler can exist: skip the ~5 ms import.
+    logging = sys.modules.get("logging")
+    if logging is not None:
+        logging.getLogger("integrations.lambda_env").debug(message, *args)
 
 
 # --- which KMS ----------------------------------------------------------------
@@ -216,7 +213,7 @@ def decrypt_value(value: str, *, name: str = "the value", kms: Any = None,
                 raise NotCiphertextError(f"{name} is not an encrypted value (KMS: {code})",
                                          variable=name, code=code) from None
             raise map_error(exc, f"cannot decrypt {name}", name, value) from None
-        _log().debug("decrypted %s with %s", name, _describe(context))
+        _debug("decrypted %s with %s", name, _describe(context))
         return resp["Plaintext"]
     raise WrongContextError(
         f"cannot decrypt {name}: KMS refused it under every encryption context tried "
