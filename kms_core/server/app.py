@@ -220,7 +220,7 @@ class KMSApp:
     async def handle(self, scope, receive, request_id: str) -> tuple[int, bytes]:
         headers = _headers(scope)
         target = headers.get("x-amz-target", "")
-        op = target[len(TARGET_PREFIX):] if target.startswith(TARGET_PREFIX) else None
+        op = target[len(TARGET_PREFIX):][:128] if target.startswith(TARGET_PREFIX) else None
         signed = cred = None
         try:
             try:

@@ -1,0 +1,109 @@
+"""The ASGI app driven in-process: what the engine's policy/audit hooks receive."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+from kms_core.server.app import KMSApp, ServerConfig
+from kms_core.server.credentials import AccessKeys
+
+HOST = "kms.test:8080"
+
+
+def _request(app, key, target, payload, *, secret=None, region="eu-west-2", raw_body=None):
+    body = raw_body if raw_body is not None else json.dumps(payload).encode()
+    req = AWSRequest(method="POST", url=f"http://{HOST}/", data=body,
+                     headers={"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": f"TrentService.{target}",
+                              "User-Agent": "test-agent/1.0"})
+    SigV4Auth(Credentials(key["AccessKeyId"], secret or key["SecretAccessKey"]), "kms", region).add_auth(req)
+    headers = [(k.lower().encode(), v.encode()) for k, v in req.headers.items()] + [(b"host", HOST.encode())]
+    scope = {"type": "http", "method": "POST", "path": "/", "raw_path": b"/", "query_string": b"",
+             "headers": headers, "client": ("203.0.113.9", 40000), "http_version": "1.1"}
+    inbox = [{"type": "http.request", "body": body, "more_body": False}]
+    sent = []
+
+    async def receive():
+        return inbox.pop(0) if inbox else {"type": "http.disconnect"}
+
+    async def send(msg):
+        sent.append(msg)
+
+    asyncio.run(app(scope, receive, send))
+    head = dict(sent[0]["headers"])
+    return sent[0]["status"], json.loads(sent[1]["body"]), head[b"x-amzn-requestid"].decode()
+
+
+def _app(engine):
+    key = AccessKeys(engine.store, engine.settings.account_id).create("alice")["AccessKey"]
+    return KMSApp(ServerConfig(), engine=engine), key
+
+
+def test_engine_receives_the_callers_context(engine):
+    app, key = _app(engine)
+    seen = []
+    engine.auditor = lambda ctx, op, params, result, err: seen.append((ctx, op, err))
+    status, body, request_id = _request(app, key, "CreateKey", {"Description": "ctx"})
+    assert status == 200
+    ctx, op, err = seen[-1]
+    assert (op, err) == ("CreateKey", None)
+    assert ctx.principal == "arn:aws:iam::111122223333:user/alice"
+    assert ctx.account_id == "111122223333"
+    assert ctx.access_key_id == key["AccessKeyId"]
+    assert ctx.region == "eu-west-2" and body["KeyMetadata"]["Arn"].startswith("arn:aws:kms:eu-west-2:")
+    assert ctx.source_ip == "203.0.113.9"
+    assert ctx.user_agent.startswith("test-agent/1.0")
+    assert ctx.request_id == request_id
+    assert ctx.authenticated is True
+
+
+def test_rejected_requests_are_reported(engine):
+    app, key = _app(engine)
+    rejected = []
+    engine.record_rejected = lambda ctx, op, err: rejected.append((ctx, op, err))
+
+    status, body, request_id = _request(app, key, "Encrypt", {"KeyId": "alias/x", "Plaintext": "aGk="},
+                                        secret="w" * 40)
+    assert (status, body["__type"]) == (400, "InvalidSignatureException")
+    ctx, op, err = rejected[-1]
+    assert (op, err.code) == ("Encrypt", "InvalidSignatureException")
+    assert ctx.authenticated is False and ctx.principal is None
+    assert ctx.access_key_id == key["AccessKeyId"] and ctx.request_id == request_id
+    assert ctx.source_ip == "203.0.113.9"
+
+    status, body, _ = _request(app, key, "Encrypt", None, raw_body=b'{"KeyId": ')
+    assert (status, body["__type"]) == (400, "SerializationException")
+    ctx, op, err = rejected[-1]
+    assert (op, err.code, ctx.authenticated) == ("Encrypt", "SerializationException", True)
+    assert ctx.principal == "arn:aws:iam::111122223333:user/alice"
+
+    status, body, _ = _request(app, key, "NoSuchThing", {})
+    assert body["__type"] == "UnknownOperationException"
+    assert rejected[-1][1] == "NoSuchThing"  # what the caller asked for, for the audit trail
+    assert len(rejected) == 3
+
+
+def test_unexpected_failure_is_an_internal_error_without_details(engine, caplog):
+    app, key = _app(engine)
+    secret_text = "do-not-log-this-plaintext"
+
+    def broken(ctx, op, params, result, err):
+        raise RuntimeError(f"bug while handling {params!r}")
+
+    engine.auditor = broken
+    with caplog.at_level(logging.DEBUG, logger="kms.server"):
+        caplog.set_level(logging.ERROR, logger="kms.server")
+        status, body, request_id = _request(
+            app, key, "GenerateRandom", {"NumberOfBytes": 8},
+        )
+        status2, body2, _ = _request(app, key, "Encrypt", {"KeyId": "alias/none",
+                                                           "Plaintext": base64.b64encode(secret_text.encode()).decode()})
+    assert status == 500
+    assert body == {"__type": "KMSInternalException", "message": "An internal error occurred."}
+    assert request_id in caplog.text and "RuntimeError" in caplog.text
+    assert secret_text not in caplog.text and secret_text not in json.dumps(body2)
