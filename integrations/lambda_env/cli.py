@@ -1,4 +1,4 @@
-"""``kms env encrypt|decrypt|exec``: Lambda-style encrypted environment variables.
+"""kms env encrypt|decrypt|exec: Lambda-style encrypted environment variables.
 
     kms env encrypt 's3cret' --function-name orders-api     # console-style value
     kms env encrypt DB_PASSWORD=s3cret API_TOKEN=t0k        # NAME=<value> lines
@@ -183,7 +183,8 @@ def _decrypt(args: argparse.Namespace) -> int:
     if sum(bool(x) for x in (args.file, args.value is not None, args.name)) != 1:
         raise _Usage("give exactly one of: FILE, --value, --name")
     if args.value is not None:
-        from .core import decrypt_value
+        from .core import _blob, decrypt_value
+        _blob(args.value, "the value")  # refuse a non-ciphertext before opening any store
         plaintext = decrypt_value(args.value, kms=_client(args), contexts=_contexts(args),
                                   key_id=args.key_id)
         sys.stdout.buffer.write(plaintext + b"\n")
