@@ -271,8 +271,8 @@ def from_wire(shape: Shape, value: Any, path: str = "") -> Any:
 
     Wrong JSON types and bad base64 raise SerializationException.  JSON
     ``null`` members are treated as absent and unknown structure members are
-    dropped: AWS's JSON protocol ignores fields it does not model, so a newer
-    SDK sending a new optional field still works.
+    dropped, so a client built from a newer model still works (callers that
+    want to refuse unknown members check them first).
     """
     t = shape.type
     if t == "structure":

@@ -10,9 +10,12 @@ Three layers, each mirroring a real component:
   value is shown as ``<redacted>`` instead of being echoed (it may be
   plaintext).
 * ``check_wire_types(op, body)``: the server's view of a decoded JSON body:
-  wrong JSON types or bad base64 -> SerializationException; unknown
-  fields are ignored (AWS's JSON protocol drops members it does not model).
-  Returns the params in boto3's Python form.
+  wrong JSON types or bad base64 -> SerializationException; unknown fields
+  and JSON nulls are dropped, so a client built from a newer model (sending
+  a member this one lacks) keeps working.  botocore never sends unknown
+  members (it refuses them client-side); what AWS does with them is not
+  recorded in the reference, and a server that prefers to refuse them can
+  (kms_core/server/wire.py does).  Returns the params in boto3's Python form.
 * ``validate(op, params)``: the service-side checks AWS makes and botocore
   does not (every max, enum, pattern, empty blob, list length, the narrower
   ranges AWS documents, e.g. ListAliases Limit 1-100, PendingWindowInDays
@@ -619,7 +622,7 @@ def _fast(operation: str):
 def check_wire_types(operation_name: str, body: Any) -> dict:
     """Server side: check a decoded JSON body's types and convert it to the
     boto3 Python form (SerializationException on wrong JSON types or bad
-    base64).  Unknown fields are ignored, as AWS's JSON protocol does."""
+    base64).  Unknown fields are dropped (see the module docstring)."""
     op = _operation(operation_name)
     if body is None:
         return {}
