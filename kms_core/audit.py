@@ -105,11 +105,6 @@ def _same(a: bytes, b: bytes) -> bool:
     return constant_time.bytes_eq(bytes(a or b""), bytes(b or b""))
 
 
-def dumps(event: dict) -> str:
-    """The stored form: compact, sorted keys, ASCII only (safe in any DB charset)."""
-    return json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-
-
 # ===================================================================== event shape
 def _model_names() -> tuple[frozenset, frozenset]:
     """Member names that are blobs or marked sensitive, and map-typed members
@@ -179,6 +174,9 @@ def is_read_only(operation: str) -> bool:
     return operation.startswith(("Describe", "List", "Get")) or operation in _READ_ONLY_EXTRA
 
 
+_DROP = object()
+
+
 def _camel(name: str) -> str:
     # CloudTrail lower-cases the first letter but keeps acronyms: AWSAccountId.
     if len(name) > 1 and name[1].isupper():
@@ -220,30 +218,44 @@ def _clean(value: Any, depth: int = 0) -> Any:
     return _DROP  # bytes, memoryview and anything else: never recorded
 
 
-_DROP = object()
-
-
 def _strip(params: Any) -> dict:
-    """What the request path keeps of the parameters: no secrets, nested dicts copied
-    (the caller may reuse them), nothing that holds plaintext."""
-    if not isinstance(params, dict):
+    """What the request path keeps of the parameters: no secrets, nested dicts and
+    lists copied (the caller may reuse them), nothing that holds plaintext."""
+    if type(params) is not dict:
         return {}
-    out = {}
-    for k, v in params.items():
-        if k in SECRET_MEMBERS or isinstance(v, (bytes, bytearray, memoryview)):
-            continue
-        out[k] = dict(v) if type(v) is dict else (list(v) if type(v) is list else v)
+    out = {k: v for k, v in params.items()
+           if k not in SECRET_MEMBERS and type(v) not in _BINARY}
+    for k, v in out.items():
+        if type(v) is dict:
+            out[k] = dict(v)
+        elif type(v) is list:
+            out[k] = list(v)
     return out
+
+
+_BINARY = (bytes, bytearray, memoryview)
+
+
+_ARN_MEMO: dict = {}
 
 
 def _key_arn(ref: Any, region: str, account: str) -> str | None:
     if not isinstance(ref, str):
         return None
+    k = (ref, region, account)
+    hit = _ARN_MEMO.get(k, _DROP)
+    if hit is not _DROP:
+        return hit
     if _KEY_ARN_RE.match(ref):
-        return ref
-    if _UUID_RE.match(ref):
-        return f"arn:aws:kms:{region}:{account}:key/{ref.lower()}"
-    return None
+        arn = ref
+    elif _UUID_RE.match(ref):
+        arn = f"arn:aws:kms:{region}:{account}:key/{ref.lower()}"
+    else:
+        arn = None
+    if len(_ARN_MEMO) > 8192:
+        _ARN_MEMO.clear()
+    _ARN_MEMO[k] = arn
+    return arn
 
 
 def _user_identity(ctx, account: str) -> dict:
@@ -286,60 +298,191 @@ def _principal_id(prefix: str, arn: str) -> str:
     return prefix + base64.b32encode(hashlib.sha256(arn.encode()).digest())[:17].decode()
 
 
+_J = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
+
+
+def _uuid(raw: bytes) -> str:
+    """A random (version 4) UUID string from 16 random bytes."""
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[raw[8] & 3]}{h[17:20]}-{h[20:32]}"
+
+
+_OPS: dict = {}   # operation -> (eventName, readOnly, responseElements always null)
+
+
+class _Renderer:
+    """Turns one request into its event JSON.  The parts that repeat from request
+    to request (who, from where, which key, the fixed fields) are serialised
+    once and cached, which keeps the writer's cost per event small."""
+
+    _MAX_CACHE = 4096
+
+    def __init__(self, account_id: str, region: str):
+        self.account_id = account_id
+        self.region = region
+        self._who: dict = {}
+        self._params: dict = {}
+        self._res: dict = {}
+        self._tpl: dict = {}
+        self._time: tuple = (None, "")
+
+    def _cache_put(self, cache: dict, k, v):
+        if len(cache) >= self._MAX_CACHE:
+            cache.clear()
+        cache[k] = v
+        return v
+
+    def _identity(self, ctx) -> tuple:
+        g = getattr
+        k = (g(ctx, "principal", None), g(ctx, "access_key_id", None), g(ctx, "authenticated", True),
+             g(ctx, "via_service", None), g(ctx, "region", None), g(ctx, "account_id", None),
+             g(ctx, "source_ip", None), g(ctx, "user_agent", None))
+        hit = self._who.get(k)
+        if hit is not None:
+            return hit
+        region = k[4] or self.region
+        account = k[5] or self.account_id
+        ui = _user_identity(ctx, account)
+        head = '{"eventVersion":"' + EVENT_VERSION + '","userIdentity":' + _J(ui) + ',"eventTime":"'
+        mid = (',"awsRegion":' + _J(region) + ',"sourceIPAddress":' + _J(k[6] or "in-process")
+               + ',"userAgent":' + _J(k[7] or "kms-local (in-process client)"))
+        tail = ',"recipientAccountId":' + _J(account) + ',"eventCategory":"Management"'
+        principal = ui.get("arn")
+        return self._cache_put(self._who, k, (head, mid, tail, region, account,
+                                              principal[:512] if principal else None))
+
+    def _time_str(self, when: datetime) -> str:
+        sec = int(when.timestamp())
+        if self._time[0] != sec:
+            self._time = (sec, datetime.fromtimestamp(sec, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+        return self._time[1]
+
+    def _request(self, name: str, params, ok: bool) -> str:
+        if not params:
+            if ok and name in _DEFAULT_ALGORITHM:
+                return '{"encryptionAlgorithm":"SYMMETRIC_DEFAULT"}'
+            return "null"
+        simple = all(type(v) in (str, int, bool) for v in params.values())
+        if simple:
+            k = (name, ok, tuple(params.items()))
+            hit = self._params.get(k)
+            if hit is not None:
+                return hit
+        req = _clean(params)
+        if ok and name in _DEFAULT_ALGORITHM:
+            # AWS records the algorithm it applied even when the caller left it out.
+            req.setdefault("encryptionAlgorithm", "SYMMETRIC_DEFAULT")
+        out = _J(req) if req else "null"
+        return self._cache_put(self._params, k, out) if simple else out
+
+    def _resources(self, arns: tuple, account: str) -> tuple[str, str | None]:
+        hit = self._res.get((arns, account))
+        if hit is not None:
+            return hit
+        uniq = list(dict.fromkeys(a for a in arns if a))
+        frag = _J([{"accountId": account, "type": "AWS::KMS::Key", "ARN": a} for a in uniq])
+        ids = " ".join(a.rsplit("/", 1)[-1] for a in uniq)
+        return self._cache_put(self._res, (arns, account),
+                               (frag, (" " + ids + " ")[:1024] if ids else None))
+
+    def _template(self, ctx, operation, params, result, error) -> tuple:
+        """Everything but eventTime, requestID and eventID:
+        ``(before time, time→requestID, eventID→end, (eventName, principal, key_ids, errorCode))``."""
+        head, mid, tail, region, account, principal = self._identity(ctx)
+        info = _OPS.get(operation) if type(operation) is str else None
+        if info is None:
+            name = operation if isinstance(operation, str) and _OP_RE.match(operation) else "Unknown"
+            info = (name, is_read_only(name), name in _NULL_RESPONSE or is_read_only(name))
+            if name != "Unknown" and len(_OPS) < 1024:
+                _OPS[name] = info
+        name, ro, no_response = info
+        ok = error is None
+        resp = "null"
+        if ok and result and not no_response:
+            r = _clean(result)
+            resp = _J(r) if r else "null"
+        arns = []
+        if result:
+            for k in _RESULT_KEYS:
+                arns.append(_key_arn(result.get(k), region, account))
+            md = result.get("KeyMetadata")
+            if isinstance(md, dict):
+                arns.append(_key_arn(md.get("Arn") or md.get("KeyId"), region, account))
+        if params:
+            for k in _PARAM_KEYS:
+                arns.append(_key_arn(params.get(k), region, account))
+        res, key_ids = self._resources(tuple(arns), account)
+        middle = ('","eventSource":"kms.amazonaws.com","eventName":"' + name + '"' + mid
+                  + ',"requestParameters":' + self._request(name, params, ok)
+                  + ',"responseElements":' + resp + ',"requestID":')
+        end = ['","readOnly":', "true" if ro else "false", ',"resources":', res,
+               ',"eventType":"AwsApiCall","managementEvent":true', tail]
+        code = None
+        if not ok:
+            code = str(getattr(error, "code", None) or type(error).__name__)[:128]
+            msg = str(getattr(error, "message", "") or "")[:1024]
+            end += [',"errorCode":', _J(code), ',"errorMessage":', _J(msg)]
+        end.append("}")
+        return head, middle, "".join(end), (name, principal, key_ids, code)
+
+    def render(self, ctx, operation, params, result, error, when: datetime,
+               event_id: str, request_id: str | None = None) -> tuple[str, dict]:
+        """``(event JSON, filter columns)`` for one request."""
+        t = k = None
+        if error is None:
+            # Successive requests mostly differ only in time and ids: reuse the rest.
+            k = _template_key(ctx, operation, params, result)
+            if k is not None:
+                t = self._tpl.get(k)
+        if t is None:
+            t = self._template(ctx, operation, params, result, error)
+            if k is not None:
+                self._cache_put(self._tpl, k, t)
+        head, middle, end, (name, principal, key_ids, code) = t
+        rid = request_id or getattr(ctx, "request_id", None) or _uuid(os.urandom(16))
+        body = "".join((head, self._time_str(when), middle, _J(rid), ',"eventID":"', event_id, end))
+        return body, {"event_time": when.timestamp(), "event_name": name, "principal": principal,
+                      "key_ids": key_ids, "error_code": code}
+
+
+def _template_key(ctx, operation, params, result):
+    """A hashable summary of everything a template depends on, or None."""
+    g = getattr
+    pk = []
+    for k, v in params.items():
+        tv = type(v)
+        if tv is dict:
+            v = (dict, tuple(v.items()))
+        elif tv is list:
+            v = (list, tuple(v))
+        elif tv not in (str, int, bool):
+            return None
+        pk.append((k, v))
+    if result:
+        if len(result) > 2:  # management results are not worth caching
+            return None
+        rk = (result.get("KeyId"), result.get("SourceKeyId"))
+    else:
+        rk = None
+    try:
+        key = (g(ctx, "principal", None), g(ctx, "access_key_id", None),
+               g(ctx, "authenticated", True), g(ctx, "via_service", None), g(ctx, "region", None),
+               g(ctx, "account_id", None), g(ctx, "source_ip", None), g(ctx, "user_agent", None),
+               operation, tuple(pk), rk)
+        hash(key)
+    except TypeError:  # an unhashable value somewhere: render it in full
+        return None
+    return key
+
+
 def build_event(ctx, operation: str | None, params: dict | None, result: dict | None,
                 error: KMSError | None, when: datetime, *, account_id: str, region: str,
                 event_id: str | None = None) -> dict:
-    """The CloudTrail record for one request (secrets already absent or dropped here)."""
-    region = getattr(ctx, "region", None) or region
-    account = getattr(ctx, "account_id", None) or account_id
-    name = operation if isinstance(operation, str) and _OP_RE.match(operation) else "Unknown"
-    req = _clean(params) if params else None
-    if error is None and name in _DEFAULT_ALGORITHM:
-        # AWS records the algorithm it applied even when the caller left it out.
-        req = req or {}
-        req.setdefault("encryptionAlgorithm", "SYMMETRIC_DEFAULT")
-    resp = None
-    if error is None and result and name not in _NULL_RESPONSE and not is_read_only(name):
-        resp = _clean(result) or None
-    arns: list[str] = []
-    if result:
-        for k in _RESULT_KEYS:
-            arns.append(_key_arn(result.get(k), region, account))
-        md = result.get("KeyMetadata")
-        if isinstance(md, dict):
-            arns.append(_key_arn(md.get("Arn") or md.get("KeyId"), region, account))
-    if params:
-        for k in _PARAM_KEYS:
-            arns.append(_key_arn(params.get(k), region, account))
-    resources, seen = [], set()
-    for a in arns:
-        if a and a not in seen:
-            seen.add(a)
-            resources.append({"accountId": account, "type": "AWS::KMS::Key", "ARN": a})
-    ev: dict[str, Any] = {
-        "eventVersion": EVENT_VERSION,
-        "userIdentity": _user_identity(ctx, account),
-        "eventTime": when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "eventSource": "kms.amazonaws.com",
-        "eventName": name,
-        "awsRegion": region,
-        "sourceIPAddress": getattr(ctx, "source_ip", None) or "in-process",
-        "userAgent": getattr(ctx, "user_agent", None) or "kms-local (in-process client)",
-        "requestParameters": req or None,
-        "responseElements": resp,
-        "requestID": getattr(ctx, "request_id", None) or str(uuid.uuid4()),
-        "eventID": event_id or str(uuid.uuid4()),
-        "readOnly": is_read_only(name),
-        "resources": resources,
-        "eventType": "AwsApiCall",
-        "managementEvent": True,
-        "recipientAccountId": account,
-        "eventCategory": "Management",
-    }
-    if error is not None:
-        ev["errorCode"] = getattr(error, "code", None) or type(error).__name__
-        ev["errorMessage"] = str(getattr(error, "message", "") or "")[:1024]
-    return ev
+    """The CloudTrail record for one request, as a dict (what the log stores, parsed)."""
+    body, _ = _Renderer(account_id, region).render(
+        ctx, operation, _strip(params), result, error, when,
+        event_id or _uuid(os.urandom(16)))
+    return json.loads(body)
 
 
 def _index_columns(ev: dict, when: datetime) -> dict:
@@ -391,25 +534,12 @@ def _load_key(store: Store, *, create: bool) -> bytes | None:
                          "store's root key is not the one the log was created with") from None
 
 
-@dataclass
-class _Item:
-    when: datetime
-    ctx: Any
-    operation: str | None
-    params: dict
-    result: dict | None
-    error: Any
-    event: dict | None = None
-    body: str | None = None
-    cols: dict | None = None
-
-
 class AuditLog:
     """Buffered, chained appender for one store.  The instance is the auditor callable."""
 
     def __init__(self, store: Store, *, account_id: str, region: str, clock=None,
-                 max_pending: int = 50_000, batch_size: int = 2_000,
-                 flush_interval: float = 0.2):
+                 max_pending: int = 50_000, batch_size: int = 1_000,
+                 flush_interval: float = 0.05):
         self.store = store
         self.account_id = account_id
         self.region = region
@@ -419,6 +549,12 @@ class AuditLog:
         self._interval = flush_interval
         _ensure(store)
         self._key = _load_key(store, create=True)
+        self._mac_base = hmac.HMAC(self._key, hashes.SHA256())
+        self._mac_base.update(_D_EVENT)
+        self._renderer = _Renderer(account_id, region)
+        self._sql: str | None = None
+        self._give_up = threading.Event()
+        self._unwritten = 0
         self._pending: collections.deque = collections.deque()
         self._wake = threading.Event()
         self._room = threading.Condition()
@@ -443,18 +579,23 @@ class AuditLog:
             when = self.clock.now() if self.clock is not None else datetime.now(timezone.utc)
             if result is not None:
                 if operation in _NULL_RESPONSE:  # only which key was used matters
-                    result = {k: result[k] for k in _RESULT_KEYS if k in result}
+                    result = ({"KeyId": result.get("KeyId")} if operation != "ReEncrypt" else
+                              {"KeyId": result.get("KeyId"), "SourceKeyId": result.get("SourceKeyId")})
                 else:
                     result = _snapshot(result)
-            item = _Item(when, ctx, operation, _strip(params), result, error)
+            item = (when, ctx, operation, _strip(params), result, error)
         except Exception as e:  # odd input must not fail the request nor lose the event
             log.error("audit: could not capture a %s request (%s)", operation, type(e).__name__)
-            item = _Item(datetime.now(timezone.utc), ctx, operation, {}, None, error)
-        self._pending.append(item)
-        if len(self._pending) >= self._max_pending:
-            self._wait_for_room()
-        if not self._wake.is_set():
-            self._wake.set()
+            item = (datetime.now(timezone.utc), ctx, operation, {}, None, error)
+        pending = self._pending
+        pending.append(item)
+        # Wake the writer only for a full batch: waking it per event would make
+        # it commit tiny batches and fight the request thread for the GIL.
+        if len(pending) >= self._batch_size:
+            if len(pending) >= self._max_pending:
+                self._wait_for_room()
+            elif not self._wake.is_set():
+                self._wake.set()
 
     def _wait_for_room(self) -> None:
         self._wake.set()
@@ -484,10 +625,12 @@ class AuditLog:
         self._stop = True
         self._wake.set()
         self._thread.join(timeout)
-        if self._pending:
-            lost = sum(1 for i in self._pending if isinstance(i, _Item))
-            if lost:
-                log.error("audit: %d events could not be written before close", lost)
+        if self._thread.is_alive():  # the database stayed unreachable: stop retrying
+            self._give_up.set()
+            self._thread.join(5.0)
+        lost = self._unwritten + sum(1 for i in self._pending if type(i) is tuple)
+        if lost:
+            log.error("audit: %d events could not be written before close", lost)
         _LIVE.discard(self)
 
     def __enter__(self):
@@ -498,60 +641,72 @@ class AuditLog:
 
     # -- writer thread ---------------------------------------------------------------
     def _run(self) -> None:
-        batch: list[_Item] = []
-        markers: list[threading.Event] = []
-        backoff = 0.05
+        pending = self._pending
         while True:
-            if not batch:
+            if not pending:
                 self._wake.wait(self._interval)
                 self._wake.clear()
-            while self._pending and len(batch) < self._batch_size:
-                item = self._pending.popleft()
-                if isinstance(item, threading.Event):
+            raw, markers = [], []
+            while pending and len(raw) < self._batch_size:
+                item = pending.popleft()
+                if type(item) is not tuple:
                     markers.append(item)
-                    break  # commit what precedes the marker, then release it
-                batch.append(item)
-            if batch:
-                try:
-                    self._append(batch)
-                except Exception as e:
-                    self.failures += 1
-                    log.error("audit: appending %d events failed (%s); retrying",
-                              len(batch), type(e).__name__)
-                    if self._stop:
-                        return
-                    time.sleep(backoff)
-                    backoff = min(backoff * 2, 2.0)
-                    continue
+                    break  # commit what precedes the flush marker, then release it
+                raw.append(item)
+            if raw:
+                events = self._render(raw)
+                del raw
                 backoff = 0.05
-                self.appended += len(batch)
-                batch = []
+                while True:
+                    try:
+                        self._append(events)
+                        break
+                    except Exception as e:  # the database is down or busy: keep the events
+                        self.failures += 1
+                        log.error("audit: appending %d events failed (%s); retrying",
+                                  len(events), type(e).__name__)
+                        if self._stop and self._give_up.is_set():
+                            self._unwritten += len(events)
+                            break
+                        time.sleep(backoff)
+                        backoff = min(backoff * 2, 2.0)
+                self.appended += len(events)
                 with self._room:
                     self._room.notify_all()
             for m in markers:
                 m.set()
-            markers = []
-            if self._stop and not self._pending:
+            if self._stop and not pending:
                 return
 
-    def _build(self, item: _Item) -> None:
-        if item.body is not None:
-            return
-        try:
-            ev = build_event(item.ctx, item.operation, item.params, item.result, item.error,
-                             item.when, account_id=self.account_id, region=self.region)
-        except Exception as e:  # an event is still written, without the odd parts
-            log.error("audit: building a %s event failed (%s)", item.operation, type(e).__name__)
-            ev = build_event(None, item.operation, None, None, item.error, item.when,
-                             account_id=self.account_id, region=self.region)
-        item.body = dumps(ev)
-        item.cols = _index_columns(ev, item.when)
-        item.params = item.result = item.ctx = None  # keep nothing else alive
+    def _render(self, raw: list) -> list[tuple[str, dict]]:
+        """Events for a batch of captured requests (outside any transaction)."""
+        ids = os.urandom(32 * len(raw))
+        out = []
+        render = self._renderer.render
+        for i, (when, ctx, op, params, result, error) in enumerate(raw):
+            eid = _uuid(ids[32 * i:32 * i + 16])
+            rid = getattr(ctx, "request_id", None) or _uuid(ids[32 * i + 16:32 * i + 32])
+            try:
+                out.append(render(ctx, op, params, result, error, when, eid, rid))
+            except Exception as e:  # still one event per request, without the odd parts
+                log.error("audit: building a %s event failed (%s)", op, type(e).__name__)
+                out.append(render(None, op, None, None, error, when, eid, rid))
+        return out
 
-    def _append(self, batch: list[_Item]) -> None:
-        for item in batch:
-            self._build(item)
-        key = self._key
+    def _insert_sql(self, conn) -> str:
+        if self._sql is None:
+            mark = {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(conn.dialect.paramstyle)
+            if mark is None:  # pragma: no cover - no such driver in use
+                raise StoreError(f"unsupported DB-API paramstyle {conn.dialect.paramstyle}")
+            q = conn.dialect.identifier_preparer.quote
+            cols = ("seq", "format", "event_time", "event_name", "principal", "key_ids",
+                    "error_code", "event", "mac")
+            self._sql = (f"INSERT INTO {q(audit_events.name)} ({', '.join(q(c) for c in cols)}) "
+                         f"VALUES ({', '.join([mark] * len(cols))})")
+        return self._sql
+
+    def _append(self, events: list[tuple[str, dict]]) -> None:
+        base = self._mac_base
         with self.store.engine.begin() as conn:
             # The row lock serialises appenders across processes and nodes
             # (SQLite: the store's BEGIN IMMEDIATE already holds the write lock).
@@ -559,14 +714,18 @@ class AuditLog:
                                 .where(audit_head.c.id == 1).with_for_update()).one()
             seq, prev = head.seq, bytes(head.mac)
             rows = []
-            for item in batch:
+            for body, cols in events:
                 seq += 1
-                prev = event_mac(key, seq, prev, item.body)
-                rows.append(dict(item.cols, seq=seq, format=FORMAT_VERSION, event=item.body,
-                                 mac=prev))
-            conn.execute(insert(audit_events), rows)
+                h = base.copy()
+                h.update(_U64.pack(seq) + prev + body.encode())
+                prev = h.finalize()
+                rows.append((seq, FORMAT_VERSION, cols["event_time"], cols["event_name"],
+                             cols["principal"], cols["key_ids"], cols["error_code"], body, prev))
+            # Straight to the driver's executemany: SQLAlchemy's per-row parameter
+            # processing would cost more than the rest of the append.
+            conn.exec_driver_sql(self._insert_sql(conn), rows)
             conn.execute(update(audit_head).where(audit_head.c.id == 1).values(
-                seq=seq, mac=prev, anchor=head_mac(key, seq, prev)))
+                seq=seq, mac=prev, anchor=head_mac(self._key, seq, prev)))
 
 
 def _snapshot(value: Any, depth: int = 0) -> Any:
@@ -597,10 +756,12 @@ def _flush_all_at_exit() -> None:
 def attach(engine, **options) -> AuditLog:
     """Audit every request ``engine`` serves; returns the :class:`AuditLog`.
 
-    Options: ``max_pending`` (queue bound, default 50 000 events),
-    ``batch_size`` (events per append, default 2 000), ``flush_interval``
-    (seconds the writer sleeps when idle, default 0.2).  Attaching twice
-    returns the log already attached.
+    Options: ``max_pending`` (queue bound, default 50 000 events; callers
+    block beyond it), ``batch_size`` (events that wake the writer early and
+    the most it appends per transaction, default 1 000), ``flush_interval``
+    (seconds between appends otherwise, default 0.05 — the longest an event
+    waits before it is committed).  Attaching twice returns the log already
+    attached.
     """
     current = getattr(engine, "auditor", None)
     if isinstance(current, AuditLog) and not current._closed:
