@@ -9,11 +9,17 @@ for store-level tests.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import uuid
 
 import pytest
 from botocore.exceptions import ClientError, ParamValidationError
+
+import kms_core
+from kms_core.clock import FakeClock
+from kms_core.engine import Engine
+from kms_core.settings import Settings
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 MATERIAL_ID_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -135,3 +141,26 @@ class Helpers:
         else:
             assert state == "Enabled"
         assert kms.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"] == state
+
+
+class SharedStore:
+    """One real engine on a temporary SQLite store, shared by a module's tests.
+
+    Opening a store costs far more than most tests, so modules whose tests
+    only touch keys they create themselves (unique alias names, no global
+    counts) opt in by overriding ``kms``/``clock`` with this one."""
+
+    def __init__(self, home):
+        self.clock = FakeClock()
+        settings = Settings.from_env(home=home, store_url=f"sqlite:///{home / 'kms.db'}",
+                                     region="us-east-1", account_id="111122223333",
+                                     root_key=os.urandom(32), root_key_file=home / "root.key")
+        self.engine = Engine.open(settings, self.clock)
+        self.client = kms_core.client(engine=self.engine)
+
+
+@pytest.fixture(scope="module")
+def shared_store(tmp_path_factory):
+    store = SharedStore(tmp_path_factory.mktemp("shared-kms"))
+    yield store
+    store.engine.close()

@@ -8,6 +8,17 @@ CTX = {"tenant": "acme", "purpose": "invoices"}
 INCORRECT_KEY = "The key ID in the request does not identify a CMK that can perform this operation."
 
 
+# Every test makes its own keys and unique aliases: one store for the module.
+@pytest.fixture
+def kms(shared_store):
+    return shared_store.client
+
+
+@pytest.fixture
+def clock(shared_store):
+    return shared_store.clock
+
+
 def _alias_arn(key, alias):
     return key["Arn"].replace(f"key/{key['KeyId']}", alias)
 
@@ -43,8 +54,8 @@ def test_encrypt_size_bounds(kms, key, size):
 
 
 @pytest.mark.parametrize("form", ["id", "arn", "alias", "alias_arn"])
-def test_encrypt_and_decrypt_accept_every_key_form(kms, key, form):
-    alias = "alias/forms"
+def test_encrypt_and_decrypt_accept_every_key_form(kms, key, helpers, form):
+    alias = helpers.unique_alias("forms")
     kms.create_alias(AliasName=alias, TargetKeyId=key["KeyId"])
     ref = {"id": key["KeyId"], "arn": key["Arn"], "alias": alias,
            "alias_arn": _alias_arn(key, alias)}[form]
@@ -55,9 +66,9 @@ def test_encrypt_and_decrypt_accept_every_key_form(kms, key, form):
 
 
 @pytest.mark.parametrize("form", ["id", "arn", "alias", "alias_arn"])
-def test_decrypt_with_another_key_is_incorrect_key(raises, kms, key, new_key, form):
+def test_decrypt_with_another_key_is_incorrect_key(raises, kms, key, new_key, helpers, form):
     other = new_key()
-    alias = "alias/the-other"
+    alias = helpers.unique_alias("the-other")
     kms.create_alias(AliasName=alias, TargetKeyId=other["KeyId"])
     ref = {"id": other["KeyId"], "arn": other["Arn"], "alias": alias,
            "alias_arn": _alias_arn(other, alias)}[form]
@@ -188,8 +199,8 @@ def test_generate_data_keys_differ(kms, key):
 
 
 @pytest.mark.parametrize("form", ["id", "arn", "alias", "alias_arn"])
-def test_generate_data_key_without_plaintext(raises, kms, key, form):
-    alias = "alias/gdkwp"
+def test_generate_data_key_without_plaintext(raises, kms, key, helpers, form):
+    alias = helpers.unique_alias("gdkwp")
     kms.create_alias(AliasName=alias, TargetKeyId=key["KeyId"])
     ref = {"id": key["KeyId"], "arn": key["Arn"], "alias": alias,
            "alias_arn": _alias_arn(key, alias)}[form]

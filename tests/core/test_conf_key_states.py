@@ -12,22 +12,44 @@ PENDING = ("KMSInvalidStateException", "{arn} is pending deletion.")
 NOT_PENDING = ("KMSInvalidStateException", "{arn} is not pending deletion.")
 
 
+# Every test makes its own keys, so one store serves the whole module.
+@pytest.fixture
+def kms(shared_store):
+    return shared_store.client
+
+
+@pytest.fixture
+def clock(shared_store):
+    return shared_store.clock
+
+
+@pytest.fixture(scope="module")
+def other_key(shared_store):
+    """An Enabled key the calls move data to and from (never changed)."""
+    kms = shared_store.client
+    kid = kms.create_key()["KeyMetadata"]["KeyId"]
+    return kid, kms.encrypt(KeyId=kid, Plaintext=b"other")["CiphertextBlob"]
+
+
 class Setup:
     """A key under test plus what the calls need, made while it was Enabled."""
 
-    def __init__(self, kms, helpers):
+    def __init__(self, kms, helpers, other_key, op=None):
         self.kms = kms
-        meta = kms.create_key(Description="state")["KeyMetadata"]
+        meta = kms.create_key(Description="state",
+                              Tags=[{"TagKey": "keep", "TagValue": "1"}])["KeyMetadata"]
         self.kid, self.arn = meta["KeyId"], meta["Arn"]
-        self.other = kms.create_key()["KeyMetadata"]["KeyId"]
+        self.other, self.other_blob = other_key
         self.blob = kms.encrypt(KeyId=self.kid, Plaintext=b"state table",
                                 EncryptionContext={"t": "1"})["CiphertextBlob"]
-        self.other_blob = kms.encrypt(KeyId=self.other, Plaintext=b"other")["CiphertextBlob"]
         self.alias = helpers.unique_alias("state")
         kms.create_alias(AliasName=self.alias, TargetKeyId=self.kid)
-        self.other_alias = helpers.unique_alias("state-other")
-        kms.create_alias(AliasName=self.other_alias, TargetKeyId=self.other)
-        kms.tag_resource(KeyId=self.kid, Tags=[{"TagKey": "keep", "TagValue": "1"}])
+        # AWS allows 50 aliases per key, so only the cell that needs an alias
+        # on the shared key makes one.
+        self.other_alias = None
+        if op == "UpdateAlias(destination)":
+            self.other_alias = helpers.unique_alias("state-other")
+            kms.create_alias(AliasName=self.other_alias, TargetKeyId=self.other)
 
 
 def _calls(s: Setup):
@@ -106,8 +128,8 @@ CELLS = [(op, state) for op in TABLE for state in STATES]
 
 
 @pytest.mark.parametrize("op,state", CELLS, ids=[f"{o}-{s}" for o, s in CELLS])
-def test_key_state_table(kms, helpers, raises, op, state):
-    s = Setup(kms, helpers)
+def test_key_state_table(kms, helpers, raises, other_key, op, state):
+    s = Setup(kms, helpers, other_key, op)
     helpers.put_in_state(kms, s.kid, state)
     expected = TABLE[op][state]
     call = _calls(s)[op]
@@ -123,21 +145,22 @@ def test_key_state_table(kms, helpers, raises, op, state):
     assert meta["KeyState"] == state
     assert meta["Description"] == "state"
     assert kms.list_resource_tags(KeyId=s.kid)["Tags"] == [{"TagKey": "keep", "TagValue": "1"}]
-    aliases = {a["AliasName"]: a.get("TargetKeyId") for a in kms.list_aliases()["Aliases"]}
-    assert aliases[s.alias] == s.kid and aliases[s.other_alias] == s.other
+    assert s.alias in {a["AliasName"] for a in kms.list_aliases(KeyId=s.kid)["Aliases"]}
+    if s.other_alias:
+        assert s.other_alias in {a["AliasName"] for a in kms.list_aliases(KeyId=s.other)["Aliases"]}
 
 
-def test_crypto_results_in_allowed_states(kms, helpers):
+def test_crypto_results_in_allowed_states(kms, helpers, other_key):
     """Enabled is the only state where crypto works; results are real."""
-    s = Setup(kms, helpers)
+    s = Setup(kms, helpers, other_key)
     out = kms.decrypt(CiphertextBlob=s.blob, EncryptionContext={"t": "1"})
     assert out["Plaintext"] == b"state table"
     moved = kms.re_encrypt(CiphertextBlob=s.other_blob, DestinationKeyId=s.kid)
     assert kms.decrypt(CiphertextBlob=moved["CiphertextBlob"])["Plaintext"] == b"other"
 
 
-def test_rotation_status_reports_false_while_pending_deletion(kms, helpers):
-    s = Setup(kms, helpers)
+def test_rotation_status_reports_false_while_pending_deletion(kms, helpers, other_key):
+    s = Setup(kms, helpers, other_key)
     kms.enable_key_rotation(KeyId=s.kid, RotationPeriodInDays=180)
     kms.schedule_key_deletion(KeyId=s.kid, PendingWindowInDays=7)
     assert kms.get_key_rotation_status(KeyId=s.kid)["KeyRotationEnabled"] is False
@@ -147,8 +170,8 @@ def test_rotation_status_reports_false_while_pending_deletion(kms, helpers):
     assert status["RotationPeriodInDays"] == 180
 
 
-def test_disabled_key_decrypts_again_once_enabled(kms, helpers):
-    s = Setup(kms, helpers)
+def test_disabled_key_decrypts_again_once_enabled(kms, helpers, other_key):
+    s = Setup(kms, helpers, other_key)
     kms.disable_key(KeyId=s.kid)
     with pytest.raises(kms.exceptions.DisabledException):
         kms.decrypt(CiphertextBlob=s.blob, EncryptionContext={"t": "1"})

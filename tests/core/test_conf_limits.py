@@ -11,6 +11,27 @@ from __future__ import annotations
 import pytest
 
 
+# Every test makes its own keys: one store for the module.
+@pytest.fixture
+def kms(shared_store):
+    return shared_store.client
+
+
+@pytest.fixture
+def clock(shared_store):
+    return shared_store.clock
+
+
+def _all_key_ids(kms):
+    ids, marker = set(), None
+    while True:
+        resp = kms.list_keys(Limit=1000, **({"Marker": marker} if marker else {}))
+        ids |= {k["KeyId"] for k in resp["Keys"]}
+        if not resp["Truncated"]:
+            return ids
+        marker = resp["NextMarker"]
+
+
 def _ve(raises, field):
     return raises("ValidationException", match=field)
 
@@ -140,12 +161,12 @@ def test_description_length(raises, kms, key):
 
 
 def test_create_key_rejected_creates_nothing(raises, kms):
-    before = {k["KeyId"] for k in kms.list_keys()["Keys"]}
+    before = _all_key_ids(kms)
     with _ve(raises, "description"):
         kms.create_key(Description="d" * 8193)
     with raises("TagException"):
         kms.create_key(Tags=[{"TagKey": "aws:x", "TagValue": "y"}])
-    assert {k["KeyId"] for k in kms.list_keys()["Keys"]} == before
+    assert _all_key_ids(kms) == before
 
 
 # --- tags ---------------------------------------------------------------------

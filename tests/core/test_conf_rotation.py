@@ -8,6 +8,17 @@ from datetime import timedelta
 import pytest
 
 
+# Every test makes its own key; the shared clock only ever moves forward.
+@pytest.fixture
+def kms(shared_store):
+    return shared_store.client
+
+
+@pytest.fixture
+def clock(shared_store):
+    return shared_store.clock
+
+
 def _close(a, b, seconds=60):
     return abs((a - b).total_seconds()) < seconds
 

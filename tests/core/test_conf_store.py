@@ -194,7 +194,7 @@ def _eventually(fn, within):
     while True:
         try:
             return fn()
-        except AssertionError:
+        except (AssertionError, pytest.fail.Exception):
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.01)
