@@ -1,0 +1,133 @@
+"""Bulk insert + select of encrypted string columns vs plaintext and vs
+sqlalchemy-utils' StringEncryptedType(AesGcmEngine), side by side in one run.
+
+    python benchmarks/db_bulk.py [--rows 100000] [--backends sqlite,postgresql]
+
+Each variant: a fresh table with an integer primary key and two String(64)
+columns; one executemany INSERT of all rows in a transaction, then
+SELECT of all rows (values decrypted).  Best of --repeat runs.  KMS is the
+embedded engine on a temporary KMS_HOME (its managed key alias/aws/rds is
+created on first use); KMS calls are counted by a thin wrapper.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import sqlalchemy as sa  # noqa: E402
+
+PG = os.environ.get("KMS_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+class CountingKMS:
+    def __init__(self, client):
+        self._client, self.calls = client, Counter()
+
+    def __getattr__(self, name):
+        target = getattr(self._client, name)
+
+        def call(*a, **kw):
+            self.calls[name] += 1
+            return target(*a, **kw)
+        return call if callable(target) else target
+
+
+def _table(md, name, coltype):
+    return sa.Table(name, md, sa.Column("id", sa.Integer, primary_key=True),
+                    sa.Column("a", coltype()), sa.Column("b", coltype()))
+
+
+def run_variant(url, make_type, rows, label, repeat, counter=None, fresh=None):
+    best_ins = best_sel = float("inf")
+    calls = Counter()
+    for _ in range(repeat):
+        md = sa.MetaData()
+        t = _table(md, f"bench_{uuid.uuid4().hex[:10]}", make_type)
+        engine = sa.create_engine(url)
+        md.create_all(engine)
+        try:
+            if fresh:
+                fresh()  # cold caches, as in a new process
+            if counter is not None:
+                counter.calls.clear()
+            t0 = time.perf_counter()
+            with engine.begin() as conn:
+                conn.execute(t.insert(), rows)
+            t1 = time.perf_counter()
+            if fresh:
+                fresh()  # reading in a new process: data keys unwrapped again
+            t2 = time.perf_counter()
+            with engine.connect() as conn:
+                got = conn.execute(sa.select(t.c.id, t.c.a, t.c.b)).all()
+            t3 = time.perf_counter()
+            assert len(got) == len(rows) and got[-1].b == rows[-1]["b"], label
+            best_ins, best_sel = min(best_ins, t1 - t0), min(best_sel, t3 - t2)
+            if counter is not None:
+                calls = Counter(counter.calls)
+        finally:
+            md.drop_all(engine)
+            engine.dispose()
+    return best_ins, best_sel, calls
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rows", type=int, default=100_000)
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--backends", default="sqlite,postgresql")
+    args = ap.parse_args(argv)
+
+    home = tempfile.mkdtemp(prefix="kms-bench-")
+    os.environ["KMS_HOME"] = home
+    os.environ["KMS_ROOT_KEY"] = base64.b64encode(os.urandom(32)).decode()
+    import kms_core
+    from sqlalchemy_utils import StringEncryptedType
+    from sqlalchemy_utils.types.encrypted.encrypted_type import AesGcmEngine
+
+    from integrations.encrypted_columns import EncryptedType, configure
+
+    counting = CountingKMS(kms_core.client())
+    configure(kms=counting)
+    secret = "application secret for sqlalchemy-utils"
+    rows = [{"id": i, "a": f"alice{i:08d}@example.org", "b": f"4111-1111-{i:08d}"}
+            for i in range(1, args.rows + 1)]
+    variants = [
+        ("plaintext", lambda: sa.String(64), None),
+        ("EncryptedType", lambda: EncryptedType(sa.String(64)), counting),
+        ("sqlalchemy-utils AesGcm", lambda: StringEncryptedType(sa.String(64), secret, AesGcmEngine),
+         None),
+    ]
+    backends = {"sqlite": f"sqlite:///{os.path.join(home, 'bench.db')}", "postgresql": PG}
+    print(f"{args.rows} rows x 2 encrypted String(64) columns; executemany INSERT, then SELECT all; "
+          f"best of {args.repeat}")
+    for backend in args.backends.split(","):
+        url = backends[backend]
+        results = {}
+        for label, make, counter in variants:
+            results[label] = run_variant(url, make, rows, label, args.repeat, counter,
+                                         (lambda: configure(kms=counting)) if counter else None)
+        base = sum(results["plaintext"][:2])
+        ours = sum(results["EncryptedType"][:2])
+        print(f"\n[{backend}]")
+        print(f"{'variant':26} {'insert s':>9} {'select s':>9} {'total s':>8} {'x plain':>8}  KMS calls")
+        for label, (ins, sel, calls) in results.items():
+            kms_txt = ", ".join(f"{k} {v}" for k, v in sorted(calls.items())) if label == "EncryptedType" else "-"
+            print(f"{label:26} {ins:9.3f} {sel:9.3f} {ins + sel:8.3f} {(ins + sel) / base:8.2f}  {kms_txt}")
+        utils = sum(results["sqlalchemy-utils AesGcm"][:2])
+        print(f"EncryptedType / plaintext = {ours / base:.2f}x; "
+              f"sqlalchemy-utils / EncryptedType = {utils / ours:.2f}x; "
+              f"KMS calls = {sum(results['EncryptedType'][2].values())} "
+              f"(insert in one process, select in a fresh one)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
