@@ -107,8 +107,14 @@ class LightKMSClient:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             import http.client  # lazily: ~35 ms with ssl
-            cls = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
-            conn = cls(self._hostname, self._port, timeout=self._timeout)
+            if self._scheme == "https":
+                import ssl
+                # AWS_CA_BUNDLE as botocore reads it; else the system's CAs.
+                context = ssl.create_default_context(cafile=os.environ.get("AWS_CA_BUNDLE") or None)
+                conn = http.client.HTTPSConnection(self._hostname, self._port,
+                                                   timeout=self._timeout, context=context)
+            else:
+                conn = http.client.HTTPConnection(self._hostname, self._port, timeout=self._timeout)
             self._local.conn = conn
         return conn
 

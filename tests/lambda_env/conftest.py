@@ -75,6 +75,13 @@ class Server:
         self.proc = proc
         self.log = log
 
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
     def client_env(self) -> dict[str, str]:
         """Environment of a process that talks to the server, not to an embedded store."""
         env = {k: v for k, v in os.environ.items()
@@ -84,9 +91,9 @@ class Server:
         return env
 
 
-@pytest.fixture(scope="module")
-def kms_server(tmp_path_factory):
-    home = tmp_path_factory.mktemp("kms-server-home")
+def start_server(home: Path, *args: str, scheme: str = "http") -> Server:
+    """Start `kms serve` on a free loopback port with its own store in ``home``
+    and a created access key; ``Server.stop()`` ends it."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KMS_", "AWS_"))}
     env.update(KMS_HOME=str(home), KMS_ROOT_KEY=base64.b64encode(os.urandom(32)).decode(),
                AWS_DEFAULT_REGION="us-east-1", AWS_REGION="us-east-1")
@@ -98,9 +105,8 @@ def kms_server(tmp_path_factory):
     log = home / "server.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(kms_command() + ["serve", "--port", str(port), "--workers", "1",
-                                                 "--log-level", "warning"],
+                                                 "--log-level", "warning", *args],
                                 env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -112,13 +118,14 @@ def kms_server(tmp_path_factory):
                 pytest.fail(f"kms serve did not start:\n{log.read_text()}", pytrace=False)
             time.sleep(0.1)
     env.update(AWS_ACCESS_KEY_ID=key["AccessKeyId"], AWS_SECRET_ACCESS_KEY=key["SecretAccessKey"])
-    server = Server(url, env, proc, log)
+    return Server(f"{scheme}://127.0.0.1:{port}", env, proc, log)
+
+
+@pytest.fixture(scope="module")
+def kms_server(tmp_path_factory):
+    server = start_server(tmp_path_factory.mktemp("kms-server-home"))
     yield server
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    server.stop()
 
 
 @pytest.fixture

@@ -178,3 +178,61 @@ def test_cli_exec_through_server(kms_server, tmp_path):
                                   "import os; print(os.environ['DB_PASSWORD'])"], env)
     assert child.returncode == 0, child.stderr
     assert child.stdout.strip() == SECRET
+
+
+def _pki(tmp_path):
+    """A CA and a server certificate for 127.0.0.1 (test-only PKI)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "lambda-env test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - datetime.timedelta(minutes=5))
+          .not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    leaf = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+            .issuer_name(ca_name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    paths = {name: tmp_path / f"{name}.pem" for name in ("ca", "cert", "key")}
+    paths["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths["cert"].write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    paths["key"].write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                               serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+    return paths
+
+
+def test_light_client_over_https(tmp_path, monkeypatch):
+    from .conftest import start_server
+    pki = _pki(tmp_path)
+    home = tmp_path / "home"
+    home.mkdir()
+    server = start_server(home, "--tls-cert", str(pki["cert"]), "--tls-key", str(pki["key"]),
+                          scheme="https")
+    try:
+        creds = Credentials(server.env["AWS_ACCESS_KEY_ID"], server.env["AWS_SECRET_ACCESS_KEY"])
+        untrusted = LightKMSClient(server.url, credentials=creds, retries=0)
+        monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
+        with pytest.raises(errors.KMSUnavailableError):  # self-signed CA not trusted
+            encrypt_value(SECRET, kms=untrusted)
+        monkeypatch.setenv("AWS_CA_BUNDLE", str(pki["ca"]))
+        client = LightKMSClient(server.url, credentials=creds)
+        value = encrypt_value(SECRET, kms=client, function_name="fn")
+        assert decrypt_value(value, kms=client, contexts=[{"LambdaFunctionName": "fn"}]) == SECRET.encode()
+    finally:
+        server.stop()
