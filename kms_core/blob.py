@@ -54,11 +54,13 @@ def parse_header(blob: bytes) -> Header:
     return Header(str(uuid.UUID(bytes=kid)), mv, blob[:HEADER_LEN])
 
 
-def seal(aead: AESGCM, key_id: str, material_version: int, plaintext: bytes,
+def seal(aead: AESGCM, key_id: str | bytes, material_version: int, plaintext: bytes,
          context_aad: bytes, nonce: bytes | None = None) -> bytes:
-    """Encrypt under one key-material version.  ``context_aad`` is
-    ``encode_context(EncryptionContext)``; ``nonce`` only for test vectors."""
-    header = _HDR.pack(VERSION, uuid.UUID(key_id).bytes, material_version)
+    """Encrypt under one key-material version.  ``key_id`` is the UUID string
+    or its 16 bytes; ``context_aad`` is ``encode_context(EncryptionContext)``;
+    ``nonce`` only for test vectors."""
+    kid = key_id if isinstance(key_id, bytes) else uuid.UUID(key_id).bytes
+    header = _HDR.pack(VERSION, kid, material_version)
     nonce = nonce if nonce is not None else os.urandom(NONCE_LEN)
     return header + nonce + aead.encrypt(nonce, plaintext, header + context_aad)
 

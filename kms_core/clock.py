@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 
 
 class SystemClock:
     def now(self) -> datetime:
         return datetime.now(timezone.utc)
+
+    def timestamp(self) -> float:
+        return time.time()
 
 
 class FakeClock:
@@ -20,6 +24,9 @@ class FakeClock:
     def now(self) -> datetime:
         with self._lock:
             return self._now
+
+    def timestamp(self) -> float:
+        return self.now().timestamp()
 
     def advance(self, **kwargs) -> datetime:
         """``advance(days=30, seconds=1)`` — same arguments as ``timedelta``."""

@@ -125,7 +125,7 @@ class KeyRecord:
                  "pending_window_days", "rotation_enabled", "rotation_period_days",
                  "next_rotation_date", "on_demand_rotations", "current_version", "policy",
                  "managed_alias", "valid_to", "expiration_model", "aeads", "material_ids",
-                 "next_event")
+                 "next_event", "id_bytes")
 
     def __repr__(self) -> str:
         return f"<KeyRecord {self.key_id} {self.key_state}>"
@@ -222,7 +222,8 @@ class Engine:
             self._aliases.clear()
 
     def _now(self) -> float:
-        return self.clock.now().timestamp()
+        ts = getattr(self.clock, "timestamp", None)
+        return ts() if ts is not None else self.clock.now().timestamp()
 
     def _region(self, ctx: RequestContext) -> str:
         return ctx.region or self.settings.region
@@ -255,6 +256,7 @@ class Engine:
             setattr(rec, name, row[name])
         rec.rotation_enabled = bool(rec.rotation_enabled)
         rec.arn = f"arn:aws:kms:{region}:{account}:key/{key_id}"
+        rec.id_bytes = uuid.UUID(key_id).bytes
         rec.aeads = {}
         rec.material_ids = {}
         for m in mats:
@@ -961,7 +963,7 @@ class Engine:
                              "constraint: Member must have length between 1 and 4096")
         self._dry_run(p)
         v = rec.current_version
-        return {"CiphertextBlob": blobfmt.seal(rec.aeads[v], rec.key_id, v, bytes(plaintext),
+        return {"CiphertextBlob": blobfmt.seal(rec.aeads[v], rec.id_bytes, v, bytes(plaintext),
                                                self._context(p)),
                 "KeyId": rec.arn, "EncryptionAlgorithm": SYMMETRIC}
 
@@ -1009,7 +1011,7 @@ class Engine:
         dst = self._crypto_key(p["DestinationKeyId"], ctx, "ReEncryptTo", p)
         self._dry_run(p)
         v = dst.current_version
-        blob = blobfmt.seal(dst.aeads[v], dst.key_id, v, plaintext,
+        blob = blobfmt.seal(dst.aeads[v], dst.id_bytes, v, plaintext,
                             self._context(p, "DestinationEncryptionContext"))
         return {"CiphertextBlob": blob, "SourceKeyId": src.arn, "KeyId": dst.arn,
                 "SourceEncryptionAlgorithm": SYMMETRIC, "DestinationEncryptionAlgorithm": SYMMETRIC,
@@ -1039,7 +1041,7 @@ class Engine:
         self._dry_run(p)
         plaintext = os.urandom(n)
         v = rec.current_version
-        return rec, plaintext, blobfmt.seal(rec.aeads[v], rec.key_id, v, plaintext, self._context(p)), v
+        return rec, plaintext, blobfmt.seal(rec.aeads[v], rec.id_bytes, v, plaintext, self._context(p)), v
 
     def _op_GenerateDataKey(self, p: dict, ctx: RequestContext) -> dict:
         self._no_recipient(p)
