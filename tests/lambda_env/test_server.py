@@ -236,3 +236,15 @@ def test_light_client_over_https(tmp_path, monkeypatch):
         assert decrypt_value(value, kms=client, contexts=[{"LambdaFunctionName": "fn"}]) == SECRET.encode()
     finally:
         server.stop()
+
+
+def test_value_made_by_aws_cli_decrypts(kms_server, server_env):
+    # The "CLI way": `aws kms encrypt` (AWS CLI v1), no encryption context.
+    env = kms_server.client_env()
+    made = _run(["aws", "kms", "encrypt", "--endpoint-url", kms_server.url, "--key-id",
+                 "alias/aws/lambda", "--plaintext", SECRET, "--output", "text",
+                 "--query", "CiphertextBlob"], env)
+    assert made.returncode == 0, made.stderr
+    env = {"AWS_LAMBDA_FUNCTION_NAME": "orders-api", "DB_PASSWORD": made.stdout.strip()}
+    secrets = EnvSecrets(kms=LightKMSClient(kms_server.url), environ=env)
+    assert secrets.get("DB_PASSWORD") == SECRET
