@@ -37,10 +37,7 @@ from .policy import IAM_ONLY, NOT_POLICY_CONTROLLED, access_denied, parse_policy
 from .store import (Store, aliases as T_ALIASES, grants as T_GRANTS, import_parameters as T_IMPORT,
                     key_materials as T_MAT, keys as T_KEYS, tags as T_TAGS)
 
-try:  # the operation table's validator (server-side checks AWS makes)
-    from .validation import validate as _validate
-except ImportError:  # pragma: no cover - only while the module is being written
-    _validate = None
+from .validation import validate as _validate
 
 DAY = 86400.0
 ENABLED, DISABLED, PENDING_DELETION, PENDING_IMPORT = "Enabled", "Disabled", "PendingDeletion", "PendingImport"
@@ -170,8 +167,7 @@ class Engine:
             raise KMSError("UnsupportedOperationException",
                            f"{operation} is not supported by this KMS engine.")
         params = params or {}
-        if _validate is not None:
-            _validate(operation, params)
+        _validate(operation, params)  # every limit and enum of the model, AWS's messages
         if ctx is None:
             ctx = _DEFAULT_CTX
         self._maybe_refresh()
