@@ -370,15 +370,15 @@ def _client(g):
         kwargs["verify"] = False
     elif g.ca_bundle:
         kwargs["verify"] = g.ca_bundle
-    region = g.region or os.environ.get("KMS_REGION")
-    if g.profile:
-        # kms_core.client() uses boto3's default session; a profile needs its own session.
-        import boto3
+    import boto3
 
-        session = boto3.session.Session(profile_name=g.profile)
-        return session.client("kms", endpoint_url=endpoint, region_name=region or session.region_name, **kwargs)
-    if region:
-        kwargs["region"] = region
+    # The profile's own session (kms_core.client() uses boto3's default one); the region falls back
+    # to the same default as the embedded engine instead of failing with NoRegionError.
+    session = boto3.session.Session(profile_name=g.profile)
+    region = g.region or os.environ.get("KMS_REGION") or session.region_name or "us-east-1"
+    if g.profile:
+        return session.client("kms", endpoint_url=endpoint, region_name=region, **kwargs)
+    kwargs["region"] = region
     return kms_core.client(endpoint_url=endpoint, **kwargs)
 
 

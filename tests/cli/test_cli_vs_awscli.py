@@ -119,3 +119,27 @@ def test_embedded_output_has_the_same_shape_as_aws_against_moto(cli, aws, moto_u
             assert a == b or {a, b} <= {"int", "float"}
 
     common(ours_shape, theirs_shape)
+
+
+def test_profile_and_region_reach_the_remote_client(cli, moto_url, moto_key, tmp_path, monkeypatch):
+    creds = tmp_path / "credentials"
+    creds.write_text("[p1]\naws_access_key_id = a\naws_secret_access_key = b\n")
+    config = tmp_path / "config"
+    config.write_text("[profile p1]\nregion = us-east-1\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(creds))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(var, raising=False)
+    ok = cli("--profile", "p1", "describe-key", "--key-id", moto_key, "--endpoint-url", moto_url)
+    assert ok.rc == 0 and ok.json["KeyMetadata"]["KeyId"] == moto_key
+    # moto keeps keys per region: the same id is unknown in another one.
+    other = cli("--profile", "p1", "--region", "eu-west-1", "describe-key", "--key-id", moto_key,
+                "--endpoint-url", moto_url)
+    assert other.rc == 255 and "NotFoundException" in other.err
+    missing = cli("--profile", "nope", "list-keys", "--endpoint-url", moto_url)
+    assert missing.rc == 255 and missing.err == "The config profile (nope) could not be found\n"
+
+
+def test_region_option_on_the_embedded_engine(cli):
+    arn = cli("--region", "eu-west-1", "create-key", "--query", "KeyMetadata.Arn", "--output", "text").out
+    assert arn.startswith("arn:aws:kms:eu-west-1:")
