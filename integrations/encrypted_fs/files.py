@@ -184,7 +184,7 @@ class EncryptedWriteFile(io.BufferedIOBase):
         self._out = bytearray(self._c + TAG_SIZE)
         self._written = 0
         self._body = 0
-        self._done = False
+        self._done = True  # nothing to discard until the sink exists
         inner = efs.fs
         self._direct = efs._writes_are_atomic
         if "x" in mode and inner.exists(path):
@@ -196,6 +196,7 @@ class EncryptedWriteFile(io.BufferedIOBase):
             parent, _, name = path.rpartition("/")
             self._target = f"{parent}/.{name}.{uuid.uuid4().hex[:12]}.kfse-tmp"
             self._sink = inner.open(self._target, "wb", **open_kwargs)
+        self._done = False
         try:
             self._sink.write(header.encode())
         except BaseException:
