@@ -204,8 +204,11 @@ def _exec(args: argparse.Namespace) -> int:
         raise _Usage("give the command after '--'")
     if not args.file and not args.name:
         raise _Usage("give --file and/or --name")
+    from .core import _check_environ_safe
     env = dict(os.environ)
-    env.update(_decrypted(args, args.file))
+    for name, value in _decrypted(args, args.file).items():
+        _check_environ_safe(name, value)
+        env[name] = value
     import subprocess
     sys.stdout.flush()
     try:

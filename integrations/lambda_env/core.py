@@ -271,6 +271,12 @@ def _apply(plaintext: bytes, name: str, transform: str | None) -> Any:
     return text
 
 
+def _check_environ_safe(name: str, text: str) -> None:
+    if "\x00" in text:
+        raise TransformError(f"{name} contains a NUL character, which an environment variable "
+                             f"cannot hold; read it with transform='binary'", variable=name)
+
+
 def _check_transform(transform: str | None) -> None:
     if transform not in _TRANSFORMS:
         raise ValueError(f"transform must be one of None, 'json', 'binary' (got {transform!r})")
@@ -452,6 +458,8 @@ class EnvSecrets:
         ciphertext is remembered, so later ``get``/``refresh`` still work."""
         values = self.get_many(names, max_age=max_age, force_fetch=force_fetch)
         if into_environ:
+            for name, text in values.items():
+                _check_environ_safe(name, text)
             with self._lock:
                 env = self.environ
                 for name, text in values.items():

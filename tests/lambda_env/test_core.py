@@ -261,6 +261,14 @@ def test_decrypt_environ_into_environ_and_back(counting, kms):
     assert s.get("A") == "alpha-rotated"
 
 
+def test_nul_cannot_go_into_environ(kms):
+    s = EnvSecrets(kms=kms, environ={"N": cli_value(kms, "a\x00b-secret")})
+    with pytest.raises(errors.TransformError) as e:
+        s.decrypt_environ(["N"])
+    assert "N" in str(e.value) and "a\x00b" not in str(e.value)
+    assert s.get("N", transform="binary") == b"a\x00b-secret"
+
+
 def test_decrypt_environ_mapping_only(kms):
     env = {"A": cli_value(kms)}
     out = EnvSecrets(kms=kms, environ=env).decrypt_environ(["A"], into_environ=False)
