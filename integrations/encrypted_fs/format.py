@@ -421,3 +421,41 @@ class ChunkCipher:
             return TruncatedFileError(f"object ends after chunk {index}, which is not final",
                                       self.path)
         return TrailingDataError(f"chunk {index} is final but more data follows", self.path)
+
+
+# ------------------------------------------------------- whole-object helpers
+
+def encrypt_bytes(plaintext: bytes, data_key: bytes, wrapped_key: bytes, key_id: str,
+                  context: Mapping[str, str] | None = None,
+                  chunk_size: int = DEFAULT_CHUNK_SIZE, salt: bytes | None = None) -> bytes:
+    """A whole encrypted object in memory (test vectors, small values)."""
+    header, keys = new_header(data_key, wrapped_key, key_id, context, chunk_size, salt)
+    cipher = ChunkCipher(keys.content_key, chunk_size)
+    n = max(1, -(-len(plaintext) // chunk_size))
+    mv = memoryview(plaintext)
+    parts = [header.encode()]
+    parts += [cipher.encrypt(i, i == n - 1, mv[i * chunk_size:(i + 1) * chunk_size])
+              for i in range(n)]
+    body = sum(len(p) for p in parts) - header.header_size
+    if not header.is_default_layout:
+        parts.append(make_trailer(header.chunk_log2, header.header_size, body))
+    return b"".join(parts)
+
+
+def decrypt_bytes(blob: bytes, data_key: bytes, path: str | None = None) -> bytes:
+    """Decrypt and fully verify a whole encrypted object held in memory."""
+    header = Header.parse(blob, path)
+    keys = header.verify(data_key, path)
+    tail = bytes(blob[-TRAILER.size:]) if not header.is_default_layout else None
+    layout = Layout.of(header, len(blob), tail, path)
+    if layout.trailer_size and any(blob[layout.header_size + layout.body_size:-TRAILER.size]):
+        raise LayoutError("trailer padding is not zero", path)
+    cipher = ChunkCipher(keys.content_key, layout.chunk_size, path)
+    mv = memoryview(blob)
+    unit = layout.chunk_size + TAG_SIZE
+    out = []
+    for i in range(layout.n_chunks):
+        start = layout.chunk_offset(i)
+        end = min(start + unit, layout.header_size + layout.body_size)
+        out.append(cipher.decrypt(i, i == layout.n_chunks - 1, mv[start:end]))
+    return b"".join(out)
