@@ -54,6 +54,9 @@ class ServerConfig:
         return cls(**json.loads(raw)) if raw else cls()
 
 
+_RequestContext = None  # kms_core.engine.RequestContext, imported when the engine is opened
+
+
 class _Rejected(Exception):
     """A KMSError raised before the engine, with what we knew of the caller."""
 
@@ -95,7 +98,12 @@ class KMSApp:
         return get_engine(Settings.from_env(store_url=self.config.store_url))
 
     def _setup(self) -> None:
+        global _RequestContext
+        from kms_core.engine import RequestContext
+
         from .credentials import AccessKeys, CredentialCache
+
+        _RequestContext = RequestContext
 
         if self.engine is None:
             self.engine = self._open_engine()
@@ -197,8 +205,6 @@ class KMSApp:
                 return b"".join(chunks) if len(chunks) != 1 else chunks[0]
 
     def _context(self, scope, headers, request_id, signed=None, cred=None, authenticated=True):
-        from kms_core.engine import RequestContext
-
         client = scope.get("client")
         if cred is not None:
             account, principal, akid = cred.account_id, cred.principal, cred.access_key_id
@@ -206,7 +212,7 @@ class KMSApp:
             account, principal, akid = self.account_id, f"arn:aws:iam::{self.account_id}:root", signed.access_key_id
         else:  # unauthenticated: the caller claimed this key (if any) but did not prove it
             account, principal, akid = self.account_id, None, signed.access_key_id if signed else None
-        return RequestContext(
+        return _RequestContext(
             region=signed.region if signed is not None else self.default_region,
             account_id=account,
             principal=principal,

@@ -16,7 +16,7 @@ Secrets and signatures never appear in messages or reprs.
 """
 from __future__ import annotations
 
-import calendar
+import datetime
 import hashlib
 import hmac
 import re
@@ -24,6 +24,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from functools import lru_cache
 from email.utils import parsedate_to_datetime
 from urllib.parse import quote, unquote
 
@@ -81,16 +82,21 @@ def _format_amz(ts: float) -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(ts))
 
 
+@lru_cache(maxsize=256)
 def _parse_amz_date(value: str) -> float:
+    # Cached: clients send the same timestamp for every request of a second.
     if not _AMZ_DATE.match(value):
         raise _incomplete(
             f"Date must be in ISO-8601 'basic format'. Got '{value[:40]}'. "
             "See http://en.wikipedia.org/wiki/ISO_8601"
         )
     try:
-        return float(calendar.timegm(time.strptime(value, "%Y%m%dT%H%M%SZ")))
+        d = datetime.datetime(int(value[0:4]), int(value[4:6]), int(value[6:8]),
+                              int(value[9:11]), int(value[11:13]), int(value[13:15]),
+                              tzinfo=datetime.timezone.utc)
     except ValueError:
         raise _incomplete(f"Date must be a valid ISO-8601 'basic format' date. Got '{value[:40]}'.") from None
+    return d.timestamp()
 
 
 def parse_authorization(value: str) -> tuple[str, str, str]:
@@ -146,6 +152,41 @@ def canonical_query(query: str) -> str:
     return "&".join(f"{k}={v}" for k, v in sorted(pairs))
 
 
+@lru_cache(maxsize=1024)
+def _check_scope(credential: str, service: str) -> tuple[str, str, str, str]:
+    """Validate ``AKID/date/region/service/aws4_request``; cached (same scope all day)."""
+    scope = credential.split("/")
+    if len(scope) != 5:
+        raise _incomplete(
+            "Credential must have exactly 5 slash-delimited elements, e.g. "
+            "keyid/date/region/service/term, got "
+            f"'{len(scope)}' elements."
+        )
+    akid, sdate, region, svc, term = scope
+    if not _ACCESS_KEY.match(akid):
+        raise KMSError("UnrecognizedClientException", MSG_UNKNOWN_KEY)
+    if term != "aws4_request":
+        raise _incomplete(f"Credential should be scoped with a valid terminator: 'aws4_request', not '{term[:40]}'.")
+    if svc != service:
+        raise _invalid(f"Credential should be scoped to correct service: '{service}'.")
+    if not _REGION.match(region):
+        raise _incomplete(f"Credential should be scoped to a valid region, not '{region[:64]}'.")
+    if not _SCOPE_DATE.match(sdate):
+        raise _incomplete(f"Credential date must be in the form YYYYMMDD, not '{sdate[:40]}'.")
+    return akid, sdate, region, svc
+
+
+@lru_cache(maxsize=1024)
+def _check_signed_headers(signed: str, required: tuple[str, ...]) -> tuple[str, ...]:
+    names = signed.split(";")
+    if any(not _HEADER_NAME.match(n) for n in names) or names != sorted(set(names)):
+        raise _incomplete("SignedHeaders must be lower-case header names, sorted, separated by ';'.")
+    for req in required:
+        if req not in names:
+            raise _incomplete(f"'{req}' must be a 'SignedHeader' in the AWS Authorization.")
+    return tuple(names)
+
+
 def parse_request(
     method: str,
     raw_path: str,
@@ -171,34 +212,10 @@ def parse_request(
         raise KMSError("MissingAuthenticationTokenException", MSG_MISSING)
     credential, signed, signature = parse_authorization(auth)
 
-    scope = credential.split("/")
-    if len(scope) != 5:
-        raise _incomplete(
-            "Credential must have exactly 5 slash-delimited elements, e.g. "
-            "keyid/date/region/service/term, got "
-            f"'{len(scope)}' elements."
-        )
-    akid, sdate, region, svc, term = scope
-    if not _ACCESS_KEY.match(akid):
-        raise KMSError("UnrecognizedClientException", MSG_UNKNOWN_KEY)
-    if term != "aws4_request":
-        raise _incomplete(f"Credential should be scoped with a valid terminator: 'aws4_request', not '{term[:40]}'.")
-    if svc != service:
-        raise _invalid(f"Credential should be scoped to correct service: '{service}'.")
-    if not _REGION.match(region):
-        raise _incomplete(f"Credential should be scoped to a valid region, not '{region[:64]}'.")
-    if not _SCOPE_DATE.match(sdate):
-        raise _incomplete(f"Credential date must be in the form YYYYMMDD, not '{sdate[:40]}'.")
-
+    akid, sdate, region, svc = _check_scope(credential, service)
     if not _SIGNATURE.match(signature):
         raise _incomplete("Signature must be 64 lower-case hexadecimal characters.")
-
-    names = signed.split(";")
-    if any(not _HEADER_NAME.match(n) for n in names) or names != sorted(set(names)):
-        raise _incomplete("SignedHeaders must be lower-case header names, sorted, separated by ';'.")
-    for req in required:
-        if req not in names:
-            raise _incomplete(f"'{req}' must be a 'SignedHeader' in the AWS Authorization.")
+    names = _check_signed_headers(signed, required)
     token = headers.get("x-amz-security-token")
     if token is not None and "x-amz-security-token" not in names:
         raise _incomplete("'x-amz-security-token' must be a 'SignedHeader' in the AWS Authorization.")
@@ -267,7 +284,7 @@ def parse_request(
         region=region,
         service=svc,
         amz_date=amz_date,
-        signed_headers=tuple(names),
+        signed_headers=names,
         signature=signature,
         string_to_sign=string_to_sign,
         security_token=token,

@@ -1,0 +1,236 @@
+"""`kms serve` under sustained load, side by side with moto's server, same run.
+
+    python benchmarks/server_throughput.py [--seconds 4] [--connections 16] [--workers 2]
+
+Starts `kms serve` (strict SigV4, a created access key, SQLite store in a temp
+dir) and `moto_server` on loopback, then replays one pre-signed request per
+case (Encrypt 64 B, Decrypt, GenerateDataKey AES_256) with wrk (Debian package
+`wrk`; a multi-process Python load generator with raw http.client is used
+when wrk is missing).  SigV4 signatures stay valid for 5 minutes, so every
+replayed request is fully verified by the server.  Prints requests/s and p99
+latency for both and the throughput ratio.  Targets (issue 3): ratio >= 10x,
+p99 <= 10 ms at 16 connections.  Any non-200 answer fails the run.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import multiprocessing
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import boto3
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+REGION = "us-east-1"
+PAYLOAD = os.urandom(64)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{proc.args[0]} exited with {proc.returncode}")
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            return
+        except OSError as e:
+            if getattr(e, "code", None):  # an HTTP error status: the server is up
+                return
+            time.sleep(0.1)
+    raise SystemExit(f"{url} did not come up")
+
+
+def presign(url: str, key: dict, target: str, params: dict) -> tuple[dict, bytes]:
+    body = json.dumps(params).encode()
+    req = AWSRequest(method="POST", url=url + "/", data=body,
+                     headers={"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": f"TrentService.{target}"})
+    SigV4Auth(Credentials(key["AccessKeyId"], key["SecretAccessKey"]), "kms", REGION).add_auth(req)
+    headers = dict(req.headers.items())
+    headers["Host"] = url.split("://", 1)[1]
+    return headers, body
+
+
+# -- load generators -------------------------------------------------------------------
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def run_wrk(url: str, headers: dict, body: bytes, seconds: float, connections: int, threads: int) -> dict:
+    lua = ["wrk.method = 'POST'", f"wrk.body = {json.dumps(body.decode())}"]
+    lua += [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items() if k.lower() != "host"]
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write("\n".join(lua) + "\n")
+        script = f.name
+    try:
+        out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
+                              "-s", script, url + "/"], capture_output=True, text=True, timeout=seconds + 60)
+    finally:
+        os.unlink(script)
+    text = out.stdout
+    if "Requests/sec" not in text:
+        raise SystemExit(f"wrk failed ({out.returncode}): {out.stderr.strip() or text.strip()}")
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+    m = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+    p99 = float(m.group(1)) * _UNITS[m.group(2)]
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    failures = (int(bad.group(1)) if bad else 0) + (sum(map(int, errors.groups())) if errors else 0)
+    total = int(re.search(r"(\d+) requests in", text).group(1))
+    return {"rps": rps, "p99_ms": p99, "failures": failures, "requests": total}
+
+
+def _py_worker(args):
+    host, port, headers, body, seconds, conns = args
+    import http.client
+    import threading
+
+    lat, fails = [], [0]
+    stop = time.monotonic() + seconds
+    lock = threading.Lock()
+
+    def one():
+        c = http.client.HTTPConnection(host, port)
+        mine = []
+        while time.monotonic() < stop:
+            t = time.perf_counter()
+            c.request("POST", "/", body=body, headers=headers)
+            r = c.getresponse()
+            r.read()
+            mine.append(time.perf_counter() - t)
+            if r.status != 200:
+                fails[0] += 1
+        with lock:
+            lat.extend(mine)
+
+    ts = [threading.Thread(target=one) for _ in range(conns)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return lat, fails[0]
+
+
+def run_python(url: str, headers: dict, body: bytes, seconds: float, connections: int, procs: int) -> dict:
+    host, port = url.split("://", 1)[1].split(":")
+    per = [connections // procs + (1 if i < connections % procs else 0) for i in range(procs)]
+    with multiprocessing.Pool(procs) as pool:
+        t0 = time.monotonic()
+        parts = pool.map(_py_worker, [(host, int(port), headers, body, seconds, n) for n in per if n])
+        elapsed = time.monotonic() - t0
+    lat = sorted(x for p in parts for x in p[0])
+    return {"rps": len(lat) / elapsed, "p99_ms": lat[int(len(lat) * 0.99) - 1] * 1e3 if lat else float("nan"),
+            "failures": sum(p[1] for p in parts), "requests": len(lat)}
+
+
+# -- servers ---------------------------------------------------------------------------
+
+def start_kms(tmp: Path, workers: int, engine_calls: str):
+    home = tmp / "kms-home"
+    env = {**os.environ, "KMS_HOME": str(home), "KMS_ROOT_KEY": base64.b64encode(os.urandom(32)).decode()}
+    for v in ("KMS_STORE_URL", "KMS_ROOT_KEY_FILE", "KMS_SERVER_CONFIG"):
+        env.pop(v, None)
+    key = json.loads(subprocess.run([sys.executable, "-c",
+                                     "import sys; from kms_core.server.cli import create_access_key_main as m; "
+                                     "sys.exit(m(['--user-name', 'bench']))"],
+                                    env=env, check=True, capture_output=True, text=True).stdout)["AccessKey"]
+    port = free_port()
+    log = open(tmp / "kms.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "kms_core.server", "--host", "127.0.0.1", "--port", str(port),
+                             "--workers", str(workers), "--engine-calls", engine_calls, "--log-level", "warning"],
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    wait_http(url + "/health", proc)
+    return proc, url, key
+
+
+def start_moto(tmp: Path):
+    port = free_port()
+    log = open(tmp / "moto.log", "wb")
+    exe = shutil.which("moto_server") or sys.exit("moto_server not found (pip install 'moto[server]')")
+    proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    wait_http(url + "/moto-api/", proc)
+    return proc, url, {"AccessKeyId": "testing", "SecretAccessKey": "testing"}
+
+
+def cases(url: str, key: dict) -> dict:
+    kms = boto3.client("kms", endpoint_url=url, region_name=REGION, aws_access_key_id=key["AccessKeyId"],
+                       aws_secret_access_key=key["SecretAccessKey"])
+    key_id = kms.create_key(Description="bench")["KeyMetadata"]["KeyId"]
+    blob = kms.encrypt(KeyId=key_id, Plaintext=PAYLOAD)["CiphertextBlob"]
+    b64 = base64.b64encode
+    return {
+        "Encrypt 64 B": ("Encrypt", {"KeyId": key_id, "Plaintext": b64(PAYLOAD).decode()}),
+        "Decrypt": ("Decrypt", {"CiphertextBlob": b64(blob).decode()}),
+        "GenerateDataKey": ("GenerateDataKey", {"KeyId": key_id, "KeySpec": "AES_256"}),
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=4.0, help="load per case (default 4)")
+    ap.add_argument("--connections", type=int, default=16)
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="kms serve workers")
+    ap.add_argument("--engine-calls", choices=["threads", "inline"], default="threads",
+                    help="kms serve --engine-calls (default threads)")
+    ap.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
+    ap.add_argument("--load", choices=["wrk", "python"], default="wrk" if shutil.which("wrk") else "python")
+    args = ap.parse_args()
+    load = (lambda u, h, b: run_wrk(u, h, b, args.seconds, args.connections, args.threads)) if args.load == "wrk" \
+        else (lambda u, h, b: run_python(u, h, b, args.seconds, args.connections, 2))
+
+    results: dict[tuple[str, str], dict] = {}
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        procs = []
+        try:
+            for name, starter in (("kms serve", lambda: start_kms(tmp, args.workers, args.engine_calls)), ("moto_server", lambda: start_moto(tmp))):
+                proc, url, key = starter()
+                procs.append(proc)
+                for case, (target, params) in cases(url, key).items():
+                    headers, body = presign(url, key, target, params)
+                    load(url, headers, body)  # warm-up at full load (short)
+                    results[(name, case)] = load(url, headers, body)
+                proc.terminate()
+                proc.wait(30)
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+
+    print(f"load: {args.load}, {args.connections} connections, {args.seconds:g} s per case; "
+          f"kms serve --workers {args.workers} --engine-calls {args.engine_calls}; {os.cpu_count()} CPUs; loopback")
+    print(f"{'case':<17}{'kms req/s':>11}{'kms p99':>10}{'moto req/s':>12}{'moto p99':>10}{'ratio':>8}")
+    failed = False
+    for case in ("Encrypt 64 B", "Decrypt", "GenerateDataKey"):
+        k, m = results[("kms serve", case)], results[("moto_server", case)]
+        failed |= bool(k["failures"] or m["failures"])
+        print(f"{case:<17}{k['rps']:>11.0f}{k['p99_ms']:>8.2f}ms{m['rps']:>12.0f}{m['p99_ms']:>8.2f}ms"
+              f"{k['rps'] / m['rps']:>7.1f}x")
+    if failed:
+        print("FAILED: some requests were not answered with 200:",
+              {f"{s}/{c}": r["failures"] for (s, c), r in results.items() if r["failures"]})
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
