@@ -28,7 +28,6 @@ RC_ERROR = 255  # AWS CLI v1: any failure, service errors included
 RC_INTERRUPTED = 130
 
 ENTRY_POINT_GROUP = "kms.commands"
-log = logging.getLogger("kms_core.cli")
 
 
 class _Usage(Exception):
@@ -84,11 +83,6 @@ def _error(message: str) -> None:
 
 def _describe(e: Exception) -> str:
     """The user-facing text of an error: AWS CLI's wording where it has one."""
-    from kms_core.errors import KMSError
-
-    if isinstance(e, KMSError):  # an engine error that reached us without a client wrapper
-        op = getattr(e, "_kms_cli_operation", "unknown")
-        return f"An error occurred ({e.code}) when calling the {op} operation: {e.message}"
     text = str(e)
     name = type(e).__name__
     if name == "NoRegionError":
@@ -251,6 +245,7 @@ def _invalid_choice(name: str) -> str:
 
 def _run_operation(op, args: list[str], g) -> int:
     from . import params as P
+    from .spec import xform_name
 
     table = P.build_arguments(op)
     try:
@@ -287,25 +282,17 @@ def _run_operation(op, args: list[str], g) -> int:
     paginator = op.paginator
     paginate = g.paginate and paginator is not None
     if paginator is not None:
-        manual = [n for n in P._paging_inputs(paginator) if n in call_params]
-        if manual and parsed.cli_input_json is None:
-            paginate = False  # the user drives Marker/Limit: one call, like the AWS CLI
-        if not g.paginate and paging:
+        tokens = P._paging_inputs(paginator)
+        if any(getattr(parsed, xform_name(t)) is not None for t in tokens):
+            paginate = False  # --marker/--limit on the command line: the user pages by hand (one call)
+        if not paginate and paging:
             used = ", ".join("--" + name for name in P.PAGING_OPTIONS if name in paging)
             raise P.PaginationError(f"Cannot specify --no-paginate along with pagination arguments: {used}")
-    if paginate:
-        # Paging inputs given in --cli-input-json are ignored, as in AWS CLI v1.
-        for name in P._paging_inputs(paginator):
-            call_params.pop(name, None)
+        if paginate:
+            for name in tokens:  # as in AWS CLI v1, paging inputs from --cli-input-json are ignored
+                call_params.pop(name, None)
 
-    client = _client(g)
-    method = getattr(client, op.py_name, None)
-    if method is None:
-        from kms_core.errors import KMSError
-
-        err = KMSError("UnsupportedOperationException", f"{op.name} is not supported by this KMS.")
-        err._kms_cli_operation = op.name
-        raise err
+    method = _method(op, _client(g))
     if paginate:
         from .paginate import Pages
 
@@ -313,19 +300,32 @@ def _run_operation(op, args: list[str], g) -> int:
                       page_size=paging.get("page-size"), starting_token=paging.get("starting-token"))
         _display_pages(op, pages, output, query)
         return RC_OK
-    response = _call(op, method, call_params)
-    _display(op, response, output, query)
+    _display(op, method(**call_params), output, query)
     return RC_OK
 
 
-def _call(op, method, params):
+class OperationError(Exception):
+    """A service error, in the AWS CLI's one-line wording."""
+
+    def __init__(self, code: str, operation: str, message: str):
+        super().__init__(f"An error occurred ({code}) when calling the {operation} operation: {message}")
+
+
+def _method(op, client):
+    """The client's method for ``op``; engine errors that escape as KMSError get the AWS wording too."""
     from kms_core.errors import KMSError
 
-    try:
-        return method(**params)
-    except KMSError as e:
-        e._kms_cli_operation = op.name
-        raise
+    method = getattr(client, op.py_name, None)
+    if method is None:
+        raise OperationError("UnsupportedOperationException", op.name, f"{op.name} is not supported by this client.")
+
+    def call(**params):
+        try:
+            return method(**params)
+        except KMSError as e:
+            raise OperationError(e.code, op.name, e.message) from None
+
+    return call
 
 
 def _compile_query(expression):
@@ -413,6 +413,7 @@ def _display_pages(op, pages, output: str, query) -> None:
         data = to_wire(pages.strip_tokens(page))
         format_text(query.search(data) if query is not None else data, stream)
     if pages.resume_token is not None:
+        # awscli 1.45 runs --query over this line too, which prints "None" and loses the token.
         format_text({"NextToken": {"NextToken": pages.resume_token}}, stream)
     sys.stdout.flush()
 

@@ -164,14 +164,16 @@ def parse_operation_args(op: Operation, table: dict[str, Argument], args: list[s
 
 
 def build_call(op: Operation, table: dict[str, Argument], parsed: argparse.Namespace,
-               binary_format: str = "raw-in-base64-out") -> tuple[dict, dict | None]:
-    """API parameters and pagination settings (None when not paginating) from parsed options."""
+               binary_format: str = "raw-in-base64-out") -> tuple[dict, dict]:
+    """API parameters, and the paging options given (``{"max-items": 2, ...}``), from parsed options."""
     params: dict = {}
     paging: dict = {}
     values = vars(parsed)
     cli_json = values.get("cli_input_json")
     if cli_json is not None:
-        params.update(_load_cli_input_json(cli_json))
+        # Its blobs are text too (v1: the text's bytes), like values typed on the command line.
+        params.update(_blobs(op.input_shape, _load_cli_input_json(cli_json), "--cli-input-json", binary_format,
+                             False))
     for arg in table.values():
         value = values.get(arg.dest)
         if value is None or arg.member is None:
@@ -342,7 +344,7 @@ def _blobs(shape: Shape, value, cli_name: str, binary_format: str, raw: bool):
                 except (binascii.Error, ValueError):
                     raise ParamError(cli_name, "Invalid base64 (with --cli-binary-format base64, blob "
                                                "values are base64 text; use fileb:// for raw bytes)") from None
-            return value.encode("utf-8")
+            return value.encode("utf-8", "surrogateescape")  # undecodable argv bytes come back as they were
         return value
     if kind == "structure" and isinstance(value, dict):
         members = shape.members

@@ -81,3 +81,9 @@ def test_text_output_prints_each_page_then_next_token(cli, five_keys):
 def test_bad_starting_token_is_a_clear_error(cli, five_keys):
     res = cli("list-keys", "--starting-token", "not-a-token")
     assert res.rc == 255 and res.err.startswith("An error occurred (InvalidMarkerException)")
+
+
+def test_manual_paging_with_max_items_is_refused_like_awscli(cli, five_keys):
+    res = cli("list-keys", "--limit", "2", "--max-items", "1")
+    assert res.rc == 255
+    assert res.err == "Cannot specify --no-paginate along with pagination arguments: --max-items\n"

@@ -149,3 +149,25 @@ def test_usage_errors_exit_2_and_unknown_options_255(cli):
     assert badq.rc == 255 and badq.err.startswith("Bad value for --query Keys[: ")
     for res in (missing, unknown, nocmd, badout, badq):
         assert "Traceback" not in res.err and res.out == ""
+
+
+def test_cli_input_json_blobs_are_text_bytes(cli, key, tmp_path):
+    doc = tmp_path / "enc.json"
+    doc.write_text(json.dumps({"KeyId": "alias/p", "Plaintext": "from json"}))
+    enc = cli("encrypt", "--cli-input-json", f"file://{doc}", "--query", "CiphertextBlob", "--output", "text")
+    assert enc.rc == 0, enc
+    (tmp_path / "c.bin").write_bytes(base64.b64decode(enc.out))
+    dec = cli("decrypt", "--ciphertext-blob", f"fileb://{tmp_path}/c.bin", "--query", "Plaintext", "--output", "text")
+    assert base64.b64decode(dec.out) == b"from json"
+
+
+def test_undecodable_command_line_bytes_are_kept(kms_proc, cli, key, tmp_path):
+    import os
+
+    raw = b"caf\xe9 \xff"  # not UTF-8: reaches Python as surrogate escapes
+    enc = kms_proc(os.fsdecode(b"encrypt"), "--key-id", "alias/p", "--plaintext", os.fsdecode(raw),
+                   "--query", "CiphertextBlob", "--output", "text")
+    assert enc.rc == 0, enc
+    (tmp_path / "c.bin").write_bytes(base64.b64decode(enc.out))
+    dec = cli("decrypt", "--ciphertext-blob", f"fileb://{tmp_path}/c.bin", "--query", "Plaintext", "--output", "text")
+    assert base64.b64decode(dec.out) == raw
