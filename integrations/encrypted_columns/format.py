@@ -13,6 +13,7 @@ so the same data key never serves two algorithms.
 """
 from __future__ import annotations
 
+import itertools
 import os
 from typing import Callable
 
@@ -47,7 +48,7 @@ def _hkdf(material: bytes, length: int, info: bytes) -> bytes:
 class DataKey:
     """An unwrapped data key and its derived ciphers.  ``repr`` shows the id only."""
 
-    __slots__ = ("key_id", "_gcm", "_siv", "_sig")
+    __slots__ = ("key_id", "_gcm", "_siv", "_sig", "nonce_prefix", "nonce_counter")
 
     def __init__(self, key_id: bytes, material: bytes):
         if len(key_id) != KEY_ID_LEN or len(material) != 32:
@@ -56,6 +57,11 @@ class DataKey:
         self._gcm = AESGCM(_hkdf(material, 32, _INFO["gcm"]))
         self._siv = AESSIV(_hkdf(material, 64, _INFO["siv"]))
         self._sig = _hkdf(material, 32, _INFO["sig"])
+        # For keys this process generated and alone writes with (randomized
+        # columns): GCM nonces per NIST SP 800-38D 8.2.1, a fixed field and a
+        # 64-bit invocation counter, unique by construction.
+        self.nonce_prefix = os.urandom(4)
+        self.nonce_counter = itertools.count()
 
     def __repr__(self) -> str:
         return f"<DataKey {self.key_id.hex()}>"

@@ -74,6 +74,10 @@ class Keyring:
     def __init__(self):
         self.settings = Settings()
         self.kms_calls = 0  # GenerateDataKey + Decrypt made by this keyring
+        # Bumped whenever cached keys may have become invalid (rollback of a
+        # transaction that made keys, configure(), rotation): the types' per-
+        # statement fast paths check it.
+        self.generation = 0
         self._lock = threading.Lock()
         self._reset_caches()
 
@@ -93,6 +97,7 @@ class Keyring:
                     raise TypeError(f"unknown setting {name!r}")
                 setattr(self.settings, name, value)
             self._reset_caches()
+            self.generation += 1
 
     @property
     def kms(self):
@@ -132,6 +137,10 @@ class Keyring:
         forced = FORCED_KEY.get()
         if forced is not None:  # a rotation tool writing under its target key
             return forced
+        return self.write_entry(dialect, kms_key, mode, scope).extra
+
+    def write_entry(self, dialect, kms_key: str, mode: int, scope: str | None) -> CachedKey:
+        """The cache entry of the current write key, one use counted."""
         conn = _connection_for(dialect)
         token = _vault_token(conn.engine)
         ck = (token, kms_key, mode, scope)
@@ -140,7 +149,7 @@ class Keyring:
             entry = cache.get(ck)
             if entry is not None and entry.uses < self.settings.write_max_uses:
                 entry.uses += 1
-                return entry.extra
+                return entry
         if mode == fmt.DETERMINISTIC:
             dk, fresh = self._scoped_key(conn, kms_key, scope)
         else:
@@ -150,7 +159,7 @@ class Keyring:
         entry = CachedKey(b"", b"", kms_key, extra=dk)
         entry.uses = 1
         self._remember(conn, ck, entry, fresh)
-        return dk
+        return entry
 
     def _scoped_key(self, conn: Connection, kms_key: str, scope: str):
         row = _select_scope(conn, scope)
@@ -184,11 +193,14 @@ class Keyring:
             conn.info.setdefault("_enc_cols_new_ids", set()).add((token, dk.key_id))
 
     def read_key(self, dialect, key_id: bytes) -> fmt.DataKey:
+        return self.read_entry(dialect, key_id).extra
+
+    def read_entry(self, dialect, key_id: bytes) -> CachedKey:
         conn = _connection_for(dialect, reading=True)
         token = _vault_token(conn.engine if isinstance(conn, Connection) else conn)
         entry = self.read.get((token, key_id))
         if entry is not None:
-            return entry.extra
+            return entry
         if isinstance(conn, Connection):
             row = _select_id(conn, key_id)
         else:  # no live connection (result read after close): a short one of our own
@@ -196,9 +208,9 @@ class Keyring:
                 row = _select_id(own, key_id)
         if row is None:
             raise UnknownDataKeyError(f"data key {key_id.hex()} is not in the key table")
-        dk = self.unwrap(row)
-        self.read.put((token, key_id), CachedKey(b"", b"", row.kms_key_id, extra=dk))
-        return dk
+        entry = CachedKey(b"", b"", row.kms_key_id, extra=self.unwrap(row))
+        self.read.put((token, key_id), entry)
+        return entry
 
     def _read_row(self, conn: Connection, row) -> fmt.DataKey:
         token = _vault_token(conn.engine)
@@ -218,7 +230,8 @@ class Keyring:
                 self.write.put(ck, entry)
 
     def _on_rollback(self, conn: Connection) -> None:
-        conn.info.pop("_enc_cols_pending", None)
+        if conn.info.pop("_enc_cols_pending", None):
+            self.generation += 1
         for ck in conn.info.pop("_enc_cols_new_ids", ()):
             with self.read._lock:
                 self.read._entries.pop(ck, None)
@@ -246,6 +259,17 @@ class Keyring:
 
 
 KEYRING = Keyring()
+
+
+def _after_fork_in_child() -> None:
+    # A child must never reuse its parent's randomized write keys (nonce
+    # counters would repeat): forget every cached key.
+    KEYRING._reset_caches()
+    KEYRING.generation += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _off_loop(fn, **kwargs):

@@ -54,6 +54,17 @@ def _column(target) -> Column:
 
 
 # ---------------------------------------------------------------- rewrap
+def _describe(kms, key_id: str) -> str:
+    try:
+        return kms.describe_key(KeyId=key_id)["KeyMetadata"]["Arn"]
+    except Exception as err:
+        code = getattr(err, "response", {}).get("Error", {}).get("Code")
+        if code is None:
+            raise
+        msg = err.response["Error"].get("Message", "")
+        raise EncryptedColumnError(f"KMS key {key_id!r}: {msg}", code=code) from err
+
+
 def rewrap(engine: Engine, new_key_id: str, *, from_key_id: str | None = None,
            batch_size: int = 100, progress: bool = True) -> int:
     """Rewrap every data key (or those under ``from_key_id``) under ``new_key_id``.
@@ -63,10 +74,8 @@ def rewrap(engine: Engine, new_key_id: str, *, from_key_id: str | None = None,
     """
     install_listeners()
     kms = KEYRING.kms
-    target = kms.describe_key(KeyId=new_key_id)["KeyMetadata"]["Arn"]
-    source = None
-    if from_key_id is not None:
-        source = kms.describe_key(KeyId=from_key_id)["KeyMetadata"]["Arn"]
+    target = _describe(kms, new_key_id)
+    source = _describe(kms, from_key_id) if from_key_id is not None else None
     cond = _TABLE.c.kms_key_id != target
     if source is not None:
         cond = and_(cond, _TABLE.c.kms_key_id == source)
@@ -205,6 +214,7 @@ def _forget_write_keys(t) -> None:
     with KEYRING.write._lock:
         for ck in [ck for ck in KEYRING.write._entries if ck[1] == t.key_id]:
             KEYRING.write._entries.pop(ck, None)
+    KEYRING.generation += 1
 
 
 # ---------------------------------------------------------------- plaintext <-> encrypted

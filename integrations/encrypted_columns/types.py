@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import os
+import time
 import weakref
 from typing import Any, Mapping
 
@@ -19,13 +21,17 @@ from sqlalchemy.sql import operators
 from sqlalchemy.sql.base import SchemaEventTarget
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-from kms_core.envelope import encode_context
+from cryptography.exceptions import InvalidTag
+
+from kms_core.envelope import CachedKey, encode_context
 
 from . import codec
 from . import format as fmt
 from .errors import DecryptionError, SignatureError, UnsupportedComparisonError, \
     UnsupportedValueError, EncryptedColumnError
-from .keys import DEFAULT_DOCUMENT_KEY, DEFAULT_KEY, KEYRING, install_listeners, key_table
+from .keys import (DEFAULT_DOCUMENT_KEY, DEFAULT_KEY, FORCED_KEY, KEYRING, install_listeners,
+                   key_table)
+from .keys import _current as _current_conn
 
 __all__ = ["EncryptedType", "EncryptedJSON", "ENCRYPT_AND_SIGN", "SIGN_ONLY", "DO_NOTHING"]
 
@@ -169,19 +175,138 @@ class EncryptedType(_Bound, TypeDecorator):
 
     comparator_factory = Comparator
 
+    # The processors below are closures made once per statement and dialect
+    # (i.e. per engine).  They keep the current data key and its derived
+    # associated data locally, revalidated by connection, age, uses and the
+    # keyring's generation, so a bulk insert costs one AEAD call per value.
+    def bind_processor(self, dialect):
+        impl_proc = self.impl_instance.bind_processor(dialect)
+        encrypt = self._encryptor(dialect)
+        if impl_proc is None or dialect.name in ("sqlite", "postgresql"):
+            return encrypt  # both drivers take bytes as BLOB/bytea as they are
+        return lambda value: impl_proc(encrypt(value))
+
+    def result_processor(self, dialect, coltype):
+        impl_proc = self.impl_instance.result_processor(dialect, coltype)
+        decrypt = self._decryptor(dialect)
+        if impl_proc is None:
+            return decrypt
+        return lambda value: decrypt(impl_proc(value))
+
+    def _encryptor(self, dialect):
+        keyring, settings = KEYRING, KEYRING.settings
+        current, forced_key = _current_conn, FORCED_KEY
+        mode, as_json, encrypt_null = self._mode, self._as_json, self.encrypt_null
+        key_id = self.key_id
+        randomized = mode == fmt.RANDOMIZED
+        encode, urandom, monotonic = codec.encode, os.urandom, time.monotonic
+        conn_ref = entry = seal = head = aad = counter = None
+        prefix, deadline, generation, left = b"", 0.0, -1, 0
+
+        def refresh():
+            nonlocal conn_ref, entry, seal, head, aad, deadline, generation, left, prefix, counter
+            ctx = self._ctx()
+            scope = self._scope() if self.deterministic else None
+            forced = forced_key.get()
+            if forced is not None:  # a rotation tool writing under its target key
+                entry = CachedKey(b"", b"", key_id, extra=forced)
+                deadline = -1.0  # never reuse: look again for the next value
+            else:
+                entry = keyring.write_entry(dialect, key_id, mode, scope)
+                entry.uses -= 1  # counted per value below
+                deadline = entry.created + settings.write_max_age
+            dk = entry.extra
+            if randomized and forced is None:
+                # A randomized write key belongs to this process alone (made by
+                # GenerateDataKey here, dropped in forked children): use its
+                # nonce counter.  Keys read from the key table get random nonces.
+                prefix, counter = dk.nonce_prefix, dk.nonce_counter
+            else:
+                prefix, counter = b"", None
+            head = fmt.header(mode, dk.key_id)
+            seal = dk._gcm.encrypt if randomized else dk._siv.encrypt
+            aad = head + ctx if randomized else [head, ctx]
+            conn_ref, generation = current.get(), keyring.generation
+            left = settings.write_max_uses - entry.uses
+
+        def process(value):
+            nonlocal left
+            if value is None and not encrypt_null:
+                return None
+            plain = (b"\x01" + value.encode("utf-8", "surrogatepass")) if type(value) is str \
+                else encode(value, as_json)
+            if (left <= 0 or conn_ref is not current.get() or generation != keyring.generation
+                    or monotonic() >= deadline):
+                refresh()
+            left -= 1
+            entry.uses += 1
+            if randomized:
+                nonce = prefix + next(counter).to_bytes(8, "big") if counter is not None \
+                    else urandom(12)
+                return head + nonce + seal(nonce, plain, aad)
+            return head + seal(plain, aad)
+
+        return process
+
+    def _decryptor(self, dialect):
+        keyring, settings = KEYRING, KEYRING.settings
+        decode, monotonic = codec.decode, time.monotonic
+        min_len = {fmt.RANDOMIZED: fmt.HEADER_LEN + fmt.NONCE_LEN + fmt.TAG_LEN,
+                   fmt.DETERMINISTIC: fmt.HEADER_LEN + fmt.TAG_LEN}
+        # header (version, mode, data-key id) -> (decrypt, associated data, deadline, min length)
+        keys: dict = {}
+        generation = -1
+
+        def lookup(head: bytes):
+            mode = head[1] if len(head) > 1 else None
+            if head[:1] != b"\x01" or mode not in min_len or len(head) < fmt.HEADER_LEN:
+                raise DecryptionError(f"a value in {self._where()} is not in a known "
+                                      "encrypted-column format")
+            entry = keyring.read_entry(dialect, head[2:10])
+            dk, ctx = entry.extra, self._ctx()
+            hit = ((dk._gcm.decrypt, head + ctx) if mode == fmt.RANDOMIZED
+                   else (dk._siv.decrypt, [head, ctx])) + \
+                (entry.created + settings.read_max_age, min_len[mode])
+            keys[head] = hit
+            return hit
+
+        def fail():
+            return DecryptionError(
+                f"a value in {self._where()} failed to decrypt: it was altered, copied "
+                "from another column, table or row, or was not written by this column")
+
+        def process(value):
+            nonlocal generation
+            if value is None:
+                return None
+            blob = value if type(value) is bytes else bytes(value)
+            if generation != keyring.generation:
+                keys.clear()
+                generation = keyring.generation
+            head = blob[:10]
+            hit = keys.get(head)
+            if hit is None or monotonic() >= hit[2]:
+                hit = lookup(head)
+            if len(blob) < hit[3]:
+                raise fail()
+            try:
+                if blob[1] == 0x52:
+                    plain = hit[0](blob[10:22], blob[22:], hit[1])
+                else:
+                    plain = hit[0](blob[10:], hit[1])
+            except InvalidTag:
+                raise fail() from None
+            if plain[0] == 1:  # str, the common case
+                return plain[1:].decode("utf-8", "surrogatepass")
+            return decode(plain)
+
+        return process
+
     def process_bind_param(self, value, dialect):
-        if value is None and not self.encrypt_null:
-            return None
-        ctx = self._ctx()
-        plain = codec.encode(value, self._as_json)
-        scope = self._scope() if self.deterministic else None
-        key = KEYRING.write_key(dialect, self.key_id, self._mode, scope)
-        return fmt.seal(key, self._mode, plain, ctx)
+        return self._encryptor(dialect)(value)
 
     def process_result_value(self, value, dialect):
-        if value is None:
-            return None
-        return codec.decode(self._decrypt(value, dialect, self._ctx()))
+        return self._decryptor(dialect)(value)
 
     def process_literal_param(self, value, dialect):
         raise UnsupportedComparisonError(
