@@ -219,12 +219,16 @@ def _plugins() -> dict:
     return {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
 
 
+class PluginError(Exception):
+    pass
+
+
 def _run_plugin(entry_point, args: list[str]) -> int:
     try:
         function = entry_point.load()
     except (ImportError, AttributeError) as e:
-        raise RuntimeError(f"The '{entry_point.name}' command is registered ({entry_point.value}) "
-                           f"but cannot be loaded: {e}") from e
+        raise PluginError(f"The '{entry_point.name}' command is registered ({entry_point.value}) "
+                          f"but cannot be loaded: {e}") from e
     result = function(args)
     return RC_OK if result is None else int(result)
 
