@@ -143,24 +143,50 @@ class Helpers:
         assert kms.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"] == state
 
 
+PG_BASE = os.environ.get("KMS_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
 class SharedStore:
-    """One real engine on a temporary SQLite store, shared by a module's tests.
+    """One real engine on a temporary store, shared by a module's tests.
 
     Opening a store costs far more than most tests, so modules whose tests
     only touch keys they create themselves (unique alias names, no global
-    counts) opt in by overriding ``kms``/``clock`` with this one."""
+    counts) opt in by overriding ``kms``/``clock`` with this one.  It is
+    parametrized over SQLite and PostgreSQL, so those modules are the core
+    suite run on both backends."""
 
-    def __init__(self, home):
+    def __init__(self, home, store_url):
         self.clock = FakeClock()
-        settings = Settings.from_env(home=home, store_url=f"sqlite:///{home / 'kms.db'}",
+        settings = Settings.from_env(home=home, store_url=store_url,
                                      region="us-east-1", account_id="111122223333",
                                      root_key=os.urandom(32), root_key_file=home / "root.key")
         self.engine = Engine.open(settings, self.clock)
         self.client = kms_core.client(engine=self.engine)
 
 
-@pytest.fixture(scope="module")
-def shared_store(tmp_path_factory):
-    store = SharedStore(tmp_path_factory.mktemp("shared-kms"))
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def shared_store(request, tmp_path_factory):
+    import sqlalchemy as sa
+
+    home = tmp_path_factory.mktemp("shared-kms")
+    schema = None
+    if request.param == "sqlite":
+        url = f"sqlite:///{home / 'kms.db'}"
+    else:
+        # A private schema, like the top-level pg_url fixture but per module.
+        schema = "t_core_" + uuid.uuid4().hex[:12]
+        try:
+            admin = sa.create_engine(PG_BASE, isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+        except Exception as e:  # noqa: BLE001 - a missing server fails, never skips
+            pytest.fail(f"PostgreSQL at {PG_BASE} is required and not reachable: {e}", pytrace=False)
+        sep = "&" if "?" in PG_BASE else "?"
+        url = f"{PG_BASE}{sep}options=-csearch_path%3D{schema}"
+    store = SharedStore(home, url)
     yield store
     store.engine.close()
+    if schema is not None:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()

@@ -13,6 +13,11 @@ FUZZ = settings(max_examples=300, deadline=None, derandomize=True,
 
 
 @pytest.fixture
+def kms(shared_store):
+    return shared_store.client
+
+
+@pytest.fixture
 def blobs(kms):
     """A small and a large ciphertext, plus a second key so that a corrupted
     key id could land on a real key."""
