@@ -23,7 +23,7 @@ from typing import Any, Iterable, Mapping
 
 from .core import (DEFAULT_KEY_ID, _is_client_failure, _kms_error, decrypt_value,
                    encrypt_value, function_context, map_error, resolve_client, run_all)
-from .errors import EnvFileFormatError, EnvFileTamperedError, SecretError
+from .errors import EnvFileFormatError, EnvFileTamperedError
 
 __all__ = ["FORMAT_VERSION", "MAC_PURPOSE", "encrypt_env_file", "decrypt_env_file",
            "load_env_file", "parse", "render", "mac_input", "compute_mac", "verify_mac",
