@@ -348,7 +348,9 @@ class Layout:
            path: str | None = None) -> "Layout":
         if header.is_default_layout:
             if needs_trailer(ciphertext_size):
-                raise LayoutError("default-layout header but trailer-sized object", path)
+                # Only a cut (or appended) fragment gives a default file this length.
+                raise TruncatedFileError("object length is not a whole number of chunks "
+                                         "(cut short or extended)", path)
             body = ciphertext_size - header.header_size
         else:
             if not needs_trailer(ciphertext_size) or tail is None:

@@ -36,6 +36,11 @@ class CountingKMS:
         return attr
 
 
+@pytest.fixture
+def counting_kms():
+    return CountingKMS
+
+
 @pytest.fixture(scope="session")
 def shared_kms(tmp_path_factory):
     """One embedded engine for the whole session (fresh store and root key)."""

@@ -235,7 +235,7 @@ def test_layout_rejects_mismatched_sizes():
     with pytest.raises(LayoutError):
         F.Layout.of(header, len(blob) - 5, blob[-13:])  # trailer-sized no more
     default = F.Header.parse(F.encrypt_bytes(bytes(100), DK, WRAPPED, KID, CTX, salt=SALT))
-    with pytest.raises(LayoutError):
+    with pytest.raises(TruncatedFileError):
         F.Layout.of(default, 1024 + 65552 + 3)
     with pytest.raises(TruncatedFileError):
         F.Layout.of(default, 1024)

@@ -1,0 +1,467 @@
+"""EncryptedFileSystem over memory and local files with the embedded KMS engine."""
+from __future__ import annotations
+
+import os
+import pickle
+import uuid
+
+import fsspec
+import pytest
+from fsspec.implementations.local import LocalFileSystem
+from fsspec.implementations.memory import MemoryFileSystem
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from integrations.encrypted_fs import (
+    ChunkAuthenticationError, DataKeyError, EncryptedFileError, EncryptedFileSystem,
+    EncryptionContextMismatchError, LayoutError, NotEncryptedError, PATH_CONTEXT_KEY,
+    TrailingDataError, TruncatedFileError)
+from integrations.encrypted_fs import format as F
+
+
+C = F.DEFAULT_CHUNK_SIZE
+U = C + F.TAG_SIZE
+H = F.DEFAULT_HEADER_SIZE
+
+
+def new_mem(kms, **kw) -> EncryptedFileSystem:
+    return EncryptedFileSystem(fs=MemoryFileSystem(), kms_client=kms, skip_instance_cache=True, **kw)
+
+
+def p(efs, name: str) -> str:
+    return f"{efs.root}/{name}"
+
+
+# ------------------------------------------------------------------ tamper matrix
+
+def _three_chunks(mem_efs, name="f"):
+    data = os.urandom(2 * C + 1000)
+    path = p(mem_efs, name)
+    mem_efs.pipe_file(path, data)
+    return path, data, mem_efs.fs.cat_file(path)
+
+
+def _chunks(raw):
+    body = raw[H:]
+    return raw[:H], [body[i:i + U] for i in range(0, len(body), U)]
+
+
+def _read_all_ways(efs, path):
+    """Every way to get at the plaintext must fail the same way."""
+    with pytest.raises(EncryptedFileError) as first:
+        efs.cat_file(path)
+    with pytest.raises(type(first.value)):
+        with efs.open(path, "rb") as f:
+            while f.read(10_000):
+                pass
+    return first.value
+
+
+TAMPERS = {
+    "reorder": (lambda h, c: h + c[1] + c[0] + c[2], ChunkAuthenticationError),
+    "drop-middle": (lambda h, c: h + c[0] + c[2], ChunkAuthenticationError),
+    "duplicate": (lambda h, c: h + c[0] + c[0] + c[1] + c[2], ChunkAuthenticationError),
+    "truncate-at-chunk-boundary": (lambda h, c: h + c[0] + c[1], TruncatedFileError),
+    "truncate-at-boundary-plus-one": (lambda h, c: h + c[0] + c[1] + c[2][:1], TruncatedFileError),
+    "truncate-mid-chunk": (lambda h, c: h + c[0] + c[1] + c[2][:500], ChunkAuthenticationError),
+    "truncate-to-header": (lambda h, c: h, TruncatedFileError),
+    "extend-with-chunk": (lambda h, c: h + c[0] + c[1] + c[2] + c[0], ChunkAuthenticationError),
+    "extend-with-bytes": (lambda h, c: h + c[0] + c[1] + c[2] + b"\0" * 100, EncryptedFileError),
+    "flip-chunk-bit": (lambda h, c: h + c[0] + bytes([c[1][0] ^ 1]) + c[1][1:] + c[2],
+                       ChunkAuthenticationError),
+    "flip-tag-bit": (lambda h, c: h + c[0][:-1] + bytes([c[0][-1] ^ 0x80]) + c[1] + c[2],
+                     ChunkAuthenticationError),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TAMPERS))
+def test_tamper_matrix(mem_efs, case):
+    path, data, raw = _three_chunks(mem_efs)
+    make, expected = TAMPERS[case]
+    mem_efs.fs.pipe_file(path, make(*_chunks(raw)))
+    err = _read_all_ways(mem_efs, path)
+    assert isinstance(err, expected), repr(err)
+    assert data[:32].hex() not in str(err)
+
+
+def test_extending_a_whole_chunk_file_is_trailing_data(mem_efs):
+    path = p(mem_efs, "full")
+    mem_efs.pipe_file(path, os.urandom(2 * C))
+    h, c = _chunks(mem_efs.fs.cat_file(path))
+    mem_efs.fs.pipe_file(path, h + c[0] + c[1] + c[0])
+    assert isinstance(_read_all_ways(mem_efs, path), TrailingDataError)
+
+
+def test_splicing_chunks_between_files_fails(mem_efs):
+    # Same cached data key for both files; the per-file salt still separates them.
+    a, _, raw_a = _three_chunks(mem_efs, "a")
+    b, _, raw_b = _three_chunks(mem_efs, "b")
+    ha, ca = _chunks(raw_a)
+    hb, cb = _chunks(raw_b)
+    mem_efs.fs.pipe_file(a, ha + ca[0] + cb[1] + ca[2])
+    assert isinstance(_read_all_ways(mem_efs, a), ChunkAuthenticationError)
+
+
+def test_splicing_headers_between_files_fails(mem_efs):
+    a, _, raw_a = _three_chunks(mem_efs, "a")
+    b, _, raw_b = _three_chunks(mem_efs, "b")
+    mem_efs.fs.pipe_file(a, _chunks(raw_b)[0] + b"".join(_chunks(raw_a)[1]))
+    assert isinstance(_read_all_ways(mem_efs, a), ChunkAuthenticationError)
+
+
+def test_wrong_encryption_context_fails(shared_kms):
+    writer = new_mem(shared_kms, encryption_context={"dept": "finance"})
+    reader = new_mem(shared_kms, encryption_context={"dept": "hr"})
+    path = f"/ctx-{uuid.uuid4().hex}/f"
+    writer.pipe_file(path, b"payroll")
+    with pytest.raises(EncryptionContextMismatchError):
+        reader.cat_file(path)
+    assert writer.cat_file(path) == b"payroll"
+    # A reader that requires nothing still gets the context from the header.
+    assert new_mem(shared_kms).cat_file(path) == b"payroll"
+
+
+def test_tampered_context_or_wrapped_key_fails_in_kms(mem_efs):
+    mem_efs.encryption_context = {"dept": "finance"}
+    path = p(mem_efs, "f")
+    mem_efs.pipe_file(path, b"secret")
+    raw = mem_efs.fs.cat_file(path)
+    i = raw.index(b"finance")
+    mem_efs.encryption_context = {}
+    mem_efs.keys.clear()
+    mem_efs.fs.pipe_file(path, raw[:i] + b"f1nance" + raw[i + 7:])
+    with pytest.raises(DataKeyError) as e:
+        mem_efs.cat_file(path)
+    assert e.value.code == "InvalidCiphertextException"
+    header = F.Header.parse(raw)
+    j = raw.index(header.wrapped_key)
+    mem_efs.fs.pipe_file(path, raw[:j + 10] + bytes([raw[j + 10] ^ 1]) + raw[j + 11:])
+    with pytest.raises(DataKeyError):
+        mem_efs.cat_file(path)
+
+
+def test_plaintext_object_is_a_clear_error_then_opt_in(mem_efs, shared_kms):
+    path = p(mem_efs, "plain.csv")
+    mem_efs.fs.pipe_file(path, b"a,b\n1,2\n")
+    with pytest.raises(NotEncryptedError, match="not an encrypted file"):
+        mem_efs.cat_file(path)
+    passthrough = EncryptedFileSystem(fs=mem_efs.fs, kms_client=shared_kms, allow_plaintext=True,
+                                      skip_instance_cache=True)
+    assert passthrough.cat_file(path) == b"a,b\n1,2\n"
+    assert passthrough.info(path)["size"] == 8
+    mem_efs.pipe_file(p(mem_efs, "enc"), b"xyz")
+    assert passthrough.cat_file(p(mem_efs, "enc")) == b"xyz"
+    sizes = {e["name"].rsplit("/", 1)[1]: e["size"] for e in passthrough.ls(mem_efs.root)}
+    assert sizes == {"plain.csv": 8, "enc": 3}
+
+
+# ------------------------------------------------------------------ random access
+
+@pytest.fixture(scope="module")
+def ra_files(tmp_path_factory, shared_kms):
+    efs = EncryptedFileSystem(fs=LocalFileSystem(), kms_client=shared_kms, chunk_size=4096,
+                              skip_instance_cache=True)
+    root = tmp_path_factory.mktemp("ra")
+    files = {}
+    rnd = __import__("random").Random(7)
+    for size in (0, 1, 4095, 4096, 4097, 3 * 4096, 50_000):
+        data = rnd.randbytes(size)
+        path = f"{root}/f{size}"
+        efs.pipe_file(path, data)
+        files[size] = (path, data)
+    return efs, files
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(which=st.sampled_from([0, 1, 4095, 4096, 4097, 3 * 4096, 50_000]),
+       ops=st.lists(st.tuples(st.integers(-60_000, 60_000), st.integers(0, 20_000)),
+                    min_size=1, max_size=6))
+def test_random_access_matches_reference(ra_files, which, ops):
+    efs, files = ra_files
+    path, data = files[which]
+    with efs.open(path, "rb") as f:
+        assert f.size == len(data)
+        for start, length in ops:
+            pos = f.seek(start, 0 if start >= 0 else 2) if start >= -len(data) else f.seek(0)
+            assert f.read(length) == data[pos:pos + length]
+            buf = bytearray(length)
+            f.seek(pos)
+            n = f.readinto(buf)
+            assert bytes(buf[:n]) == data[pos:pos + length]
+    for start, length in ops:
+        end = start + length
+        assert efs.cat_file(path, start, end) == data[start:end] if start >= 0 or end < 0 \
+            else True
+
+
+def test_ranged_reads_fetch_only_touched_chunks(ra_files, monkeypatch):
+    efs, files = ra_files
+    path, data = files[50_000]
+    with efs.open(path, "rb") as f:
+        seen = []
+        real = f._src.read
+        monkeypatch.setattr(f._src, "read", lambda a, b: seen.append((a, b)) or real(a, b))
+        f.seek(4096 * 5 + 10)
+        assert f.read(100) == data[4096 * 5 + 10:4096 * 5 + 110]
+        f.seek(4096 * 7 - 5)
+        assert f.read(10) == data[4096 * 7 - 5:4096 * 7 + 5]
+        unit = 4096 + 16
+        assert seen == [(1024 + 5 * unit, 1024 + 6 * unit), (1024 + 6 * unit, 1024 + 7 * unit),
+                        (1024 + 7 * unit, 1024 + 8 * unit)]
+
+
+# ------------------------------------------------------------------ sizes and listing
+
+class CountingMemory(MemoryFileSystem):
+    """A real memory filesystem that counts data reads."""
+    reads = 0
+
+    def _open(self, path, mode="rb", **kw):
+        if "r" in mode:
+            type(self).reads += 1
+        return super()._open(path, mode, **kw)
+
+    def cat_file(self, path, start=None, end=None, **kw):
+        type(self).reads += 1
+        return super().cat_file(path, start, end, **kw)
+
+
+def test_sizes_need_no_reads_for_default_layout(shared_kms):
+    inner = CountingMemory()
+    efs = EncryptedFileSystem(fs=inner, kms_client=shared_kms, skip_instance_cache=True)
+    root = f"/sz-{uuid.uuid4().hex}"
+    sizes = {"a": 0, "b": 1, "c": C, "d": C + 1, "e": 300_000}
+    for name, n in sizes.items():
+        efs.pipe_file(f"{root}/{name}", os.urandom(n))
+    CountingMemory.reads = 0
+    assert {e["name"].rsplit("/", 1)[1]: e["size"] for e in efs.ls(root)} == sizes
+    assert efs.info(f"{root}/e")["size"] == 300_000
+    assert efs.size(f"{root}/d") == C + 1
+    assert efs.du(root) == sum(sizes.values())
+    assert {k.rsplit("/", 1)[1]: v["size"] for k, v in efs.find(root, detail=True).items()} == sizes
+    assert CountingMemory.reads == 0
+
+
+def test_non_default_layout_sizes_take_one_small_read(shared_kms):
+    inner = CountingMemory()
+    efs = EncryptedFileSystem(fs=inner, kms_client=shared_kms, chunk_size=4096,
+                              skip_instance_cache=True)
+    root = f"/sz-{uuid.uuid4().hex}"
+    efs.pipe_file(f"{root}/x", os.urandom(10_000))
+    efs.pipe_file(f"{root}/y", b"")
+    CountingMemory.reads = 0
+    assert {e["name"].rsplit("/", 1)[1]: e["size"] for e in efs.ls(root)} == {"x": 10_000, "y": 0}
+    assert CountingMemory.reads == 2
+    # a default-configured reader sees the same sizes and reads the file
+    other = EncryptedFileSystem(fs=inner, kms_client=shared_kms, skip_instance_cache=True)
+    assert other.cat_file(f"{root}/x") == efs.cat_file(f"{root}/x")
+
+
+def test_large_context_spills_the_header_and_still_reads(mem_efs):
+    mem_efs.encryption_context = {"note": "n" * 3000}
+    path = p(mem_efs, "big-ctx")
+    data = os.urandom(70_000)
+    mem_efs.pipe_file(path, data)
+    raw = mem_efs.fs.cat_file(path)
+    assert F.Header.parse(raw).header_size == 4096
+    assert mem_efs.info(path)["size"] == 70_000
+    assert mem_efs.cat_file(path) == data
+    assert mem_efs.cat_file(path, -5) == data[-5:]
+
+
+def test_trailer_padding_is_checked(mem_efs):
+    mem_efs.chunk_size = 4096
+    path = p(mem_efs, "t")
+    mem_efs.pipe_file(path, b"abc")
+    raw = bytearray(mem_efs.fs.cat_file(path))
+    raw[-20] = 1
+    mem_efs.fs.pipe_file(path, bytes(raw))
+    with pytest.raises(LayoutError):
+        mem_efs.cat_file(path)
+
+
+# ------------------------------------------------------------------ writing
+
+def test_stored_bytes_are_ciphertext_and_put_get_transform(local_efs, tmp_path):
+    secret = b"credit card 4111 1111 1111 1111\n" * 1000
+    src = tmp_path / "src.txt"
+    src.write_bytes(secret)
+    remote = f"{local_efs.root}/remote/src.txt"
+    local_efs.put(str(src), remote)
+    raw = local_efs.fs.cat_file(remote)
+    assert raw[:4] == b"KFSE" and b"credit card" not in raw
+    out = tmp_path / "back.txt"
+    local_efs.get(remote, str(out))
+    assert out.read_bytes() == secret
+    local_efs.cp_file(remote, remote + ".copy")
+    assert local_efs.cat(remote + ".copy") == secret
+    local_efs.mv(remote + ".copy", remote + ".moved")
+    assert local_efs.cat(remote + ".moved") == secret and not local_efs.exists(remote + ".copy")
+
+
+def test_exception_in_with_block_keeps_the_old_object(mem_efs, local_efs):
+    for efs in (mem_efs, local_efs):
+        path = p(efs, "keep")
+        efs.pipe_file(path, b"old")
+        with pytest.raises(RuntimeError):
+            with efs.open(path, "wb") as f:
+                f.write(os.urandom(3 * C))
+                raise RuntimeError("boom")
+        assert efs.cat_file(path) == b"old"
+        assert [e.rsplit("/", 1)[1] for e in efs.ls(efs.root, detail=False)] == ["keep"]
+
+
+def test_abandoned_writer_never_becomes_valid(local_efs):
+    path = p(local_efs, "abandoned")
+    f = local_efs.open(path, "wb")
+    f.write(os.urandom(2 * C))
+    tmp = f._target
+    assert os.path.exists(tmp) and not os.path.exists(path)
+    # A writer killed here leaves only a hidden temporary without a final chunk:
+    raw = open(tmp, "rb").read()
+    local_efs.fs.pipe_file(path, raw)
+    with pytest.raises(TruncatedFileError):
+        local_efs.cat_file(path)
+    del f
+    assert not os.path.exists(tmp)
+
+
+def test_exclusive_create_and_unsupported_modes(mem_efs):
+    path = p(mem_efs, "x")
+    with mem_efs.open(path, "xb") as f:
+        f.write(b"1")
+    with pytest.raises(FileExistsError):
+        mem_efs.open(path, "xb")
+    with pytest.raises(FileExistsError):
+        mem_efs.pipe_file(path, b"2", mode="create")
+    with pytest.raises(NotImplementedError, match="not supported on encrypted files"):
+        mem_efs.open(path, "ab")
+    assert mem_efs.cat_file(path) == b"1"
+
+
+def test_text_mode_and_streaming_writes(mem_efs):
+    path = p(mem_efs, "t.txt")
+    with mem_efs.open(path, "w", encoding="utf-8") as f:
+        for i in range(20_000):
+            f.write(f"line {i} ünïcode\n")
+    with mem_efs.open(path, "r", encoding="utf-8") as f:
+        lines = f.readlines()
+    assert len(lines) == 20_000 and lines[-1] == "line 19999 ünïcode\n"
+
+
+@pytest.mark.parametrize("pieces", [[1] * 10, [C - 1, 1, 1], [C, C], [3 * C + 5], [C + 1, C - 1, 0, 7]])
+def test_write_boundaries(mem_efs, pieces):
+    path = p(mem_efs, "w")
+    data = os.urandom(sum(pieces))
+    with mem_efs.open(path, "wb") as f:
+        pos = 0
+        for n in pieces:
+            f.write(data[pos:pos + n])
+            pos += n
+    assert mem_efs.cat_file(path) == data
+    assert mem_efs.size(path) == len(data)
+
+
+# ------------------------------------------------------------------ path binding
+
+def test_bind_path_copies_by_reencryption(shared_kms):
+    efs = new_mem(shared_kms, bind_path=True)
+    root = f"/bind-{uuid.uuid4().hex}"
+    efs.pipe_file(f"{root}/a", b"bound")
+    header = F.Header.parse(efs.fs.cat_file(f"{root}/a"))
+    assert header.context == {PATH_CONTEXT_KEY: f"{root}/a"}
+    efs.cp_file(f"{root}/a", f"{root}/b")
+    efs.mv(f"{root}/b", f"{root}/c")
+    assert efs.cat_file(f"{root}/c") == b"bound"
+    efs.fs.cp_file(f"{root}/a", f"{root}/raw-copy")  # behind the filesystem's back
+    with pytest.raises(EncryptionContextMismatchError):
+        efs.cat_file(f"{root}/raw-copy")
+
+
+# ------------------------------------------------------------------ KMS, keys, caching
+
+def test_managed_keys_are_created_on_first_use(kms, tmp_path):
+    for inner, alias in ((MemoryFileSystem(), "alias/aws/s3"),
+                         (LocalFileSystem(), "alias/aws/elasticfilesystem")):
+        efs = EncryptedFileSystem(fs=inner, kms_client=kms, skip_instance_cache=True)
+        path = f"{tmp_path}/m-{alias.rsplit('/', 1)[1]}"
+        efs.pipe_file(path, b"managed")
+        key = kms.describe_key(KeyId=alias)["KeyMetadata"]
+        assert key["KeyManager"] == "AWS"
+        assert F.Header.parse(inner.cat_file(path)).key_id == key["Arn"]
+        assert efs.cat_file(path) == b"managed"
+
+
+def test_customer_key_and_rewrapped_reads(kms):
+    key = kms.create_key()["KeyMetadata"]["KeyId"]
+    kms.create_alias(AliasName="alias/fs-test", TargetKeyId=key)
+    efs = new_mem(kms, key_id="alias/fs-test")
+    path = f"/ck-{uuid.uuid4().hex}"
+    efs.pipe_file(path, b"customer")
+    assert key in F.Header.parse(efs.fs.cat_file(path)).key_id
+    kms.disable_key(KeyId=key)
+    fresh = new_mem(kms)
+    with pytest.raises(DataKeyError) as e:
+        fresh.cat_file(path)
+    assert e.value.code == "DisabledException"
+
+
+def test_cache_keeps_kms_calls_low(shared_kms, counting_kms):
+    counting = counting_kms(shared_kms)
+    efs = new_mem(counting)
+    root = f"/many-{uuid.uuid4().hex}"
+    efs.pipe({f"{root}/{i}": b"small %d" % i for i in range(1000)})
+    assert counting.calls.count("generate_data_key") <= 10
+    reader = new_mem(counting)
+    assert all(reader.cat_file(f"{root}/{i}") == b"small %d" % i for i in range(0, 1000, 7))
+    assert counting.calls.count("decrypt") <= 10
+    assert len(counting.calls) <= 20
+
+
+def test_cache_bounds_and_cache_off(shared_kms, counting_kms):
+    counting = counting_kms(shared_kms)
+    efs = new_mem(counting, cache_max_files=10)
+    root = f"/bounded-{uuid.uuid4().hex}"
+    efs.pipe({f"{root}/{i}": b"x" for i in range(50)})
+    assert counting.calls.count("generate_data_key") == 5
+    counting.calls.clear()
+    off = new_mem(counting, cache=False)
+    off.pipe({f"{root}/{i}": b"x" for i in range(20)})
+    assert counting.calls.count("generate_data_key") == 20
+
+
+def test_pickles_and_works_after_unpickling(kms_home, tmp_path):
+    import base64
+    opts = {"home": str(kms_home), "root_key": base64.b64decode(os.environ["KMS_ROOT_KEY"])}
+    efs = EncryptedFileSystem(target_protocol="file", kms_options=opts, key_id="alias/aws/s3",
+                              encryption_context={"team": "data"}, chunk_size=8192,
+                              skip_instance_cache=True)
+    efs.pipe_file(f"{tmp_path}/p", b"pickled")
+    clone = pickle.loads(pickle.dumps(efs))
+    assert clone is not efs and clone.encryption_context == {"team": "data"}
+    assert clone.chunk_size == 8192 and clone.cat_file(f"{tmp_path}/p") == b"pickled"
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        pickle.dumps(new_mem(object()))
+
+
+def test_url_chaining_and_construction(shared_kms, tmp_path, monkeypatch):
+    url = f"encrypted::file://{tmp_path}/chained.bin"
+    with fsspec.open(url, "wb", encrypted={"kms_client": shared_kms}) as f:
+        f.write(b"chained")
+    assert open(f"{tmp_path}/chained.bin", "rb").read(4) == b"KFSE"
+    fs, path = fsspec.core.url_to_fs(url, encrypted={"kms_client": shared_kms})
+    assert isinstance(fs, EncryptedFileSystem) and path == f"{tmp_path}/chained.bin"
+    assert fs.cat_file(path) == b"chained"
+    assert fs.unstrip_protocol(path) == f"encrypted::file://{tmp_path}/chained.bin"
+    fs2 = fsspec.filesystem("encrypted", target_protocol="memory", target_options={},
+                            kms_client=shared_kms, skip_instance_cache=True)
+    assert isinstance(fs2.fs, MemoryFileSystem)
+    # What FSSPEC_ENCRYPTED_KEY_ID / FSSPEC_ENCRYPTED_BIND_PATH become at fsspec import:
+    monkeypatch.setitem(fsspec.config.conf, "encrypted",
+                        {"key_id": "alias/from-env", "bind_path": "true"})
+    fs3 = fsspec.filesystem("encrypted", target_protocol="memory", kms_client=shared_kms,
+                            skip_instance_cache=True)
+    assert fs3.key_id == "alias/from-env" and fs3.bind_path is True
+    with pytest.raises(ValueError, match="chunk_size"):
+        EncryptedFileSystem(fs=MemoryFileSystem(), chunk_size=1000, skip_instance_cache=True)
+    with pytest.raises(ValueError, match="twice"):
+        EncryptedFileSystem(fs=fs2, skip_instance_cache=True)
