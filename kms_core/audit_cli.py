@@ -126,10 +126,27 @@ def main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         return RC_OK if getattr(args, "follow", False) else 130
     except Exception as e:  # one line, never a traceback; messages carry no secrets
-        from .errors import StoreError
-        what = str(e) if isinstance(e, StoreError) else f"{type(e).__name__}: {e}"
-        sys.stderr.write(f"kms audit: {what}\n")
+        sys.stderr.write(f"kms audit: {_describe(e, args)}\n")
         return RC_ERROR
+
+
+def _describe(e: Exception, args) -> str:
+    from sqlalchemy.exc import SQLAlchemyError
+    from .errors import StoreError
+    if isinstance(e, StoreError):
+        return str(e)
+    if isinstance(e, SQLAlchemyError):
+        from sqlalchemy.engine import make_url
+        from .settings import Settings
+        try:
+            url = make_url(Settings.from_env(store_url=args.store_url).store_url)
+            where = url.render_as_string(hide_password=True)
+        except Exception:
+            where = "the store"
+        cause = getattr(e, "orig", None) or e
+        first = (str(cause).strip().splitlines() or [""])[0][:300]
+        return f"cannot read {where} ({type(cause).__name__}: {first})"
+    return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
 
 
 def _verify(reader, args) -> int:
