@@ -181,7 +181,10 @@ def _run(argv: list[str], debug: bool) -> int:
         raise _Usage("the following arguments are required: command")
     if g.command == "help" or g.command is None:
         from . import helptext
+        from kms_core import model
 
+        if remaining and model.by_cli_name(remaining[0]) is not None:  # `kms help encrypt`
+            return _run_operation(model.by_cli_name(remaining[0]), ["help"], g)
         served = set(_served())
         ops = _operations()
         sys.stdout.write(helptext.main_help([o for o in ops if o.name in served],

@@ -150,6 +150,7 @@ def test_help_lists_operations_plugins_and_options(cli):
     assert cli("--help").out == main_help.out
     op = cli("encrypt", "help")
     assert op.rc == 0
+    assert cli("help", "encrypt").out == cli("encrypt", "--help").out == op.out
     for text in ("--key-id (string) [required]", "--plaintext (blob) [required]", "--encryption-context (map)",
                  "Shorthand syntax: KeyName1=string,KeyName2=string", "fileb://"):
         assert text in op.out
