@@ -35,7 +35,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterable, Iterator
 
 from cryptography.hazmat.primitives import constant_time, hashes, hmac
-from sqlalchemy import (BigInteger, Column, Float, Integer, LargeBinary, SmallInteger, String,
+from sqlalchemy import (BigInteger, Column, Double, Integer, LargeBinary, SmallInteger, String,
                         Table, Text, and_, insert, or_, select, update)
 from sqlalchemy.exc import IntegrityError
 
@@ -60,7 +60,7 @@ audit_events = Table(
     Column("seq", BigInteger, primary_key=True, autoincrement=False),
     Column("format", SmallInteger, nullable=False),
     # Copies of event fields for filtering; verify checks them against the event.
-    Column("event_time", Float, nullable=False, index=True),
+    Column("event_time", Double, nullable=False, index=True),  # DOUBLE: MySQL FLOAT is 4 bytes
     Column("event_name", String(128), nullable=False),
     Column("principal", String(512)),
     Column("key_ids", String(1024)),      # " <key id> <key id> " for LIKE matching
