@@ -158,6 +158,8 @@ class EncryptedFileSystem(ChainedFileSystem):
         if mode == "rb":
             return self._open_read(path, **kwargs)
         if mode in ("wb", "xb"):
+            if block_size is not None:  # the target's buffer / multipart part size
+                kwargs["block_size"] = block_size
             return self._open_write(path, mode, **kwargs)
         raise NotImplementedError(
             f"mode {mode!r} is not supported on encrypted files (use rb, wb or xb; "
