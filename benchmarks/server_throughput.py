@@ -68,6 +68,28 @@ def presign(url: str, key: dict, target: str, params: dict) -> tuple[dict, bytes
     return headers, body
 
 
+def cpu_seconds(pid: int) -> float:
+    """User+system CPU time of a process and its children (worker processes), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    pids = [pid]
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                pids.append(int(entry))
+    total = 0.0
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 # -- load generators -------------------------------------------------------------------
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
@@ -197,6 +219,7 @@ def main() -> int:
     load = (lambda u, h, b: run_wrk(u, h, b, args.seconds, args.connections, args.threads)) if args.load == "wrk" \
         else (lambda u, h, b: run_python(u, h, b, args.seconds, args.connections, 2))
 
+    load_before = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     results: dict[tuple[str, str], dict] = {}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
@@ -207,8 +230,12 @@ def main() -> int:
                 procs.append(proc)
                 for case, (target, params) in cases(url, key).items():
                     headers, body = presign(url, key, target, params)
-                    load(url, headers, body)  # warm-up at full load (short)
-                    results[(name, case)] = load(url, headers, body)
+                    load(url, headers, body)  # warm-up at full load
+                    cpu0 = cpu_seconds(proc.pid)
+                    r = load(url, headers, body)
+                    # Server CPU per request does not depend on what else the machine runs.
+                    r["cpu_us"] = (cpu_seconds(proc.pid) - cpu0) / max(1, r["requests"]) * 1e6
+                    results[(name, case)] = r
                 proc.terminate()
                 proc.wait(30)
         finally:
@@ -218,13 +245,16 @@ def main() -> int:
 
     print(f"load: {args.load}, {args.connections} connections, {args.seconds:g} s per case; "
           f"kms serve --workers {args.workers} --engine-calls {args.engine_calls}; {os.cpu_count()} CPUs; loopback")
-    print(f"{'case':<17}{'kms req/s':>11}{'kms p99':>10}{'moto req/s':>12}{'moto p99':>10}{'ratio':>8}")
+    print(f"load average before the run: {load_before}")
+    print(f"{'case':<17}{'kms req/s':>11}{'p99':>9}{'CPU/req':>10}{'moto req/s':>12}{'p99':>9}{'CPU/req':>10}"
+          f"{'req/s ratio':>13}{'CPU ratio':>11}")
     failed = False
     for case in ("Encrypt 64 B", "Decrypt", "GenerateDataKey"):
         k, m = results[("kms serve", case)], results[("moto_server", case)]
         failed |= bool(k["failures"] or m["failures"])
-        print(f"{case:<17}{k['rps']:>11.0f}{k['p99_ms']:>8.2f}ms{m['rps']:>12.0f}{m['p99_ms']:>8.2f}ms"
-              f"{k['rps'] / m['rps']:>7.1f}x")
+        print(f"{case:<17}{k['rps']:>11.0f}{k['p99_ms']:>7.1f}ms{k['cpu_us']:>8.0f}us"
+              f"{m['rps']:>12.0f}{m['p99_ms']:>7.1f}ms{m['cpu_us']:>8.0f}us"
+              f"{k['rps'] / m['rps']:>12.1f}x{m['cpu_us'] / k['cpu_us']:>10.1f}x")
     if failed:
         print("FAILED: some requests were not answered with 200:",
               {f"{s}/{c}": r["failures"] for (s, c), r in results.items() if r["failures"]})
