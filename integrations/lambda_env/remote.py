@@ -132,7 +132,8 @@ class LightKMSClient:
             body_params[key] = value
         body = json.dumps(body_params, separators=(",", ":")).encode("utf-8")
         credentials = self._credentials or credentials_from_env()
-        url = f"{self._scheme}://{self._hostname}" + (f":{self._port}" if self._port else "") + self._path
+        host = f"[{self._hostname}]" if ":" in self._hostname else self._hostname
+        url = f"{self._scheme}://{host}" + (f":{self._port}" if self._port else "") + self._path
         headers = {
             "Host": sigv4._host(urlsplit(url)),
             "Content-Type": "application/x-amz-json-1.1",

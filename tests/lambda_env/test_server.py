@@ -248,3 +248,30 @@ def test_value_made_by_aws_cli_decrypts(kms_server, server_env):
     env = {"AWS_LAMBDA_FUNCTION_NAME": "orders-api", "DB_PASSWORD": made.stdout.strip()}
     secrets = EnvSecrets(kms=LightKMSClient(kms_server.url), environ=env)
     assert secrets.get("DB_PASSWORD") == SECRET
+
+
+def test_light_client_request_shape_matches_botocore(server_env, boto_kms):
+    """Same signed headers as boto3 sends (content-type;host;x-amz-date;x-amz-target)."""
+    from integrations.lambda_env import sigv4 as our_sigv4
+    seen = {}
+    real_sign = our_sigv4.sign
+
+    def spy(*args, **kwargs):
+        out = real_sign(*args, **kwargs)
+        seen["auth"] = out["Authorization"]
+        return out
+    import unittest.mock as um
+    with um.patch.object(our_sigv4, "sign", spy):
+        LightKMSClient(server_env.url).encrypt(KeyId="alias/aws/lambda", Plaintext=b"x")
+    assert "SignedHeaders=content-type;host;x-amz-date;x-amz-target," in seen["auth"]
+    assert f"Credential={server_env.env['AWS_ACCESS_KEY_ID']}/" in seen["auth"]
+    assert "/us-east-1/kms/aws4_request" in seen["auth"]
+
+
+def test_ipv6_endpoint_is_well_formed():
+    client = LightKMSClient(f"http://[::1]:{free_port()}", retries=0,
+                            credentials=Credentials("AKID", "secret"))
+    with pytest.raises(errors.KMSUnavailableError):  # refused (or no IPv6), not a URL error
+        encrypt_value(SECRET, kms=client)
+    with pytest.raises(ValueError):
+        LightKMSClient("ftp://example.com")
