@@ -275,3 +275,18 @@ def test_ipv6_endpoint_is_well_formed():
         encrypt_value(SECRET, kms=client)
     with pytest.raises(ValueError):
         LightKMSClient("ftp://example.com")
+
+
+def test_no_secret_in_logs_through_server(light, caplog):
+    import logging
+    caplog.set_level(logging.DEBUG)
+    value = encrypt_value(SECRET, kms=light, function_name="fn")
+    env = {"AWS_LAMBDA_FUNCTION_NAME": "fn", "DB_PASSWORD": value, "BAD": "hunter2-plain"}
+    s = EnvSecrets(kms=light, environ=env)
+    assert s.decrypt_environ(["DB_PASSWORD"], into_environ=False) == {"DB_PASSWORD": SECRET}
+    with pytest.raises(errors.NotCiphertextError):
+        s.get("BAD")
+    assert any("DB_PASSWORD" in r.getMessage() for r in caplog.records)
+    for record in caplog.records:
+        text = record.getMessage() + str(record.args)
+        assert SECRET not in text and value not in text and "hunter2-plain" not in text
