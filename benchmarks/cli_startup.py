@@ -5,7 +5,8 @@
 Starts a moto server on a free loopback port and a temporary KMS_HOME, then
 runs each command ``runs`` times, interleaved (so load on a shared machine
 hits every command alike), and prints the median wall time of each and the
-ratio to ``aws kms list-keys --endpoint-url``:
+ratio to ``aws kms list-keys --endpoint-url``, for wall time and for the child's
+CPU time (user + system; steadier than wall time when the machine is shared):
 
 * ``kms --version`` and ``aws --version`` (interpreter + CLI start-up only);
 * ``kms list-keys`` on the embedded engine (start-up + opening the store);
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import base64
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -26,13 +28,16 @@ import time
 BIN = os.path.dirname(sys.executable)
 
 
-def timed(cmd: list[str], env: dict) -> float:
+def timed(cmd: list[str], env: dict) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the child): CPU time is the steadier figure on a busy machine."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True)
     elapsed = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.decode()[-500:]}")
-    return elapsed
+    return elapsed, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def main() -> int:
@@ -68,17 +73,21 @@ def main() -> int:
         timed([kms, "create-key", "--description", "bench", "--endpoint-url", url], env)
         for cmd in commands.values():
             timed(cmd, env)
-        samples: dict[str, list[float]] = {name: [] for name in commands}
+        samples: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
         for _ in range(args.runs):
             for name, cmd in commands.items():
                 samples[name].append(timed(cmd, env))
     server.stop()
 
-    reference = statistics.median(samples["aws kms list-keys --endpoint-url moto"])
+    ref = samples["aws kms list-keys --endpoint-url moto"]
+    ref_wall = statistics.median(w for w, _ in ref)
+    ref_cpu = statistics.median(c for _, c in ref)
     print(f"median of {args.runs} runs each, interleaved; ratio = aws kms list-keys --endpoint-url / this")
+    print(f"  {'command':<40} {'wall':>8}  {'ratio':>6}   {'CPU':>8}  {'ratio':>6}")
     for name, values in samples.items():
-        med = statistics.median(values)
-        print(f"  {name:<40} {med * 1000:8.0f} ms   x{reference / med:5.2f}")
+        wall = statistics.median(w for w, _ in values)
+        cpu = statistics.median(c for _, c in values)
+        print(f"  {name:<40} {wall * 1000:6.0f} ms  x{ref_wall / wall:5.2f}   {cpu * 1000:6.0f} ms  x{ref_cpu / cpu:5.2f}")
     return 0
 
 
