@@ -39,6 +39,16 @@ def test_encrypt_decrypt_shapes(kms, key, helpers):
     assert helpers.MATERIAL_ID_RE.match(dec["KeyMaterialId"])
 
 
+def test_encryption_algorithm_member(raises, kms, key):
+    enc = kms.encrypt(KeyId=key["KeyId"], Plaintext=b"a", EncryptionAlgorithm="SYMMETRIC_DEFAULT")
+    dec = kms.decrypt(CiphertextBlob=enc["CiphertextBlob"], EncryptionAlgorithm="SYMMETRIC_DEFAULT")
+    assert dec["Plaintext"] == b"a"
+    with raises("ValidationException", match="encryptionAlgorithm"):
+        kms.encrypt(KeyId=key["KeyId"], Plaintext=b"a", EncryptionAlgorithm="NOPE")
+    with raises("InvalidKeyUsageException"):
+        kms.encrypt(KeyId=key["KeyId"], Plaintext=b"a", EncryptionAlgorithm="RSAES_OAEP_SHA_256")
+
+
 def test_encrypt_is_randomised(kms, key):
     a = kms.encrypt(KeyId=key["KeyId"], Plaintext=b"same")["CiphertextBlob"]
     b = kms.encrypt(KeyId=key["KeyId"], Plaintext=b"same")["CiphertextBlob"]

@@ -225,3 +225,47 @@ def test_rotation_kept_across_cancelled_deletion(kms, key):
     kms.enable_key(KeyId=kid)
     assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == b"keep"
     assert len(_rotations(kms, kid)) == 1
+
+
+def test_no_rotation_while_disabled_then_at_once_when_overdue(kms, clock, key):
+    """AWS: a Disabled key does not rotate; re-enabled more than a year after
+    its last rotation, it rotates at once."""
+    kid = key["KeyId"]
+    kms.enable_key_rotation(KeyId=kid)  # yearly
+    kms.disable_key(KeyId=kid)
+    clock.advance(days=400)
+    assert _current(kms, kid) == key["CurrentKeyMaterialId"]
+    assert _rotations(kms, kid) == []
+    kms.enable_key(KeyId=kid)
+    after = kms.encrypt(KeyId=kid, Plaintext=b"x")["CiphertextBlob"]
+    assert kms.decrypt(CiphertextBlob=after)["KeyMaterialId"] != key["CurrentKeyMaterialId"]
+    assert [r["RotationType"] for r in _rotations(kms, kid)] == ["AUTOMATIC"]
+
+
+def test_concurrent_use_during_rotations(kms, key):
+    """Threads encrypting and decrypting while the key rotates all get their
+    own plaintext back."""
+    import threading
+
+    kid = key["KeyId"]
+    failures = []
+
+    def worker(n):
+        try:
+            for i in range(15):
+                data = b"%d-%d" % (n, i)
+                blob = kms.encrypt(KeyId=kid, Plaintext=data, EncryptionContext={"n": str(n)})["CiphertextBlob"]
+                if kms.decrypt(CiphertextBlob=blob, EncryptionContext={"n": str(n)})["Plaintext"] != data:
+                    failures.append((n, i))
+        except Exception as exc:  # reported below
+            failures.append(repr(exc))
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for _ in range(5):
+        kms.rotate_key_on_demand(KeyId=kid)
+    for t in threads:
+        t.join(60)
+    assert failures == []
+    assert len(_rotations(kms, kid)) == 5
