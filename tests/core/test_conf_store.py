@@ -247,8 +247,9 @@ def test_default_refresh_interval_is_at_most_one_second(backend, store_client):
             b.encrypt(KeyId=kid, Plaintext=b"x")
         assert info.value.response["Error"]["Code"] == "DisabledException"
 
-    _eventually(check, within=1.5)
-    assert time.monotonic() - start <= 1.2
+    _eventually(check, within=3)
+    # 1 s of cache lifetime, plus slack for a loaded machine.
+    assert time.monotonic() - start <= 1.5
 
 
 def test_second_engine_sees_new_aliases_and_keys(backend, store_client):
