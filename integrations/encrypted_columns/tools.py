@@ -139,13 +139,29 @@ def _count(engine: Engine, col: Column) -> int:
 
 
 def _write(conn: Connection, col: Column, raw_type, row, new_raw, check_old=True) -> None:
+    _write_many(conn, col, raw_type, [(row, new_raw)], check_old)
+
+
+def _write_many(conn: Connection, col: Column, raw_type, items, check_old=True) -> None:
+    """One executemany UPDATE for a batch of (row, new stored value)."""
+    if not items:
+        return
     pk = list(col.table.primary_key.columns)
-    conds = [c == row[i] for i, c in enumerate(pk)]
-    if check_old and not isinstance(raw_type, JSON):
+    conds = [c == bindparam(f"_pk{i}") for i, c in enumerate(pk)]
+    check_old = check_old and not isinstance(raw_type, JSON)
+    if check_old:
         # Optimistic: a value the application changed meanwhile is left for the next run.
-        conds.append(type_coerce(col, raw_type) == type_coerce(bindparam("old", row[-1]), raw_type))
-    conn.execute(update(col.table).where(*conds)
-                 .values({col.name: type_coerce(bindparam("new", new_raw), raw_type)}))
+        conds.append(type_coerce(col, raw_type) == type_coerce(bindparam("_old"), raw_type))
+    stmt = update(col.table).where(*conds).values(
+        {col.name: type_coerce(bindparam("_new"), raw_type)})
+    params = []
+    for row, new_raw in items:
+        p = {f"_pk{i}": row[i] for i in range(len(pk))}
+        p["_new"] = new_raw
+        if check_old:
+            p["_old"] = row[-1]
+        params.append(p)
+    conn.execute(stmt, params)
 
 
 def _raw_type(col: Column, dialect):
@@ -188,17 +204,15 @@ def reencrypt(engine: Engine, column, *, batch_size: int = 500, progress: bool =
     done = 0
     with _bar(_count(engine, col), f"reencrypt {scope}", progress) as bar:
         for conn, rows in _pages(engine, col, raw_type, batch_size):
-            for row in rows:
-                if _key_of(col, row[-1]) == target.key_id:
-                    continue
-                value = t.process_result_value(row[-1], conn.dialect)
-                token = FORCED_KEY.set(target)
-                try:
-                    new = t.process_bind_param(value, conn.dialect)
-                finally:
-                    FORCED_KEY.reset(token)
-                _write(conn, col, raw_type, row, new)
-                done += 1
+            todo = [r for r in rows if _key_of(col, r[-1]) != target.key_id]
+            decrypt, encrypt = _processors(t, conn.dialect)
+            token = FORCED_KEY.set(target)
+            try:
+                items = [(r, encrypt(decrypt(r[-1]))) for r in todo]
+            finally:
+                FORCED_KEY.reset(token)
+            _write_many(conn, col, raw_type, items)
+            done += len(items)
             bar.update(len(rows))
     with engine.begin() as conn:  # finish: the fresh key becomes the column's key
         if t.deterministic:
@@ -208,6 +222,13 @@ def reencrypt(engine: Engine, column, *, batch_size: int = 500, progress: bool =
             conn.execute(update(_TABLE).where(_TABLE.c.scope == job).values(scope=None))
     _forget_write_keys(t)
     return done
+
+
+def _processors(t, dialect):
+    if isinstance(t, EncryptedType):
+        return t._decryptor(dialect), t._encryptor(dialect)
+    return (lambda v: t.process_result_value(v, dialect),
+            lambda v: t.process_bind_param(v, dialect))
 
 
 def _forget_write_keys(t) -> None:
@@ -364,13 +385,11 @@ def encrypt_column(engine: Engine, column, *, batch_size: int = 500, alter: bool
     done = 0
     with _bar(_count(engine, col), f"encrypt {t._scope()}", progress) as bar:
         for conn, rows in _pages(engine, col, raw_type, batch_size):
-            for row in rows:
-                raw = row[-1]
-                if _is_encrypted(col, raw, conn.dialect):
-                    continue
-                new = t.process_bind_param(_from_plain(t, raw), conn.dialect)
-                _write(conn, col, _raw_type(col, conn.dialect), row, new, check_old=False)
-                done += 1
+            _, encrypt = _processors(t, conn.dialect)
+            items = [(row, encrypt(_from_plain(t, row[-1]))) for row in rows
+                     if not _is_encrypted(col, row[-1], conn.dialect)]
+            _write_many(conn, col, _raw_type(col, conn.dialect), items, check_old=False)
+            done += len(items)
             bar.update(len(rows))
     return done
 
@@ -392,15 +411,11 @@ def decrypt_column(engine: Engine, column, *, batch_size: int = 500, alter: bool
     done = 0
     with _bar(_count(engine, col), f"decrypt {t._scope()}", progress) as bar:
         for conn, rows in _pages(engine, col, raw_type, batch_size):
-            for row in rows:
-                raw = row[-1]
-                if not _is_encrypted(col, raw, conn.dialect):
-                    continue
-                value = t.process_result_value(raw, conn.dialect)
-                plain = _to_plain(t, value, conn.dialect)
-                _write(conn, col, _raw_type(col, conn.dialect) if isinstance(t, EncryptedJSON)
-                       else sa_types.NullType(), row, plain, check_old=False)
-                done += 1
+            decrypt, _ = _processors(t, conn.dialect)
+            items = [(row, _to_plain(t, decrypt(row[-1]), conn.dialect)) for row in rows
+                     if _is_encrypted(col, row[-1], conn.dialect)]
+            _write_many(conn, col, raw_type, items, check_old=False)
+            done += len(items)
             bar.update(len(rows))
     if alter and isinstance(t, EncryptedType):
         _alter_to_plain(engine, col)

@@ -100,20 +100,20 @@ def test_reencrypt_interrupted_and_resumed(db, people, counting_kms, fresh_cache
 def test_reencrypt_interrupted_mid_batches_resumes_with_same_key(db, people, counting_kms):
     import integrations.encrypted_columns.tools as tmod
     calls = {"n": 0}
-    real = tmod._write
+    real = tmod._write_many
 
-    def flaky(*a, **kw):
+    def flaky(*a, **kw):  # Ctrl-C while the third batch is being written
         calls["n"] += 1
-        if calls["n"] == 12:
+        if calls["n"] == 3:
             raise KeyboardInterrupt
         return real(*a, **kw)
 
-    tmod._write = flaky
+    tmod._write_many = flaky
     try:
         with pytest.raises(KeyboardInterrupt):
             tools.reencrypt(db, people.c.name, batch_size=5, progress=False)
     finally:
-        tmod._write = real
+        tmod._write_many = real
     mid = _key_ids(db, people.c.name)
     assert len(mid) == 2  # 10 rows (two committed batches) moved, the third batch rolled back
     assert tools.reencrypt(db, people.c.name, batch_size=5, progress=False) == 20
@@ -140,20 +140,20 @@ def test_encrypt_then_decrypt_existing_column(db, unique, counting_kms):
     try:
         # interrupted after two batches, then resumed
         import integrations.encrypted_columns.tools as tmod
-        real, seen = tmod._write, {"n": 0}
+        real, seen = tmod._write_many, {"n": 0}
 
-        def flaky(*a, **kw):
+        def flaky(*a, **kw):  # Ctrl-C while the third batch is being written
             seen["n"] += 1
-            if seen["n"] == 9:
+            if seen["n"] == 3:
                 raise KeyboardInterrupt
             return real(*a, **kw)
 
-        tmod._write = flaky
+        tmod._write_many = flaky
         try:
             with pytest.raises(KeyboardInterrupt):
                 tools.encrypt_column(db, enc.c.ssn, batch_size=4, progress=False)
         finally:
-            tmod._write = real
+            tmod._write_many = real
         assert tools.encrypt_column(db, enc.c.ssn, batch_size=4, progress=False) == 25 - 8
         assert tools.encrypt_column(db, enc.c.ssn, batch_size=4, progress=False) == 0
         assert tools.encrypt_column(db, enc.c.score, batch_size=10, progress=False) == 25
