@@ -285,7 +285,7 @@ class EncryptedFileSystem(ChainedFileSystem):
                         continue  # plaintext object: its size is its size
                     plain = default_plaintext_size(csize)
                     if plain is None and needs_trailer(csize):
-                        blob = self.fs.cat_file(name, max(0, csize - TRAILER.size), csize)
+                        blob = self.fs.cat_file(name, start=max(0, csize - TRAILER.size), end=csize)
                         plain = plaintext_size_with_trailer(csize, blob)
                 else:
                     plain = plaintext_size_with_trailer(csize, blob)
@@ -392,7 +392,7 @@ class EncryptedFileSystem(ChainedFileSystem):
     def is_encrypted(self, path: str) -> bool:
         """True if the object starts with the encrypted-file magic (one small read)."""
         path = self._strip(path)
-        return self.fs.cat_file(path, 0, 4) == MAGIC
+        return self.fs.cat_file(path, start=0, end=4) == MAGIC
 
 
 def register() -> None:

@@ -99,6 +99,23 @@ def test_truncated_object_on_s3_is_detected(s3_efs, bucket):
         s3_efs.cat_file(path, -10)
 
 
+def test_sizes_on_s3_for_both_layouts(s3, shared_kms, bucket):
+    default = EncryptedFileSystem(fs=s3, kms_client=shared_kms, skip_instance_cache=True)
+    small_chunks = EncryptedFileSystem(fs=s3, kms_client=shared_kms, chunk_size=4096,
+                                       skip_instance_cache=True)
+    default.pipe_file(f"{bucket}/d/a", os.urandom(70_000))
+    small_chunks.pipe_file(f"{bucket}/d/b", os.urandom(9_999))
+    plain = EncryptedFileSystem(fs=s3, kms_client=shared_kms, allow_plaintext=True,
+                                skip_instance_cache=True)
+    s3.pipe_file(f"{bucket}/d/c", b"plain text")
+    s3.invalidate_cache()
+    assert {e["name"].rsplit("/", 1)[1]: e["size"] for e in default.ls(f"{bucket}/d")} == \
+        {"a": 70_000, "b": 9_999, "c": 10}
+    assert {e["name"].rsplit("/", 1)[1]: e["size"] for e in plain.ls(f"{bucket}/d")} == \
+        {"a": 70_000, "b": 9_999, "c": 10}
+    assert default.du(f"{bucket}/d") == 70_000 + 9_999 + 10
+
+
 def test_kms_endpoint_option_with_a_boto3_client(s3, bucket, moto_server):
     """Any boto3 KMS endpoint works (here moto's KMS on the same server)."""
     efs = EncryptedFileSystem(fs=s3, kms_endpoint=moto_server,
