@@ -32,7 +32,8 @@ def test_describe_key_output_is_byte_identical(cli, aws, moto_url, moto_key, ext
 
 def test_list_commands_and_tokens_are_identical(cli, aws, moto_url, moto_key):
     for args in (("list-resource-tags", "--key-id", moto_key), ("list-keys", "--max-items", "1"),
-                 ("list-keys", "--max-items", "1", "--output", "text"), ("list-aliases", "--max-items", "2")):
+                 ("list-keys", "--max-items", "1", "--output", "text"), ("list-aliases", "--max-items", "2"),
+                 ("list-aliases", "--output", "table"), ("list-keys", "--output", "text", "--query", "Keys[].KeyId")):
         full = (*args, "--endpoint-url", moto_url)
         ours, theirs = cli(*full), aws("kms", *full)
         assert theirs.rc == 0, theirs
