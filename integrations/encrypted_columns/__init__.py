@@ -13,11 +13,12 @@ from typing import Any, Iterable
 from .errors import (DecryptionError, EncryptedColumnError, KeyTableMissingError, SignatureError,
                      UnknownDataKeyError, UnsupportedComparisonError, UnsupportedValueError)
 from .keys import KEY_TABLE, key_table
+from .rows import SealedValue, bind_row
 from .types import DO_NOTHING, ENCRYPT_AND_SIGN, SIGN_ONLY, EncryptedJSON, EncryptedType
 
 __all__ = [
     "EncryptedType", "EncryptedJSON", "ENCRYPT_AND_SIGN", "SIGN_ONLY", "DO_NOTHING",
-    "configure", "warm_up", "warm_up_async", "key_table", "KEY_TABLE", "render_item",
+    "bind_row", "SealedValue", "configure", "warm_up", "warm_up_async", "key_table", "KEY_TABLE", "render_item",
     "EncryptedColumnError", "DecryptionError", "UnknownDataKeyError", "SignatureError",
     "UnsupportedComparisonError", "UnsupportedValueError", "KeyTableMissingError",
 ]

@@ -28,6 +28,7 @@ from . import codec
 from . import format as fmt
 from .errors import DecryptionError, EncryptedColumnError, UnknownDataKeyError
 from .keys import _TABLE, FORCED_KEY, KEYRING, data_key_context, install_listeners
+from .rows import RowValue
 from .types import META, EncryptedJSON, EncryptedType
 
 __all__ = ["rewrap", "reencrypt", "encrypt_column", "decrypt_column"]
@@ -208,7 +209,7 @@ def reencrypt(engine: Engine, column, *, batch_size: int = 500, progress: bool =
             decrypt, encrypt = _processors(t, conn.dialect)
             token = FORCED_KEY.set(target)
             try:
-                items = [(r, encrypt(decrypt(r[-1]))) for r in todo]
+                items = [(r, encrypt(decrypt(r), r)) for r in todo]
             finally:
                 FORCED_KEY.reset(token)
             _write_many(conn, col, raw_type, items)
@@ -225,10 +226,19 @@ def reencrypt(engine: Engine, column, *, batch_size: int = 500, progress: bool =
 
 
 def _processors(t, dialect):
+    """(decrypt(row), encrypt(value, row)) for rows of (pk..., stored value)."""
     if isinstance(t, EncryptedType):
-        return t._decryptor(dialect), t._encryptor(dialect)
-    return (lambda v: t.process_result_value(v, dialect),
-            lambda v: t.process_bind_param(v, dialect))
+        dec, enc = t._decryptor(dialect), t._encryptor(dialect)
+        if t.bind_to_row:  # the row's primary key is part of the context
+            return (lambda row: _opened(dec(row[-1]), row[:-1]),
+                    lambda v, row: enc(RowValue(v, row[:-1])))
+        return (lambda row: dec(row[-1])), (lambda v, row: enc(v))
+    return (lambda row: t.process_result_value(row[-1], dialect),
+            lambda v, row: t.process_bind_param(v, dialect))
+
+
+def _opened(sealed, pk):
+    return None if sealed is None else sealed.decrypt(*pk)
 
 
 def _forget_write_keys(t) -> None:
@@ -239,21 +249,18 @@ def _forget_write_keys(t) -> None:
 
 
 # ---------------------------------------------------------------- plaintext <-> encrypted
-def _is_encrypted(col: Column, raw, dialect) -> bool:
-    """True if ``raw`` is a value of this column; False if it is plaintext.
-
-    Raises DecryptionError for a value that names a known data key but does not
-    authenticate: never guess that tampered data is plaintext.
-    """
+def _is_encrypted(col: Column, row, decrypt) -> bool:
+    """True if the row's stored value is a value of this column; False if it is
+    plaintext.  A value that names a known data key but does not authenticate
+    raises DecryptionError: tampered data is never taken for plaintext."""
+    raw = row[-1]
     if isinstance(col.type, EncryptedJSON):
         if not (isinstance(raw, dict) and META in raw):
             return False
-        col.type.process_result_value(raw, dialect)
-        return True
-    if not isinstance(raw, (bytes, bytearray, memoryview)) or _key_of(col, raw) is None:
+    elif not isinstance(raw, (bytes, bytearray, memoryview)) or _key_of(col, raw) is None:
         return False
     try:
-        col.type.process_result_value(raw, dialect)
+        decrypt(row)
         return True
     except UnknownDataKeyError:
         return False
@@ -385,9 +392,9 @@ def encrypt_column(engine: Engine, column, *, batch_size: int = 500, alter: bool
     done = 0
     with _bar(_count(engine, col), f"encrypt {t._scope()}", progress) as bar:
         for conn, rows in _pages(engine, col, raw_type, batch_size):
-            _, encrypt = _processors(t, conn.dialect)
-            items = [(row, encrypt(_from_plain(t, row[-1]))) for row in rows
-                     if not _is_encrypted(col, row[-1], conn.dialect)]
+            decrypt, encrypt = _processors(t, conn.dialect)
+            items = [(row, encrypt(_from_plain(t, row[-1]), row)) for row in rows
+                     if not _is_encrypted(col, row, decrypt)]
             _write_many(conn, col, _raw_type(col, conn.dialect), items, check_old=False)
             done += len(items)
             bar.update(len(rows))
@@ -412,8 +419,8 @@ def decrypt_column(engine: Engine, column, *, batch_size: int = 500, alter: bool
     with _bar(_count(engine, col), f"decrypt {t._scope()}", progress) as bar:
         for conn, rows in _pages(engine, col, raw_type, batch_size):
             decrypt, _ = _processors(t, conn.dialect)
-            items = [(row, _to_plain(t, decrypt(row[-1]), conn.dialect)) for row in rows
-                     if _is_encrypted(col, row[-1], conn.dialect)]
+            items = [(row, _to_plain(t, decrypt(row), conn.dialect)) for row in rows
+                     if _is_encrypted(col, row, decrypt)]
             _write_many(conn, col, raw_type, items, check_old=False)
             done += len(items)
             bar.update(len(rows))

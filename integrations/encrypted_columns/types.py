@@ -29,6 +29,7 @@ from . import codec
 from . import format as fmt
 from .errors import DecryptionError, SignatureError, UnsupportedComparisonError, \
     UnsupportedValueError, EncryptedColumnError
+from .rows import RowValue, SealedValue, row_id
 from .keys import (DEFAULT_DOCUMENT_KEY, DEFAULT_KEY, FORCED_KEY, KEYRING, install_listeners,
                    key_table)
 from .keys import _current as _current_conn
@@ -69,6 +70,9 @@ class _Bound(SchemaEventTarget):
 
     def _set_parent(self, parent, **kw):
         install_listeners()
+        if getattr(self, "bind_to_row", False):
+            from .rows import install_row_listeners
+            install_row_listeners()
         if self._parent is not None and self._parent() is not parent:
             # One instance shared by two columns: give this column its own copy,
             # so each column keeps its own context (and swap detection).
@@ -130,7 +134,8 @@ class EncryptedType(_Bound, TypeDecorator):
     cache_ok = True
 
     def __init__(self, type_: TypeEngine | type | None = None, key_id: str | None = None, *,
-                 deterministic: bool = False, encrypt_null: bool = False):
+                 deterministic: bool = False, encrypt_null: bool = False,
+                 bind_to_row: bool = False):
         super().__init__()
         self.type_ = sa_types.to_instance(type_) if type_ is not None else String()
         if isinstance(self.type_, (EncryptedType, EncryptedJSON)):
@@ -143,6 +148,10 @@ class EncryptedType(_Bound, TypeDecorator):
         self._mode = fmt.DETERMINISTIC if self.deterministic else fmt.RANDOMIZED
         self._as_json = isinstance(self.type_, JSON)
         self.should_evaluate_none = self.encrypt_null
+        self.bind_to_row = bool(bind_to_row)
+        if self.bind_to_row and self.deterministic:
+            raise ValueError("bind_to_row makes equal values differ between rows, which "
+                             "defeats deterministic=True; choose one")
 
     @property
     def python_type(self):
@@ -229,10 +238,14 @@ class EncryptedType(_Bound, TypeDecorator):
             conn_ref, generation = current.get(), keyring.generation
             left = settings.write_max_uses - entry.uses
 
+        row_bound = self.bind_to_row
+
         def process(value):
             nonlocal left
             if value is None and not encrypt_null:
                 return None
+            if row_bound or type(value) is RowValue:
+                return seal_row(value)
             plain = (b"\x01" + value.encode("utf-8", "surrogatepass")) if type(value) is str \
                 else encode(value, as_json)
             if (left <= 0 or conn_ref is not current.get() or generation != keyring.generation
@@ -246,7 +259,28 @@ class EncryptedType(_Bound, TypeDecorator):
                 return head + nonce + seal(nonce, plain, aad)
             return head + seal(plain, aad)
 
+        def seal_row(value):
+            nonlocal left
+            if type(value) is not RowValue or not row_bound:
+                raise EncryptedColumnError(
+                    f"{self._where()} is bound to its rows: write it through the ORM, or "
+                    "wrap each value as bind_row(value, *primary_key)"
+                    if row_bound else f"{self._where()} is not bound to rows (bind_to_row=False)")
+            if (left <= 0 or conn_ref is not current.get() or generation != keyring.generation
+                    or monotonic() >= deadline):
+                refresh()
+            left -= 1
+            entry.uses += 1
+            dk = entry.extra
+            rctx = self._row_ctx(value.pk)
+            return fmt.seal(dk, mode, encode(value.value, as_json), rctx)
+
         return process
+
+    def _row_ctx(self, pk) -> bytes:
+        self._ctx()
+        return encode_context({"table": self._table_name, "column": self._column_name,
+                               "row": row_id(pk)})
 
     def _decryptor(self, dialect):
         keyring, settings = KEYRING, KEYRING.settings
@@ -275,11 +309,19 @@ class EncryptedType(_Bound, TypeDecorator):
                 f"a value in {self._where()} failed to decrypt: it was altered, copied "
                 "from another column, table or row, or was not written by this column")
 
+        def open_row(blob: bytes, pk) -> Any:
+            return decode(fmt.open_(blob, self._row_ctx(pk),
+                                    lambda kid: keyring.read_entry(dialect, kid).extra))
+
+        row_bound = self.bind_to_row
+
         def process(value):
             nonlocal generation
             if value is None:
                 return None
             blob = value if type(value) is bytes else bytes(value)
+            if row_bound:
+                return SealedValue(blob, open_row, self._where())
             if generation != keyring.generation:
                 keys.clear()
                 generation = keyring.generation
@@ -314,7 +356,7 @@ class EncryptedType(_Bound, TypeDecorator):
 
     def _unbound_copy(self):
         return EncryptedType(self.type_, self.key_id, deterministic=self.deterministic,
-                             encrypt_null=self.encrypt_null)
+                             encrypt_null=self.encrypt_null, bind_to_row=self.bind_to_row)
 
     def __repr__(self) -> str:
         args = [_repr_inner(self.type_)]
@@ -324,6 +366,8 @@ class EncryptedType(_Bound, TypeDecorator):
             args.append("deterministic=True")
         if self.encrypt_null:
             args.append("encrypt_null=True")
+        if self.bind_to_row:
+            args.append("bind_to_row=True")
         return f"EncryptedType({', '.join(args)})"
 
 
