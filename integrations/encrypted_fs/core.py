@@ -201,7 +201,9 @@ class EncryptedFileSystem(ChainedFileSystem):
             size = getattr(f, "size", None)
             if size is None or callable(size):
                 size = self.fs.size(path)
-            head = f.read(min(size, _FIRST_READ))
+            # Small files come whole in the first read (one GET on S3); large
+            # ones only their header, so a random read fetches one chunk.
+            head = f.read(size if size <= _FIRST_READ else DEFAULT_HEADER_SIZE)
             if head[:4] != MAGIC:
                 raise NotEncryptedError("not an encrypted file (no KFSE header)", path)
             chunk_log2, header_size = Header.parse_preamble(head, path)

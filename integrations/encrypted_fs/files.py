@@ -21,12 +21,22 @@ class _Source:
         # BytesIO-backed files (memory://) can be sliced without a copy.
         self._view = f.getbuffer() if hasattr(f, "getbuffer") else None
 
-    def read(self, start: int, end: int):
+    def read(self, start: int, end: int, scratch: bytearray | None = None):
+        """Bytes [start, end); into ``scratch`` (reused, returned as a view) when given."""
         if self._view is not None:
             return self._view[start:end]
         if end <= len(self._prefix):
             return memoryview(self._prefix)[start:end]
         self.f.seek(start)
+        if scratch is not None and hasattr(self.f, "readinto"):
+            view = memoryview(scratch)[:end - start]
+            got = 0
+            while got < len(view):
+                n = self.f.readinto(view[got:])
+                if not n:
+                    break
+                got += n
+            return view[:got]
         want = end - start
         data = self.f.read(want)
         while len(data) < want:  # short reads on some backends
@@ -61,7 +71,9 @@ class EncryptedReadFile(AbstractBufferedFile):
         self.layout = layout
         self._cipher = cipher
         self._cached_index = -1
-        self._cached_chunk = b""
+        self._cached_len = 0
+        self._ct_scratch = bytearray(layout.chunk_size + TAG_SIZE)
+        self._pt_view = memoryview(bytearray(layout.chunk_size))
         kwargs.pop("cache_type", None)
         super().__init__(fs, path, mode="rb", cache_type="none", size=layout.plaintext_size,
                          block_size=layout.chunk_size, **kwargs)
@@ -76,12 +88,12 @@ class EncryptedReadFile(AbstractBufferedFile):
         end = min(lay.header_size + lay.body_size, lay.chunk_offset(last + 1))
         return lay.chunk_offset(first), end
 
-    def _read_ct(self, first: int, last: int):
+    def _read_ct(self, first: int, last: int, scratch: bytearray | None = None):
         start, end = self._chunk_ct_range(first, last)
         lay = self.layout
         final = last == lay.n_chunks - 1
         read_end = lay.ciphertext_size if final and lay.trailer_size else end
-        ct = self._src.read(start, read_end)
+        ct = self._src.read(start, read_end, scratch if read_end - start <= len(scratch or b"") else None)
         if len(ct) != read_end - start:
             raise TruncatedFileError("object is shorter than when it was opened", self.path)
         if read_end != end:
@@ -91,12 +103,17 @@ class EncryptedReadFile(AbstractBufferedFile):
             ct = memoryview(ct)[:end - start]
         return ct
 
-    def _decrypt_chunk(self, index: int) -> bytes:
+    def _decrypt_chunk(self, index: int) -> memoryview:
+        """One whole chunk's plaintext (a view of a reused buffer; valid until the next call)."""
         if index != self._cached_index:
-            ct = self._read_ct(index, index)
-            self._cached_chunk = self._cipher.decrypt(index, index == self.layout.n_chunks - 1, ct)
+            self._cached_index = -1
+            ct = self._read_ct(index, index, self._ct_scratch)
+            n = len(ct) - TAG_SIZE
+            self._cipher.decrypt_into(index, index == self.layout.n_chunks - 1, ct,
+                                      self._pt_view[:max(n, 0)])
+            self._cached_len = n
             self._cached_index = index
-        return self._cached_chunk
+        return self._pt_view[:self._cached_len]
 
     def _decrypt_into(self, start: int, end: int, out: memoryview) -> None:
         """Plaintext [start, end) into ``out`` (len end-start)."""
@@ -136,7 +153,7 @@ class EncryptedReadFile(AbstractBufferedFile):
         c = self.layout.chunk_size
         if start // c == (end - 1) // c:
             chunk = self._decrypt_chunk(start // c)
-            return chunk[start % c:start % c + (end - start)]
+            return bytes(chunk[start % c:start % c + (end - start)])
         buf = bytearray(end - start)
         self._decrypt_into(start, end, memoryview(buf))
         return bytes(buf)
@@ -155,7 +172,7 @@ class EncryptedReadFile(AbstractBufferedFile):
     def close(self) -> None:
         if not self.closed:
             self._src.close()
-            self._cached_chunk = b""
+            self._cached_index = -1
         super().close()
 
 
@@ -189,7 +206,17 @@ class EncryptedWriteFile(io.BufferedIOBase):
         self._direct = efs._writes_are_atomic
         if "x" in mode and inner.exists(path):
             raise FileExistsError(path)
-        if self._direct:
+        self._memory = type(inner).__name__ == "MemoryFileSystem" and hasattr(inner, "_intrans")
+        if self._memory:
+            # memory:// commits a file when it is opened; open it as inside a
+            # transaction and commit in close(), so a failed write changes nothing.
+            self._target = path
+            was, inner._intrans = inner._intrans, True
+            try:
+                self._sink = inner._open(path, mode)
+            finally:
+                inner._intrans = was
+        elif self._direct:
             self._target = path
             self._sink = inner.open(path, mode, **open_kwargs)
         else:
@@ -271,8 +298,13 @@ class EncryptedWriteFile(io.BufferedIOBase):
             if not self._header.is_default_layout:
                 self._sink.write(make_trailer(self._header.chunk_log2, self._header.header_size,
                                               self._body))
-            self._sink.close()
-            if not self._direct:
+            if self._memory:
+                if "x" in self.mode and self.fs.fs.exists(self.path):
+                    raise FileExistsError(self.path)
+                self._sink.commit()
+            else:
+                self._sink.close()
+            if not (self._direct or self._memory):
                 self.fs._commit_temp(self._target, self.path, exclusive="x" in self.mode)
         except BaseException:
             self._abort()
@@ -292,7 +324,7 @@ class EncryptedWriteFile(io.BufferedIOBase):
                 sink.close()
         except Exception:
             pass
-        if not self._direct:
+        if not (self._direct or self._memory):
             try:
                 self.fs.fs.rm_file(self._target)
             except Exception:

@@ -199,7 +199,7 @@ def test_ranged_reads_fetch_only_touched_chunks(ra_files, monkeypatch):
     with efs.open(path, "rb") as f:
         seen = []
         real = f._src.read
-        monkeypatch.setattr(f._src, "read", lambda a, b: seen.append((a, b)) or real(a, b))
+        monkeypatch.setattr(f._src, "read", lambda a, b, s=None: seen.append((a, b)) or real(a, b, s))
         f.seek(4096 * 5 + 10)
         assert f.read(100) == data[4096 * 5 + 10:4096 * 5 + 110]
         f.seek(4096 * 7 - 5)

@@ -71,7 +71,7 @@ def test_small_file_reads_in_one_request(s3_efs, bucket, monkeypatch):
     reads = []
     real = files_mod._Source.read
     monkeypatch.setattr(files_mod._Source, "read",
-                        lambda self, a, b: reads.append((a, b, len(self._prefix))) or real(self, a, b))
+                        lambda self, a, b, s=None: reads.append((a, b, len(self._prefix))) or real(self, a, b, s))
     assert s3_efs.cat_file(path) == b"tiny object"
     assert all(b <= prefix for a, b, prefix in reads)  # served from the first GET
 
@@ -158,7 +158,7 @@ def test_pandas_parquet_round_trip_through_encrypted_s3(s3_options, bucket, kms_
     fs, path = fsspec.core.url_to_fs(url, **opts)
     fetched = []
     real = files_mod._Source.read
-    files_mod._Source.read = lambda self, a, b: fetched.append(b - a) or real(self, a, b)
+    files_mod._Source.read = lambda self, a, b, s=None: fetched.append(b - a) or real(self, a, b, s)
     try:
         col = pq.read_table(path, filesystem=fs, columns=["price"])
     finally:
