@@ -44,6 +44,7 @@ class ServerConfig:
     credential_ttl: float = 1.0
     threads: int = 8
     inline: bool = False  # run engine calls on the event loop (see KMSApp._run)
+    audit: bool = True  # attach kms_core.audit's log (docs/audit-log.md) to the engine
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))
@@ -83,6 +84,7 @@ class KMSApp:
         self.credentials = None
         self.signing = sigv4.SigningKeys()
         self.pool: ThreadPoolExecutor | None = None
+        self.audit_log = None
         self.operations: frozenset[str] = frozenset()
         self.account_id = None
         self.default_region = None
@@ -119,6 +121,12 @@ class KMSApp:
         self.credentials = CredentialCache(AccessKeys(self.engine.store, settings.account_id),
                                            ttl=self.config.credential_ttl)
         self.pool = ThreadPoolExecutor(self.config.threads, thread_name_prefix="kms-engine")
+        if self.config.audit:
+            from kms_core.audit import attach
+
+            self.audit_log = attach(self.engine)
+        else:
+            log.warning("the audit log is OFF (--no-audit): requests are not recorded")
         if self.config.dev_credentials:
             log.warning(
                 "DEVELOPMENT CREDENTIALS MODE: any access key is accepted as the account root "
@@ -142,6 +150,8 @@ class KMSApp:
             elif msg["type"] == "lifespan.shutdown":
                 if self.pool is not None:
                     self.pool.shutdown(wait=True)
+                if self.audit_log is not None:  # commit every event recorded so far
+                    await asyncio.get_running_loop().run_in_executor(None, self.audit_log.close)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

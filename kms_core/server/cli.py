@@ -69,6 +69,8 @@ def serve_main(argv: list[str] | None = None) -> int:
     p.add_argument("--engine-calls", choices=["threads", "inline"], default="threads",
                    help="run engine calls in a thread pool (default: a database read on a cache miss "
                         "never stalls other requests) or on the event loop (less overhead per request)")
+    p.add_argument("--no-audit", action="store_true",
+                   help="do not record requests in the audit log (docs/audit-log.md); on by default")
     p.add_argument("--access-log", action="store_true", help="log every request line")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     args = p.parse_args(argv)
@@ -94,7 +96,8 @@ def serve_main(argv: list[str] | None = None) -> int:
     from .app import CONFIG_ENV, MAX_BODY_BYTES, ServerConfig
 
     config = ServerConfig(store_url=args.store_url, dev_credentials=args.dev_credentials,
-                          max_body=args.max_body or MAX_BODY_BYTES, inline=args.engine_calls == "inline")
+                          max_body=args.max_body or MAX_BODY_BYTES, inline=args.engine_calls == "inline",
+                          audit=not args.no_audit)
     # Open the store once here: a wrong root key or an unreachable database is
     # reported once, clearly, and a new store is created before workers race.
     try:

@@ -31,7 +31,7 @@ def _code(call) -> str | None:
         return e.response["Error"]["Code"]
 
 
-def test_two_nodes_on_postgresql(make_server, pg_url):
+def test_two_nodes_on_postgresql(pg_url, make_server):  # servers stop before the schema is dropped
     root = os.urandom(32)
     a = make_server(store_url=pg_url, root_key=root)  # creates the schema first
     b = make_server(store_url=pg_url, root_key=root, wait=False)
