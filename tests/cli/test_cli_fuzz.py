@@ -18,7 +18,7 @@ def _check(res):
     assert not any(bug in res.err for bug in BUGS), res
 
 
-@settings(max_examples=60, deadline=None, derandomize=True,
+@settings(max_examples=40, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(context=values, tags=st.lists(values, max_size=3), number=values)
 def test_any_option_values_fail_cleanly(cli, context, tags, number):

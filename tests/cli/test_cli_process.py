@@ -163,9 +163,3 @@ def test_plugin_gets_its_arguments_untouched(cli, plugin_path, monkeypatch):
     monkeypatch.syspath_prepend(str(plugin_path))
     res = cli("--region", "eu-west-1", "hello", "--output", "yaml", "--help")
     assert res.rc == 3 and res.out == "hello ['--output', 'yaml', '--help']\n"
-
-
-def test_remote_commands_do_not_load_the_embedded_engine(kms_home, moto_url):
-    remote = _imports_after(["list-keys", "--endpoint-url", moto_url],
-                            env={"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"})
-    assert "boto3" in remote and "sqlalchemy" not in remote

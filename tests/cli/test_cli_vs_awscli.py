@@ -7,6 +7,8 @@ import base64
 import boto3
 import pytest
 
+from .test_cli_process import _imports_after
+
 
 @pytest.fixture
 def moto_key(moto_url, aws_env):
@@ -144,3 +146,9 @@ def test_profile_and_region_reach_the_remote_client(cli, moto_url, moto_key, tmp
 def test_region_option_on_the_embedded_engine(cli):
     arn = cli("--region", "eu-west-1", "create-key", "--query", "KeyMetadata.Arn", "--output", "text").out
     assert arn.startswith("arn:aws:kms:eu-west-1:")
+
+
+def test_remote_commands_do_not_load_the_embedded_engine(kms_home, moto_url):
+    remote = _imports_after(["list-keys", "--endpoint-url", moto_url],
+                            env={"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"})
+    assert "boto3" in remote and "sqlalchemy" not in remote
