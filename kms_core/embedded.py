@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import os
 import re
-from types import SimpleNamespace
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from .engine import Engine, RequestContext, get_engine
 from .errors import KMSError
-from .model import coerce_input as _coerce
+from .operation_names import OPERATION_NAMES
 from .settings import Settings
+
+# Cold start matters (Lambda-style use): the engine (SQLAlchemy), the operation
+# table and botocore are imported on first need, not here.
 
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
 
@@ -47,9 +46,6 @@ def _paginators() -> dict:
     return _paginator_config
 
 
-def _client_side_checker():
-    from .validation import check_client_side
-    return check_client_side
 
 
 class _Exceptions:
@@ -71,6 +67,7 @@ class _Exceptions:
         try:
             return getattr(real, name)
         except AttributeError:
+            from botocore.exceptions import ClientError
             # Codes outside the model (ValidationException, AccessDeniedException…)
             # still get a named ClientError subclass, as botocore does for
             # modelled ones, so `except kms.exceptions.X` works for all.
@@ -87,6 +84,12 @@ class _Exceptions:
         return cls
 
 
+def _metadata(rid: str) -> dict:
+    return {"RequestId": rid, "HTTPStatusCode": 200,
+            "HTTPHeaders": {"x-amzn-requestid": rid, "content-type": "application/x-amz-json-1.1"},
+            "RetryAttempts": 0}
+
+
 def _request_id() -> str:
     h = os.urandom(16).hex()
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{h[16:20]}-{h[20:]}"
@@ -95,38 +98,61 @@ def _request_id() -> str:
 class KMSClient:
     """In-process KMS client with boto3's methods, arguments, responses and errors."""
 
-    def __init__(self, engine: Engine, ctx: RequestContext | None = None):
+    def __init__(self, engine=None, ctx=None, *, settings: Settings | None = None, clock=None,
+                 light=None):
+        from types import SimpleNamespace as _NS
         self._engine = engine
-        self._ctx = ctx or RequestContext()
-        self._check = _client_side_checker()
+        self._settings = settings if settings is not None else engine.settings
+        self._clock = clock
+        self._ctx = ctx
+        self._light = light
+        self._checks = None
         self.exceptions = _Exceptions()
-        region = self._ctx.region or engine.settings.region
-        self.meta = SimpleNamespace(region_name=region, endpoint_url=None,
-                                    service_model=None, partition="aws")
+        region = (ctx.region if ctx is not None else None) or self._settings.region
+        self.meta = _NS(region_name=region, endpoint_url=None, service_model=None, partition="aws")
 
     @property
-    def engine(self) -> Engine:
+    def engine(self):
+        """The engine behind this client (opened on first use)."""
+        if self._engine is None:
+            from .engine import get_engine
+            self._engine = get_engine(self._settings, self._clock)
         return self._engine
 
     def __repr__(self) -> str:
-        return f"<kms_core.KMSClient region={self.meta.region_name!r} store={self._engine.store.display_url!r}>"
+        from sqlalchemy.engine import make_url
+        store = make_url(self._settings.store_url).render_as_string(hide_password=True)
+        return f"<kms_core.KMSClient region={self.meta.region_name!r} store={store!r}>"
 
     def _call(self, operation: str, kwargs: dict) -> dict:
-        self._check(operation, kwargs)
-        kwargs = _coerce(operation, kwargs)  # str/file-like blobs, as botocore's serializer does
+        if operation == "Decrypt" and self._light is not None and self._engine is None:
+            resp = self._light.decrypt(kwargs)
+            if resp is not None:
+                rid = _request_id()
+                resp["ResponseMetadata"] = _metadata(rid)
+                return resp
+        checks = self._checks
+        if checks is None:
+            from .model import coerce_input
+            from .validation import check_client_side
+            checks = self._checks = (check_client_side, coerce_input)
+        checks[0](operation, kwargs)
+        kwargs = checks[1](operation, kwargs)  # str/file-like blobs, as botocore's serializer does
+        engine = self._engine or self.engine
+        if self._ctx is None:
+            from .engine import RequestContext
+            self._ctx = RequestContext(region=self._settings.region,
+                                       account_id=self._settings.account_id)
         rid = _request_id()
         try:
-            resp = self._engine.call(operation, kwargs, self._ctx)
+            resp = engine.call(operation, kwargs, self._ctx)
         except KMSError as err:
             cls = self.exceptions.from_code(err.code)
             raise cls({"Error": {"Code": err.code, "Message": err.message},
                        "ResponseMetadata": {"RequestId": rid, "HTTPStatusCode": err.status,
                                             "HTTPHeaders": {}, "RetryAttempts": 0}},
                       operation) from None
-        resp["ResponseMetadata"] = {"RequestId": rid, "HTTPStatusCode": 200,
-                                    "HTTPHeaders": {"x-amzn-requestid": rid,
-                                                    "content-type": "application/x-amz-json-1.1"},
-                                    "RetryAttempts": 0}
+        resp["ResponseMetadata"] = _metadata(rid)
         return resp
 
     # boto3 client conveniences
@@ -162,12 +188,7 @@ def _make_method(operation: str):
     return method
 
 
-def _all_operation_names() -> list[str]:
-    from .model import OPERATIONS
-    return list(OPERATIONS)
-
-
-for _op in _all_operation_names():
+for _op in OPERATION_NAMES:
     setattr(KMSClient, _snake(_op), _make_method(_op))
 
 
@@ -176,7 +197,7 @@ def client(*, endpoint_url: str | None = None, store_url: str | None = None,
            root_key_file: str | os.PathLike | None = None, region: str | None = None,
            region_name: str | None = None, account_id: str | None = None,
            principal: str | None = None, clock=None, cache_ttl: float | None = None,
-           engine: Engine | None = None, **boto_kwargs: Any):
+           engine=None, **boto_kwargs: Any):
     """A KMS client: embedded engine by default, boto3 for a remote endpoint.
 
     ``endpoint_url`` (or the ``AWS_ENDPOINT_URL_KMS`` environment variable)
@@ -192,12 +213,22 @@ def client(*, endpoint_url: str | None = None, store_url: str | None = None,
         return boto3.client("kms", endpoint_url=endpoint_url, **kwargs)
     if boto_kwargs:
         raise TypeError(f"unexpected arguments for the embedded engine: {sorted(boto_kwargs)}")
-    if engine is None:
-        settings = Settings.from_env(home=home, store_url=store_url, region=region,
-                                     account_id=account_id, root_key=root_key,
-                                     root_key_file=root_key_file, cache_ttl=cache_ttl)
-        engine = get_engine(settings, clock)
-    ctx = RequestContext(region=region or engine.settings.region,
-                         account_id=account_id or engine.settings.account_id,
-                         principal=principal)
-    return KMSClient(engine, ctx)
+    if engine is not None:
+        from .engine import RequestContext
+        ctx = RequestContext(region=region or engine.settings.region,
+                             account_id=account_id or engine.settings.account_id,
+                             principal=principal)
+        return KMSClient(engine, ctx)
+    settings = Settings.from_env(home=home, store_url=store_url, region=region,
+                                 account_id=account_id, root_key=root_key,
+                                 root_key_file=root_key_file, cache_ttl=cache_ttl)
+    ctx = None
+    if principal is not None:
+        from .engine import RequestContext
+        ctx = RequestContext(region=settings.region, account_id=settings.account_id,
+                             principal=principal)
+    light = None
+    if principal is None and clock is None:
+        from .light import LightDecryptor
+        light = LightDecryptor.for_settings(settings)
+    return KMSClient(None, ctx, settings=settings, clock=clock, light=light)
