@@ -72,13 +72,51 @@ def sqlite_url(tmp_path):
     return f"sqlite:///{tmp_path / 'data.db'}"
 
 
+@pytest.fixture(scope="module")
+def pg_module_url():
+    """One fresh PostgreSQL schema per test module (tables are uniquely named);
+    a missing server fails, never skips."""
+    import os
+    base = os.environ.get("KMS_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    schema = "tdb_" + uuid.uuid4().hex[:16]
+    try:
+        admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    except Exception as e:  # noqa: BLE001 - any failure means no server
+        pytest.fail(f"PostgreSQL at {base} is required and not reachable: {e}", pytrace=False)
+    sep = "&" if "?" in base else "?"
+    yield f"{base}{sep}options=-csearch_path%3D{schema}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+    admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def mysql_module_url():
+    """One fresh MariaDB database per test module; a missing server fails."""
+    import os
+    base = os.environ.get("KMS_TEST_MYSQL", "mysql+pymysql://root@127.0.0.1:3306/test")
+    name = "tdb_" + uuid.uuid4().hex[:16]
+    try:
+        admin = sa.create_engine(base)
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"CREATE DATABASE `{name}`")
+    except Exception as e:  # noqa: BLE001
+        pytest.fail(f"MariaDB at {base} is required and not reachable: {e}", pytrace=False)
+    yield f"{base.rsplit('/', 1)[0]}/{name}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE `{name}`")
+    admin.dispose()
+
+
 @pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
 def db_url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'data.db'}"
     if request.param == "postgresql":
-        return request.getfixturevalue("pg_url")
-    return request.getfixturevalue("mysql_url")
+        return request.getfixturevalue("pg_module_url")
+    return request.getfixturevalue("mysql_module_url")
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ def _model(unique):
 def async_url(request, tmp_path):
     if request.param == "aiosqlite":
         return f"sqlite+aiosqlite:///{tmp_path / 'a.db'}"
-    return request.getfixturevalue("pg_url")  # postgresql+psycopg works sync and async
+    return request.getfixturevalue("pg_module_url")  # postgresql+psycopg works sync and async
 
 
 def test_async_session_with_warm_up(async_url, counting_kms, fresh_caches, unique):

@@ -14,11 +14,11 @@ def test_demo_runs_on_embedded_defaults(tmp_path, counting_kms):
     assert counting_kms.total() == 2  # one data key per column mode
 
 
-def test_postgres_example(pg_url, counting_kms, capsys, monkeypatch):
+def test_postgres_example(pg_module_url, counting_kms, capsys, monkeypatch):
     path = pathlib.Path(__file__).resolve().parents[2] / "examples" / "db_postgres.py"
     monkeypatch.setattr("kms_core.client", lambda **kw: counting_kms)
     mod = runpy.run_path(str(path), run_name="example")
-    mod["main"](pg_url)
+    mod["main"](pg_module_url)
     out = capsys.readouterr().out
     assert "deterministic lookup: 42 Customer 42" in out and "still readable" in out
     assert "rewrapped data keys: 2" in out and "re-encrypted names: 1000" in out

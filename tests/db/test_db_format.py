@@ -148,7 +148,7 @@ values = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(value=values, deterministic=st.booleans())
 def test_roundtrip_fuzz(value, deterministic):
     mode = fmt.DETERMINISTIC if deterministic else fmt.RANDOMIZED
