@@ -28,7 +28,7 @@ import re
 import struct
 import threading
 import time
-import uuid
+from time import time as _time
 import weakref
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -39,6 +39,7 @@ from sqlalchemy import (BigInteger, Column, Double, Integer, LargeBinary, SmallI
                         Table, Text, and_, insert, or_, select, update)
 from sqlalchemy.exc import IntegrityError
 
+from .clock import SystemClock
 from .errors import KMSError, StoreError
 from .store import Store, metadata
 
@@ -351,8 +352,8 @@ class _Renderer:
         return self._cache_put(self._who, k, (head, mid, tail, region, account,
                                               principal[:512] if principal else None))
 
-    def _time_str(self, when: datetime) -> str:
-        sec = int(when.timestamp())
+    def _time_str(self, when: float) -> str:
+        sec = int(when)
         if self._time[0] != sec:
             self._time = (sec, datetime.fromtimestamp(sec, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
         return self._time[1]
@@ -425,7 +426,7 @@ class _Renderer:
         end.append("}")
         return head, middle, "".join(end), (name, principal, key_ids, code)
 
-    def render(self, ctx, operation, params, result, error, when: datetime,
+    def render(self, ctx, operation, params, result, error, when: float,
                event_id: str, request_id: str | None = None) -> tuple[str, dict]:
         """``(event JSON, filter columns)`` for one request."""
         t = k = None
@@ -441,13 +442,18 @@ class _Renderer:
         head, middle, end, (name, principal, key_ids, code) = t
         rid = request_id or getattr(ctx, "request_id", None) or _uuid(os.urandom(16))
         body = "".join((head, self._time_str(when), middle, _J(rid), ',"eventID":"', event_id, end))
-        return body, {"event_time": when.timestamp(), "event_name": name, "principal": principal,
+        return body, {"event_time": when, "event_name": name, "principal": principal,
                       "key_ids": key_ids, "error_code": code}
+
+
+class _NO_CTX:
+    principal = access_key_id = via_service = region = account_id = None
+    source_ip = user_agent = request_id = None
+    authenticated = True
 
 
 def _template_key(ctx, operation, params, result):
     """A hashable summary of everything a template depends on, or None."""
-    g = getattr
     pk = []
     for k, v in params.items():
         tv = type(v)
@@ -465,12 +471,12 @@ def _template_key(ctx, operation, params, result):
     else:
         rk = None
     try:
-        key = (g(ctx, "principal", None), g(ctx, "access_key_id", None),
-               g(ctx, "authenticated", True), g(ctx, "via_service", None), g(ctx, "region", None),
-               g(ctx, "account_id", None), g(ctx, "source_ip", None), g(ctx, "user_agent", None),
-               operation, tuple(pk), rk)
+        c = ctx if ctx is not None else _NO_CTX
+        # every field the event reads from the context, except request_id (per request)
+        key = (c.principal, c.access_key_id, c.authenticated, c.via_service, c.region,
+               c.account_id, c.source_ip, c.user_agent, operation, tuple(pk), rk)
         hash(key)
-    except TypeError:  # an unhashable value somewhere: render it in full
+    except (AttributeError, TypeError):  # an odd context or value: render it in full
         return None
     return key
 
@@ -480,7 +486,7 @@ def build_event(ctx, operation: str | None, params: dict | None, result: dict | 
                 event_id: str | None = None) -> dict:
     """The CloudTrail record for one request, as a dict (what the log stores, parsed)."""
     body, _ = _Renderer(account_id, region).render(
-        ctx, operation, _strip(params), result, error, when,
+        ctx, operation, _strip(params), result, error, when.timestamp(),
         event_id or _uuid(os.urandom(16)))
     return json.loads(body)
 
@@ -552,6 +558,7 @@ class AuditLog:
         self._mac_base = hmac.HMAC(self._key, hashes.SHA256())
         self._mac_base.update(_D_EVENT)
         self._renderer = _Renderer(account_id, region)
+        self._system_clock = clock is None or type(clock) is SystemClock
         self._sql: str | None = None
         self._give_up = threading.Event()
         self._unwritten = 0
@@ -576,7 +583,8 @@ class AuditLog:
         if self._closed:
             return
         try:
-            when = self.clock.now() if self.clock is not None else datetime.now(timezone.utc)
+            # epoch seconds; the engine's clock unless it is the system clock (cheaper)
+            when = _time() if self._system_clock else self.clock.now().timestamp()
             if result is not None:
                 if operation in _NULL_RESPONSE:  # only which key was used matters
                     result = ({"KeyId": result.get("KeyId")} if operation != "ReEncrypt" else
@@ -586,7 +594,7 @@ class AuditLog:
             item = (when, ctx, operation, _strip(params), result, error)
         except Exception as e:  # odd input must not fail the request nor lose the event
             log.error("audit: could not capture a %s request (%s)", operation, type(e).__name__)
-            item = (datetime.now(timezone.utc), ctx, operation, {}, None, error)
+            item = (_time(), ctx, operation, {}, None, error)
         pending = self._pending
         pending.append(item)
         # Wake the writer only for a full batch: waking it per event would make

@@ -47,7 +47,7 @@ def test_known_answer_vectors_render_and_chain():
         err = KMSError(inp["error"]["code"], inp["error"]["message"]) if inp["error"] else None
         when = datetime.strptime(inp["time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
         body, _ = r.render(RequestContext(**inp["context"]), inp["operation"], A._strip(params),
-                           inp["result"], err, when, inp["eventID"])
+                           inp["result"], err, when.timestamp(), inp["eventID"])
         assert body == rec["event"]
         mac = A.event_mac(key, rec["seq"], prev, rec["event"])
         assert mac.hex() == rec["mac"]
