@@ -116,3 +116,25 @@ def test_missing_data_key_is_a_clear_error(db, counting_kms, fresh_caches, uniqu
             s.scalars(sa.select(Person)).all()
     finally:
         Base.metadata.drop_all(db)
+
+
+def test_sync_warm_up_then_no_kms_calls(db, counting_kms, fresh_caches, unique):
+    from integrations.encrypted_columns import warm_up
+    Base, Person = _model(unique)
+    Base.metadata.create_all(db)
+    try:
+        assert warm_up(db, Base.metadata) == 2  # one randomized, one deterministic key
+        counting_kms.reset()
+        with Session(db) as s:
+            s.add_all([Person(id=i, name="n", city="c", email=f"e{i}") for i in range(1, 21)])
+            s.commit()
+            assert s.scalars(sa.select(Person.id).where(Person.email == "e3")).one() == 3
+        assert counting_kms.total() == 0
+        fresh_caches()
+        assert warm_up(db, Base.metadata, load_existing=True) == 3  # 2 unwraps + 1 new write key
+        counting_kms.reset()
+        with Session(db) as s:
+            assert len(s.scalars(sa.select(Person)).all()) == 20
+        assert counting_kms.total() == 0
+    finally:
+        Base.metadata.drop_all(db)

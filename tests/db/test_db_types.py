@@ -245,3 +245,33 @@ def test_import_and_ddl_make_no_kms_call(counting_kms, sqlite_url, unique):
     md.create_all(engine)
     md.drop_all(engine)
     assert counting_kms.total() == 0
+
+
+def test_hypothesis_roundtrip_through_sqlite(sqlite_url, counting_kms, unique):
+    from hypothesis import given, settings, strategies as st
+
+    md = sa.MetaData()
+    t = sa.Table(unique("fuzz"), md, sa.Column("id", sa.Integer, primary_key=True),
+                 sa.Column("s", EncryptedType(sa.String(200))),
+                 sa.Column("d", EncryptedType(sa.String(200), deterministic=True)),
+                 sa.Column("n", EncryptedType(sa.Numeric(30, 10))),
+                 sa.Column("j", EncryptedType(sa.JSON())))
+    engine = sa.create_engine(sqlite_url)
+    md.create_all(engine)
+    counter = iter(range(1, 10**6))
+
+    @settings(max_examples=60, deadline=None)
+    @given(s=st.text(max_size=50), n=st.decimals(allow_nan=False, allow_infinity=False, places=3),
+           j=st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+                          lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=3), c, max_size=3),
+                          max_leaves=6))
+    def check(s, n, j):
+        i = next(counter)
+        with engine.begin() as conn:
+            conn.execute(t.insert(), [{"id": i, "s": s, "d": s, "n": n, "j": j}])
+            row = conn.execute(sa.select(t).where(t.c.id == i)).one()
+            assert (row.s, row.d, str(row.n), row.j) == (s, s, str(n), j)
+            assert conn.execute(sa.select(t.c.id).where(t.c.d == s, t.c.id == i)).scalar_one() == i
+
+    check()
+    engine.dispose()
