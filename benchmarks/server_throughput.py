@@ -164,7 +164,7 @@ def run_python(url: str, headers: dict, body: bytes, seconds: float, connections
 
 # -- servers ---------------------------------------------------------------------------
 
-def start_kms(tmp: Path, workers: int, engine_calls: str):
+def start_kms(tmp: Path, workers: int, engine_calls: str, audit: bool):
     home = tmp / "kms-home"
     env = {**os.environ, "KMS_HOME": str(home), "KMS_ROOT_KEY": base64.b64encode(os.urandom(32)).decode()}
     for v in ("KMS_STORE_URL", "KMS_ROOT_KEY_FILE", "KMS_SERVER_CONFIG"):
@@ -176,7 +176,8 @@ def start_kms(tmp: Path, workers: int, engine_calls: str):
     port = free_port()
     log = open(tmp / "kms.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "kms_core.server", "--host", "127.0.0.1", "--port", str(port),
-                             "--workers", str(workers), "--engine-calls", engine_calls, "--log-level", "warning"],
+                             "--workers", str(workers), "--engine-calls", engine_calls, "--log-level", "warning"]
+                            + ([] if audit else ["--no-audit"]),
                             env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     wait_http(url + "/health", proc)
@@ -213,6 +214,7 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="kms serve workers")
     ap.add_argument("--engine-calls", choices=["threads", "inline"], default="threads",
                     help="kms serve --engine-calls (default threads)")
+    ap.add_argument("--no-audit", action="store_true", help="kms serve --no-audit (audit log on by default)")
     ap.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
     ap.add_argument("--load", choices=["wrk", "python"], default="wrk" if shutil.which("wrk") else "python")
     args = ap.parse_args()
@@ -225,7 +227,7 @@ def main() -> int:
         tmp = Path(d)
         procs = []
         try:
-            for name, starter in (("kms serve", lambda: start_kms(tmp, args.workers, args.engine_calls)), ("moto_server", lambda: start_moto(tmp))):
+            for name, starter in (("kms serve", lambda: start_kms(tmp, args.workers, args.engine_calls, not args.no_audit)), ("moto_server", lambda: start_moto(tmp))):
                 proc, url, key = starter()
                 procs.append(proc)
                 for case, (target, params) in cases(url, key).items():
@@ -244,7 +246,8 @@ def main() -> int:
                     p.kill()
 
     print(f"load: {args.load}, {args.connections} connections, {args.seconds:g} s per case; "
-          f"kms serve --workers {args.workers} --engine-calls {args.engine_calls}; {os.cpu_count()} CPUs; loopback")
+          f"kms serve --workers {args.workers} --engine-calls {args.engine_calls}"
+          f"{' --no-audit' if args.no_audit else ''}; {os.cpu_count()} CPUs; loopback")
     print(f"load average before the run: {load_before}")
     print(f"{'case':<17}{'kms req/s':>11}{'p99':>9}{'CPU/req':>10}{'moto req/s':>12}{'p99':>9}{'CPU/req':>10}"
           f"{'req/s ratio':>13}{'CPU ratio':>11}")

@@ -139,6 +139,18 @@ class EncryptedFileSystem(ChainedFileSystem):
                 path = path[len(prefix):]
         return self.fs._strip_protocol(path)
 
+    @staticmethod
+    def _own(path):
+        """Only our own prefix removed: the wrapped filesystem strips the rest."""
+        if isinstance(path, str):
+            if path.startswith("encrypted::"):
+                return path[11:]
+            if path.startswith("encrypted://"):
+                return path[12:]
+            return path
+        return EncryptedFileSystem._own(stringify_path(path)) if not isinstance(
+            path, (list, tuple, set)) else [EncryptedFileSystem._own(p) for p in path]
+
     def _parent(self, path):
         return self.fs._parent(self._strip(path))
 
@@ -154,7 +166,7 @@ class EncryptedFileSystem(ChainedFileSystem):
     # ------------------------------------------------------------ opening
     def _open(self, path, mode="rb", block_size=None, autocommit=True, cache_options=None,
               **kwargs):
-        path = self._strip(path)
+        # open() has already stripped the protocol.
         if mode == "rb":
             return self._open_read(path, **kwargs)
         if mode in ("wb", "xb"):
@@ -193,9 +205,10 @@ class EncryptedFileSystem(ChainedFileSystem):
             raise FileExistsError(path)
         self.fs.mv(tmp, path)
 
-    def open_header(self, path: str) -> tuple[Header, Any, int, bytes]:
+    def open_header(self, path: str, _stripped: bool = False) -> tuple[Header, Any, int, bytes]:
         """(header, open inner file, object size, first bytes read)."""
-        path = self._strip(path)
+        if not _stripped:
+            path = self._strip(path)
         f = self.fs.open(path, "rb", **self._inner_read_kwargs())
         try:
             size = getattr(f, "size", None)
@@ -230,15 +243,14 @@ class EncryptedFileSystem(ChainedFileSystem):
 
     def _open_read(self, path: str, **kwargs):
         try:
-            header, f, size, head = self.open_header(path)
+            header, f, size, head = self.open_header(path, _stripped=True)
         except NotEncryptedError:
             if self.allow_plaintext:
                 return self.fs.open(path, "rb", **kwargs)
             raise
         try:
             self._check_context(header, path)
-            data_key = self.keys.unwrap(header.key_id, header.wrapped_key, header.context, path)
-            keys = header.verify(data_key, path)
+            keys = self.keys.file_keys(header, path)
             tail = None
             if not header.is_default_layout:
                 f.seek(size - TRAILER.size)
@@ -296,14 +308,14 @@ class EncryptedFileSystem(ChainedFileSystem):
         return out
 
     def ls(self, path, detail=True, **kwargs):
-        res = self.fs.ls(self._strip(path), detail=detail, **kwargs)
+        res = self.fs.ls(self._own(path), detail=detail, **kwargs)
         return self._fix_entries(res) if detail else res
 
     def info(self, path, **kwargs):
-        return self._fix_entries([self.fs.info(self._strip(path), **kwargs)])[0]
+        return self._fix_entries([self.fs.info(self._own(path), **kwargs)])[0]
 
     def find(self, path, maxdepth=None, withdirs=False, detail=False, **kwargs):
-        res = self.fs.find(self._strip(path), maxdepth=maxdepth, withdirs=withdirs, detail=True,
+        res = self.fs.find(self._own(path), maxdepth=maxdepth, withdirs=withdirs, detail=True,
                            **kwargs)
         if not detail:
             return sorted(res)
@@ -311,43 +323,43 @@ class EncryptedFileSystem(ChainedFileSystem):
         return {e["name"]: e for e in fixed}
 
     def exists(self, path, **kwargs):
-        return self.fs.exists(self._strip(path), **kwargs)
+        return self.fs.exists(self._own(path), **kwargs)
 
     def isdir(self, path):
-        return self.fs.isdir(self._strip(path))
+        return self.fs.isdir(self._own(path))
 
     def isfile(self, path):
-        return self.fs.isfile(self._strip(path))
+        return self.fs.isfile(self._own(path))
 
     def lexists(self, path, **kwargs):
-        return self.fs.lexists(self._strip(path), **kwargs)
+        return self.fs.lexists(self._own(path), **kwargs)
 
     def mkdir(self, path, create_parents=True, **kwargs):
-        return self.fs.mkdir(self._strip(path), create_parents=create_parents, **kwargs)
+        return self.fs.mkdir(self._own(path), create_parents=create_parents, **kwargs)
 
     def makedirs(self, path, exist_ok=False):
-        return self.fs.makedirs(self._strip(path), exist_ok=exist_ok)
+        return self.fs.makedirs(self._own(path), exist_ok=exist_ok)
 
     def rmdir(self, path):
-        return self.fs.rmdir(self._strip(path))
+        return self.fs.rmdir(self._own(path))
 
     def rm_file(self, path):
-        return self.fs.rm_file(self._strip(path))
+        return self.fs.rm_file(self._own(path))
 
     def _rm(self, path):
-        return self.fs.rm_file(self._strip(path))
+        return self.fs.rm_file(self._own(path))
 
     def rm(self, path, recursive=False, maxdepth=None):
-        return self.fs.rm(self._strip(path), recursive=recursive, maxdepth=maxdepth)
+        return self.fs.rm(self._own(path), recursive=recursive, maxdepth=maxdepth)
 
     def created(self, path):
-        return self.fs.created(self._strip(path))
+        return self.fs.created(self._own(path))
 
     def modified(self, path):
-        return self.fs.modified(self._strip(path))
+        return self.fs.modified(self._own(path))
 
     def invalidate_cache(self, path=None):
-        self.fs.invalidate_cache(None if path is None else self._strip(path))
+        self.fs.invalidate_cache(None if path is None else self._own(path))
 
     # ------------------------------------------------------------ copy / move
     def cp_file(self, path1, path2, **kwargs):

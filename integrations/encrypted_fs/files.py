@@ -72,8 +72,8 @@ class EncryptedReadFile(AbstractBufferedFile):
         self._cipher = cipher
         self._cached_index = -1
         self._cached_len = 0
-        self._ct_scratch = bytearray(layout.chunk_size + TAG_SIZE)
-        self._pt_view = memoryview(bytearray(layout.chunk_size))
+        self._ct_scratch = None  # one chunk each, allocated on first use
+        self._pt_view = None
         kwargs.pop("cache_type", None)
         super().__init__(fs, path, mode="rb", cache_type="none", size=layout.plaintext_size,
                          block_size=layout.chunk_size, **kwargs)
@@ -107,6 +107,9 @@ class EncryptedReadFile(AbstractBufferedFile):
         """One whole chunk's plaintext (a view of a reused buffer; valid until the next call)."""
         if index != self._cached_index:
             self._cached_index = -1
+            if self._pt_view is None:
+                self._ct_scratch = bytearray(self.layout.chunk_size + TAG_SIZE)
+                self._pt_view = memoryview(bytearray(self.layout.chunk_size))
             ct = self._read_ct(index, index, self._ct_scratch)
             n = len(ct) - TAG_SIZE
             self._cipher.decrypt_into(index, index == self.layout.n_chunks - 1, ct,

@@ -47,6 +47,8 @@ class KeyProvider:
         self.write_cache = DataKeyCache(max_age=max_age, max_uses=max_files,
                                         max_bytes=max_bytes, max_entries=max_entries)
         self.read_cache = DataKeyCache(max_age=max_age, max_entries=max_entries)
+        # Verified per-file keys, so reopening a file skips HKDF and the header MAC.
+        self.file_cache = DataKeyCache(max_age=max_age, max_entries=max_entries)
 
     def __repr__(self) -> str:
         return f"<KeyProvider cache={self.cache_enabled} cached_keys={len(self.write_cache)}>"
@@ -97,6 +99,19 @@ class KeyProvider:
             self.read_cache.put(ck, CachedKey(plaintext, wrapped, resp.get("KeyId", key_id)))
         return plaintext
 
+    def file_keys(self, header, path: str | None = None):
+        """Unwrap the header's data key and verify commitment and header tag (cached)."""
+        ck = (header.wrapped_key, header.signed_bytes, header.tag)
+        if self.cache_enabled:
+            hit = self.file_cache.get(ck)
+            if hit is not None:
+                return hit.extra
+        data_key = self.unwrap(header.key_id, header.wrapped_key, header.context, path)
+        keys = header.verify(data_key, path)
+        if self.cache_enabled:
+            self.file_cache.put(ck, CachedKey(b"", header.wrapped_key, header.key_id, extra=keys))
+        return keys
+
     def rewrap(self, key_id: str, wrapped: bytes, context: Mapping[str, str],
                destination_key_id: str, path: str | None = None) -> tuple[str, bytes]:
         """ReEncrypt a wrapped data key under ``destination_key_id`` (the key never leaves KMS)."""
@@ -115,3 +130,4 @@ class KeyProvider:
     def clear(self) -> None:
         self.write_cache.clear()
         self.read_cache.clear()
+        self.file_cache.clear()

@@ -465,3 +465,34 @@ def test_url_chaining_and_construction(shared_kms, tmp_path, monkeypatch):
         EncryptedFileSystem(fs=MemoryFileSystem(), chunk_size=1000, skip_instance_cache=True)
     with pytest.raises(ValueError, match="twice"):
         EncryptedFileSystem(fs=fs2, skip_instance_cache=True)
+
+
+@pytest.mark.parametrize("which", ["mem_efs", "local_efs"])
+def test_every_listing_and_bulk_operation(which, request):
+    efs = request.getfixturevalue(which)
+    r = efs.root
+    efs.makedirs(f"{r}/a/b", exist_ok=True)
+    efs.mkdir(f"{r}/c")
+    files = {f"{r}/a/one.txt": b"1" * 10, f"{r}/a/b/two.txt": b"2" * 70_000, f"{r}/c/three.bin": b""}
+    efs.pipe(files)
+    assert efs.cat([f"{r}/a/one.txt", f"{r}/c/three.bin"]) == {
+        f"{r}/a/one.txt": b"1" * 10, f"{r}/c/three.bin": b""}
+    assert sorted(efs.glob(f"{r}/**/*.txt")) == sorted([f"{r}/a/one.txt", f"{r}/a/b/two.txt"])
+    walked = {root: sorted(fs_) for root, _, fs_ in efs.walk(r)}
+    assert walked[f"{r}/a/b"] == ["two.txt"]
+    assert efs.du(r) == 70_010
+    assert efs.sizes(list(files)) == [10, 70_000, 0]
+    assert efs.cat_ranges([f"{r}/a/b/two.txt", f"{r}/a/one.txt"], [65_530, 2], [65_540, -2]) == \
+        [b"2" * 10, b"1" * 6]
+    assert efs.head(f"{r}/a/b/two.txt", 3) == b"222" and efs.tail(f"{r}/a/one.txt", 2) == b"11"
+    assert efs.isdir(f"{r}/a") and efs.isfile(f"{r}/a/one.txt") and efs.exists(f"{r}/c")
+    assert efs.checksum(f"{r}/a/one.txt") != efs.checksum(f"{r}/a/b/two.txt")
+    efs.touch(f"{r}/c/touched")
+    assert efs.cat_file(f"{r}/c/touched") == b""
+    efs.copy(f"{r}/a", f"{r}/copy", recursive=True)
+    assert efs.cat_file(f"{r}/copy/b/two.txt") == b"2" * 70_000
+    efs.rm(f"{r}/a", recursive=True)
+    assert not efs.exists(f"{r}/a/one.txt")
+    efs.rm_file(f"{r}/c/touched")
+    assert not efs.exists(f"{r}/c/touched")
+    assert efs.modified(f"{r}/copy/b/two.txt") is not None
