@@ -572,9 +572,9 @@ class Engine:
 
     def check_lockout(self, policy_text: str, ctx: RequestContext, bypass: bool) -> None:
         """AWS's lockout safety check: the caller must be able to change the policy later."""
-        if bypass:
-            return
-        principal = ctx.principal or f"arn:aws:iam::{self._account(ctx)}:root"
+        if bypass or ctx.principal is None:
+            return  # the trusted local application is never evaluated, so it cannot be locked out
+        principal = ctx.principal
         if parse_policy(policy_text).decide(principal, self._account(ctx), "kms:PutKeyPolicy", {}) != "Allow":
             raise KMSError("MalformedPolicyDocumentException",
                            "The new key policy will not allow you to update the key policy in the future.")

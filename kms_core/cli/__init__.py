@@ -250,10 +250,46 @@ def _invalid_choice(name: str) -> str:
     return "\n".join(lines)
 
 
+def _console_policy_options(op, args: list[str]) -> tuple[list[str], str | None]:
+    """`create-key --key-administrators ARN… --key-users ARN…`: the console's setup
+    steps, turned into its key policy (docs/policies.md).  Returns the remaining
+    arguments and the policy, if any was asked for."""
+    if op.name != "CreateKey":
+        return args, None
+    rest, picked, current = [], {"--key-administrators": [], "--key-users": []}, None
+    for a in args:
+        if a in picked:
+            current = a
+        elif current is not None and not a.startswith("--"):
+            picked[current].append(a)
+        else:
+            current = None
+            rest.append(a)
+    admins, users = picked["--key-administrators"], picked["--key-users"]
+    if not admins and not users:
+        return args, None
+    if "--policy" in rest:
+        raise _Usage("--policy cannot be combined with --key-administrators/--key-users",
+                     code=RC_ERROR, argparse_style=False)
+    import re
+
+    from kms_core.policy import console_policy
+
+    accounts = {m.group(1) for a in admins + users
+                if (m := re.match(r"^arn:aws[a-z-]*:(?:iam|sts)::(\d{12}):", a))}
+    if len(accounts) != 1:
+        raise _Usage("--key-administrators and --key-users must be IAM ARNs of one account",
+                     code=RC_ERROR, argparse_style=False)
+    imported = any(a == "EXTERNAL" for a in rest[rest.index("--origin") + 1:][:1]) if "--origin" in rest else False
+    return rest, console_policy(accounts.pop(), administrators=admins, users=users,
+                                allow_account=False, imported=imported)
+
+
 def _run_operation(op, args: list[str], g) -> int:
     from . import params as P
     from .spec import xform_name
 
+    args, console = _console_policy_options(op, args)
     table = P.build_arguments(op)
     try:
         parsed, wants_help = P.parse_operation_args(op, table, args)
@@ -274,6 +310,8 @@ def _run_operation(op, args: list[str], g) -> int:
     binary_format = g.cli_binary_format or "raw-in-base64-out"
 
     call_params, paging = P.build_call(op, table, parsed, binary_format)
+    if console is not None:
+        call_params["Policy"] = console
 
     if getattr(parsed, "generate_cli_skeleton", None):
         from .skeleton import skeleton
