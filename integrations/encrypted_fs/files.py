@@ -161,6 +161,18 @@ class EncryptedReadFile(AbstractBufferedFile):
         self._decrypt_into(start, end, memoryview(buf))
         return bytes(buf)
 
+    def read(self, length: int = -1) -> bytes:
+        """Like AbstractBufferedFile.read, without the cache layer (chunks are cached here)."""
+        if self.closed:
+            raise ValueError("I/O operation on closed file.")
+        remaining = self.size - self.loc
+        length = remaining if length is None or length < 0 else min(length, remaining)
+        if length <= 0:
+            return b""
+        out = self._fetch_range(self.loc, self.loc + length)
+        self.loc += len(out)
+        return out
+
     def readinto(self, b) -> int:
         """Decrypts straight into the caller's buffer (no intermediate copy)."""
         out = memoryview(b).cast("B")
