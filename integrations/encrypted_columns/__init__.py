@@ -8,7 +8,7 @@ docs/encrypted-column-format.md for the stored format.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any
 
 from .errors import (DecryptionError, EncryptedColumnError, KeyTableMissingError, SignatureError,
                      UnknownDataKeyError, UnsupportedComparisonError, UnsupportedValueError)

@@ -46,7 +46,9 @@ def _resolve(spec: str):
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="kms db", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="kms db", description="Rotation and migration tools for encrypted columns; "
+        "batched and resumable (after an interruption, run the same command again).")
     sub = p.add_subparsers(dest="command", required=True)
 
     def common(sp):

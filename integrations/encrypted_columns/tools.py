@@ -17,17 +17,18 @@ import datetime as _dt
 import decimal
 import json
 import uuid
-from typing import Any, Callable, Iterator
+from typing import Iterator
 
 from sqlalchemy import (JSON, Column, LargeBinary, and_, bindparam, func, inspect, select,
                         tuple_, type_coerce, update)
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import types as sa_types
 from sqlalchemy.engine import Connection, Engine
 
-from . import codec
 from . import format as fmt
 from .errors import DecryptionError, EncryptedColumnError, UnknownDataKeyError
-from .keys import _TABLE, FORCED_KEY, KEYRING, data_key_context, install_listeners
+from .keys import (_TABLE, FORCED_KEY, KEYRING, _raise_if_missing, data_key_context,
+                   install_listeners)
 from .rows import RowValue
 from .types import META, EncryptedJSON, EncryptedType
 
@@ -81,7 +82,11 @@ def rewrap(engine: Engine, new_key_id: str, *, from_key_id: str | None = None,
     if source is not None:
         cond = and_(cond, _TABLE.c.kms_key_id == source)
     with engine.connect() as conn:
-        total = conn.execute(select(func.count()).select_from(_TABLE).where(cond)).scalar_one()
+        try:
+            total = conn.execute(select(func.count()).select_from(_TABLE).where(cond)).scalar_one()
+        except (sa_exc.ProgrammingError, sa_exc.OperationalError) as err:
+            _raise_if_missing(err)
+            raise
     done, last = 0, ""
     with _bar(total, "rewrap", progress) as bar:
         while True:

@@ -29,7 +29,6 @@ def test_autogenerate_renders_importable_types(sqlite_url, counting_kms, unique)
                                                      "target_metadata": md})
         code = render_python_code(produce_migrations(ctx, md).upgrade_ops,
                                   render_item=render_item, migration_context=ctx)
-        imports = ctx.opts.get("imports", set())
     assert "integrations.encrypted_columns.EncryptedType(sa.String(length=11), " \
            "key_id='alias/app-key', deterministic=True)" in code
     assert "integrations.encrypted_columns.EncryptedType(sa.Text(), encrypt_null=True)" in code
