@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 import os
+import random
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -56,6 +57,22 @@ class ServerConfig:
 
 
 _RequestContext = None  # kms_core.engine.RequestContext, imported when the engine is opened
+
+
+# Request ids need to be unique, not secret: a seeded PRNG avoids an
+# os.urandom syscall per request, which releases the GIL and can leave the
+# event loop waiting behind the engine's or the audit log's threads.
+# Reseeded in a forked child so that two processes never share the sequence.
+_ids = random.Random(os.urandom(32))
+_ids_pid = os.getpid()
+
+
+def new_request_id() -> str:
+    global _ids_pid
+    if os.getpid() != _ids_pid:
+        _ids.seed(os.urandom(32))
+        _ids_pid = os.getpid()
+    return str(uuid.UUID(int=_ids.getrandbits(128), version=4))
 
 
 class _Rejected(Exception):
@@ -170,7 +187,7 @@ class KMSApp:
             body = b'{"status":"ok"}' if self._ready else b'{"status":"starting"}'
             await self._send(send, 200 if self._ready else 503, body, None, method == "HEAD")
             return
-        request_id = str(uuid.uuid4())
+        request_id = new_request_id()
         if method != "POST" or path != "/":
             err = KMSError("UnknownOperationException",
                            f"{method} {path[:100]} is not served; KMS requests are POST / (health: GET /health).")
