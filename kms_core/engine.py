@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any, Callable
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -741,9 +741,7 @@ class Engine:
         rec = self._admin_key(p["KeyId"], ctx, "ScheduleKeyDeletion", p)
         self._check_not_pending_deletion(rec)
         days = p.get("PendingWindowInDays")
-        days = 30 if days is None else days
-        if not isinstance(days, int) or isinstance(days, bool) or not 7 <= days <= 30:
-            raise validation("PendingWindowInDays value must be between 7 and 30 days.")
+        days = 30 if days is None else days  # 7–30 is enforced by the operation table
         deletion = self._now() + days * DAY
         self._write_key(rec, key_state=PENDING_DELETION, deletion_date=deletion,
                         pending_window_days=days)
@@ -795,13 +793,9 @@ class Engine:
     # -- pagination ------------------------------------------------------------------
     @staticmethod
     def _limit(p: dict, default: int, maximum: int) -> int:
+        # The per-operation range (e.g. 1–100 for ListAliases) is enforced by the operation table.
         limit = p.get("Limit")
-        if limit is None:
-            return default
-        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= maximum:
-            raise validation(f"1 validation error detected: Value '{limit}' at 'limit' failed to "
-                             f"satisfy constraint: Member must have value less than or equal to {maximum}")
-        return limit
+        return default if limit is None else limit
 
     @staticmethod
     def _make_marker(last: str, kind: str) -> str:
@@ -954,9 +948,6 @@ class Engine:
         rec = self._crypto_key(p["KeyId"], ctx, "Encrypt", p)
         self._check_symmetric_algorithm(p.get("EncryptionAlgorithm"))
         plaintext = p["Plaintext"]
-        if not isinstance(plaintext, (bytes, bytearray)) or not 1 <= len(plaintext) <= 4096:
-            raise validation("1 validation error detected: Value at 'plaintext' failed to satisfy "
-                             "constraint: Member must have length between 1 and 4096")
         self._dry_run(p)
         v = rec.current_version
         return {"CiphertextBlob": blobfmt.seal(rec.aeads[v], rec.id_bytes, v, bytes(plaintext),
@@ -965,9 +956,6 @@ class Engine:
 
     def _open_blob(self, blob: Any, ctx: RequestContext, operation: str, p: dict,
                    key_param: str, context_param: str) -> tuple[KeyRecord, bytes, int]:
-        if not isinstance(blob, (bytes, bytearray)) or not 1 <= len(blob) <= blobfmt.MAX_BLOB:
-            raise validation("1 validation error detected: Value at 'ciphertextBlob' failed to "
-                             "satisfy constraint: Member must have length between 1 and 6144")
         header = blobfmt.parse_header(bytes(blob))
         rec = self._get(header.key_id, ctx)
         if rec is None:
@@ -1016,20 +1004,11 @@ class Engine:
 
     @staticmethod
     def _data_key_length(p: dict) -> int:
-        spec, n = p.get("KeySpec"), p.get("NumberOfBytes")
-        if (spec is None) == (n is None):
-            raise validation("Please specify either number of bytes or key spec.")
+        # Exactly one of the two, the enum and 1–1024 are enforced by the operation table.
+        spec = p.get("KeySpec")
         if spec is not None:
-            if spec == "AES_256":
-                return 32
-            if spec == "AES_128":
-                return 16
-            raise validation(f"1 validation error detected: Value '{spec}' at 'keySpec' failed to "
-                             "satisfy constraint: Member must satisfy enum value set: [AES_256, AES_128]")
-        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 1024:
-            raise validation(f"1 validation error detected: Value '{n}' at 'numberOfBytes' failed to "
-                             "satisfy constraint: Member must have value less than or equal to 1024")
-        return n
+            return 32 if spec == "AES_256" else 16
+        return p["NumberOfBytes"]
 
     def _generate(self, p: dict, ctx: RequestContext, operation: str) -> tuple[KeyRecord, bytes, bytes, int]:
         rec = self._crypto_key(p["KeyId"], ctx, operation, p)
@@ -1054,12 +1033,7 @@ class Engine:
         if p.get("CustomKeyStoreId") is not None:
             raise KMSError("CustomKeyStoreNotFoundException",
                            "Custom key stores are not supported by this KMS engine.")
-        n = p.get("NumberOfBytes")
-        if n is None:
-            raise validation("NumberOfBytes is required.")
-        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 1024:
-            raise validation(f"1 validation error detected: Value '{n}' at 'numberOfBytes' failed to "
-                             "satisfy constraint: Member must have value less than or equal to 1024")
+        n = p["NumberOfBytes"]  # required and 1–1024: the operation table
         self._authorize("GenerateRandom", None, ctx, p)
         return {"Plaintext": os.urandom(n)}
 
@@ -1082,12 +1056,7 @@ class Engine:
     def _op_EnableKeyRotation(self, p: dict, ctx: RequestContext) -> dict:
         rec = self._rotation_key(p, ctx, "EnableKeyRotation")
         period = p.get("RotationPeriodInDays")
-        period = DEFAULT_ROTATION_DAYS if period is None else period
-        if not isinstance(period, int) or isinstance(period, bool) or not 90 <= period <= 2560:
-            raise validation(f"1 validation error detected: Value '{period}' at 'rotationPeriodInDays' "
-                             "failed to satisfy constraint: Member must have value "
-                             + ("greater than or equal to 90" if isinstance(period, int) and period < 90
-                                else "less than or equal to 2560"))
+        period = DEFAULT_ROTATION_DAYS if period is None else period  # 90–2560: the operation table
         now = self._now()
         if rec.rotation_enabled and rec.next_rotation_date is not None and rec.rotation_period_days:
             # Re-enabling changes the period; the schedule keeps its starting point.
@@ -1186,13 +1155,7 @@ class Engine:
         for t in tag_list:
             if not isinstance(t, dict) or "TagKey" not in t or "TagValue" not in t:
                 raise validation("Each tag must have a TagKey and a TagValue.")
-            k, v = t["TagKey"], t["TagValue"]
-            if not isinstance(k, str) or not 1 <= len(k) <= 128:
-                raise validation(f"1 validation error detected: Value '{k}' at 'tags.{len(out) + 1}.member.tagKey' "
-                                 "failed to satisfy constraint: Member must have length less than or equal to 128")
-            if not isinstance(v, str) or len(v) > 256:
-                raise validation(f"1 validation error detected: Value '{v}' at 'tags.{len(out) + 1}.member.tagValue' "
-                                 "failed to satisfy constraint: Member must have length less than or equal to 256")
+            k, v = t["TagKey"], t["TagValue"]  # lengths: the operation table
             if k.startswith("aws:"):
                 raise KMSError("TagException", "Tags beginning with aws: are reserved")
             if k in seen:
