@@ -84,7 +84,6 @@ def main(argv=None) -> int:
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
 
-    import fsspec
     from fsspec.implementations.memory import MemoryFileSystem
     from fsspec.implementations.local import LocalFileSystem
     import kms_core

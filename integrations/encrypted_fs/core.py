@@ -9,7 +9,7 @@ import fsspec
 from fsspec.implementations.chained import ChainedFileSystem
 from fsspec.utils import stringify_path
 
-from .errors import EncryptedFileError, EncryptionContextMismatchError, NotEncryptedError
+from .errors import EncryptionContextMismatchError, NotEncryptedError
 from .files import EncryptedReadFile, EncryptedWriteFile, _Source
 from .format import (
     DEFAULT_CHUNK_SIZE,
@@ -19,6 +19,8 @@ from .format import (
     Header,
     Layout,
     MAGIC,
+    MAX_CHUNK_LOG2,
+    MIN_CHUNK_LOG2,
     default_plaintext_size,
     needs_trailer,
     new_header,
@@ -93,8 +95,9 @@ class EncryptedFileSystem(ChainedFileSystem):
         self.encryption_context = _as_context(encryption_context)
         self.bind_path = _as_bool(bind_path)
         self.chunk_size = int(chunk_size)
-        # Validates the chunk size early (a clear error at construction).
-        new_header(bytes(32), b"x", "k", {}, self.chunk_size, salt=bytes(32))
+        log2 = self.chunk_size.bit_length() - 1
+        if self.chunk_size != 1 << log2 or not MIN_CHUNK_LOG2 <= log2 <= MAX_CHUNK_LOG2:
+            raise ValueError("chunk_size must be a power of two from 4096 to 16777216")
         self.allow_plaintext = _as_bool(allow_plaintext)
         self.kms_endpoint = kms_endpoint
         self.kms_options = dict(kms_options or {})

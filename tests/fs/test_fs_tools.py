@@ -7,7 +7,7 @@ import os
 import pytest
 
 import kms_core
-from integrations.encrypted_fs import EncryptedFileSystem, NotEncryptedError
+from integrations.encrypted_fs import EncryptedFileSystem
 from integrations.encrypted_fs import cli, files as files_mod, format as F, tools
 
 
