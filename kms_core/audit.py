@@ -560,6 +560,7 @@ class AuditLog:
         self._renderer = _Renderer(account_id, region)
         self._system_clock = clock is None or type(clock) is SystemClock
         self._sql: str | None = None
+        self._conn = None
         self._give_up = threading.Event()
         self._unwritten = 0
         self._pending: collections.deque = collections.deque()
@@ -684,6 +685,7 @@ class AuditLog:
             for m in markers:
                 m.set()
             if self._stop and not pending:
+                self._drop_connection()
                 return
 
     def _render(self, raw: list) -> list[tuple[str, dict]]:
@@ -701,21 +703,61 @@ class AuditLog:
                 out.append(render(None, op, None, None, error, when, eid, rid))
         return out
 
+    _COLUMNS = ("seq", "format", "event_time", "event_name", "principal", "key_ids",
+                "error_code", "event", "mac")
+
+    def _insert_rows(self, conn, rows: list[tuple]) -> None:
+        # Straight to the driver: SQLAlchemy's per-row parameter processing would
+        # cost more than the rest of the append.  PostgreSQL (psycopg) gets COPY,
+        # whose rows are encoded in C; the others a plain executemany (PyMySQL
+        # folds it into one multi-row INSERT).
+        if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
+            q = conn.dialect.identifier_preparer.quote
+            sql = (f"COPY {q(audit_events.name)} ({', '.join(q(c) for c in self._COLUMNS)}) "
+                   "FROM STDIN")
+            with conn.connection.driver_connection.cursor() as cur:
+                with cur.copy(sql) as copy:
+                    for row in rows:
+                        copy.write_row(row)
+            return
+        conn.exec_driver_sql(self._insert_sql(conn), rows)
+
     def _insert_sql(self, conn) -> str:
         if self._sql is None:
             mark = {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(conn.dialect.paramstyle)
             if mark is None:  # pragma: no cover - no such driver in use
                 raise StoreError(f"unsupported DB-API paramstyle {conn.dialect.paramstyle}")
             q = conn.dialect.identifier_preparer.quote
-            cols = ("seq", "format", "event_time", "event_name", "principal", "key_ids",
-                    "error_code", "event", "mac")
+            cols = self._COLUMNS
             self._sql = (f"INSERT INTO {q(audit_events.name)} ({', '.join(q(c) for c in cols)}) "
                          f"VALUES ({', '.join([mark] * len(cols))})")
         return self._sql
 
+    def _connection(self):
+        # The writer keeps one connection: opening one per batch (SQLite's
+        # NullPool, its PRAGMAs) would cost more than appending 100 events.
+        if self._conn is None or self._conn.closed or self._conn.invalidated:
+            self._conn = self.store.engine.connect()
+        return self._conn
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # already broken
+                pass
+
     def _append(self, events: list[tuple[str, dict]]) -> None:
         base = self._mac_base
-        with self.store.engine.begin() as conn:
+        try:
+            self._append_on(self._connection(), events, base)
+        except BaseException:
+            self._drop_connection()  # a fresh one for the retry
+            raise
+
+    def _append_on(self, conn, events, base) -> None:
+        with conn.begin():
             # The row lock serialises appenders across processes and nodes
             # (SQLite: the store's BEGIN IMMEDIATE already holds the write lock).
             head = conn.execute(select(audit_head.c.seq, audit_head.c.mac)
@@ -729,9 +771,7 @@ class AuditLog:
                 prev = h.finalize()
                 rows.append((seq, FORMAT_VERSION, cols["event_time"], cols["event_name"],
                              cols["principal"], cols["key_ids"], cols["error_code"], body, prev))
-            # Straight to the driver's executemany: SQLAlchemy's per-row parameter
-            # processing would cost more than the rest of the append.
-            conn.exec_driver_sql(self._insert_sql(conn), rows)
+            self._insert_rows(conn, rows)
             conn.execute(update(audit_head).where(audit_head.c.id == 1).values(
                 seq=seq, mac=prev, anchor=head_mac(self._key, seq, prev)))
 
