@@ -175,12 +175,13 @@ class EncryptedFileSystem(ChainedFileSystem):
         if mode in ("wb", "xb"):
             if block_size is not None:  # the target's buffer / multipart part size
                 kwargs["block_size"] = block_size
-            return self._open_write(path, mode, **kwargs)
+            return self._open_write(path, mode, autocommit=autocommit, **kwargs)
         raise NotImplementedError(
             f"mode {mode!r} is not supported on encrypted files (use rb, wb or xb; "
             "appending or updating in place would need re-encryption)")
 
-    def _open_write(self, path: str, mode: str, **kwargs) -> EncryptedWriteFile:
+    def _open_write(self, path: str, mode: str, autocommit: bool = True,
+                    **kwargs) -> EncryptedWriteFile:
         ctx = self.context_for(path)
         entry = self.keys.data_key(self.effective_key_id, ctx, path)
         header, keys = new_header(entry.plaintext, entry.wrapped, entry.key_id, ctx,
@@ -190,7 +191,8 @@ class EncryptedFileSystem(ChainedFileSystem):
             entry.bytes += nbytes
 
         return EncryptedWriteFile(self, path, mode, header, ChunkCipher(keys.content_key,
-                                  header.chunk_size, path), on_close=count, **kwargs)
+                                  header.chunk_size, path), on_close=count,
+                                  autocommit=autocommit, **kwargs)
 
     def _commit_temp(self, tmp: str, path: str, exclusive: bool) -> None:
         """Move a finished temporary sibling into place (atomic on local paths)."""

@@ -200,8 +200,10 @@ class EncryptedWriteFile(io.BufferedIOBase):
     """
 
     def __init__(self, efs, path: str, mode: str, header: Header, cipher: ChunkCipher,
-                 on_close=None, **open_kwargs):
+                 on_close=None, autocommit: bool = True, **open_kwargs):
         super().__init__()
+        self.autocommit = autocommit
+        self._published = False
         self.fs = efs
         self.path = path
         self.mode = mode
@@ -232,7 +234,7 @@ class EncryptedWriteFile(io.BufferedIOBase):
                 inner._intrans = was
         elif self._direct:
             self._target = path
-            self._sink = inner.open(path, mode, **open_kwargs)
+            self._sink = inner.open(path, mode, autocommit=autocommit, **open_kwargs)
         else:
             parent, _, name = path.rpartition("/")
             self._target = f"{parent}/.{name}.{uuid.uuid4().hex[:12]}.kfse-tmp"
@@ -312,20 +314,41 @@ class EncryptedWriteFile(io.BufferedIOBase):
             if not self._header.is_default_layout:
                 self._sink.write(make_trailer(self._header.chunk_log2, self._header.header_size,
                                               self._body))
-            if self._memory:
-                if "x" in self.mode and self.fs.fs.exists(self.path):
-                    raise FileExistsError(self.path)
-                self._sink.commit()
-            else:
+            if not self._memory:
                 self._sink.close()
-            if not (self._direct or self._memory):
-                self.fs._commit_temp(self._target, self.path, exclusive="x" in self.mode)
+            if self.autocommit:
+                self._publish()
         except BaseException:
             self._abort()
             raise
         self._pending = self._out = None
         if self._on_close is not None:
             self._on_close(self._written)
+
+    def _publish(self) -> None:
+        """Make the finished object visible at its path."""
+        if self._published:
+            return
+        self._published = True
+        if self._memory:
+            if "x" in self.mode and self.fs.fs.exists(self.path):
+                raise FileExistsError(self.path)
+            self._sink.commit()
+        elif self._direct:
+            if not self.autocommit:
+                self._sink.commit()
+        else:
+            self.fs._commit_temp(self._target, self.path, exclusive="x" in self.mode)
+
+    def commit(self) -> None:
+        """End of a transaction (``with fs.transaction:``): publish the closed file."""
+        if not self.closed:
+            self.close()
+        try:
+            self._publish()
+        except BaseException:
+            self._abort()
+            raise
 
     def _abort(self) -> None:
         sink = self._sink
@@ -347,6 +370,9 @@ class EncryptedWriteFile(io.BufferedIOBase):
     def discard(self) -> None:
         """Abandon the file: nothing is written at the destination."""
         if self._done:
+            if self.closed and not self._published:  # a transaction rolled back
+                self._published = True
+                self._abort()
             return
         self._done = True
         self._pending = self._out = None

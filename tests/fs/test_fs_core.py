@@ -496,3 +496,21 @@ def test_every_listing_and_bulk_operation(which, request):
     efs.rm_file(f"{r}/c/touched")
     assert not efs.exists(f"{r}/c/touched")
     assert efs.modified(f"{r}/copy/b/two.txt") is not None
+
+
+@pytest.mark.parametrize("which", ["mem_efs", "local_efs"])
+def test_transactions_publish_at_the_end(which, request):
+    efs = request.getfixturevalue(which)
+    a, b = p(efs, "ta"), p(efs, "tb")
+    with efs.transaction:
+        efs.pipe_file(a, b"A")
+        with efs.open(b, "wb") as f:
+            f.write(b"B" * 100_000)
+        assert not efs.exists(a) and not efs.exists(b)
+    assert efs.cat_file(a) == b"A" and efs.cat_file(b) == b"B" * 100_000
+    with pytest.raises(RuntimeError):
+        with efs.transaction:
+            efs.pipe_file(a, b"changed")
+            raise RuntimeError("roll back")
+    assert efs.cat_file(a) == b"A"
+    assert sorted(x.rsplit("/", 1)[1] for x in efs.ls(efs.root, detail=False)) == ["ta", "tb"]

@@ -165,3 +165,13 @@ def test_pandas_parquet_round_trip_through_encrypted_s3(s3_options, bucket, kms_
         files_mod._Source.read = real
     assert col.column("price").to_pylist() == df["price"].tolist()
     assert sum(fetched) < 0.7 * len(raw), (sum(fetched), len(raw))
+
+
+def test_transaction_on_s3(s3_efs, bucket):
+    path = f"{bucket}/tx"
+    with s3_efs.transaction:
+        s3_efs.pipe_file(path, b"later")
+        s3_efs.fs.invalidate_cache()
+        assert not s3_efs.exists(path)
+    s3_efs.fs.invalidate_cache()
+    assert s3_efs.cat_file(path) == b"later"
