@@ -316,8 +316,21 @@ def install_listeners() -> None:
         _installed = True
 
 
+class _Execution:
+    """The connection executing now; a new object per execution, so the types'
+    processors notice a new statement by identity and revalidate their keys."""
+
+    __slots__ = ("_ref",)
+
+    def __init__(self, conn):
+        self._ref = weakref.ref(conn)
+
+    def __call__(self):
+        return self._ref()
+
+
 def _before_execute(conn, clauseelement, multiparams, params, execution_options):
-    _current.set(weakref.ref(conn))
+    _current.set(_Execution(conn))
     if conn.dialect not in _engines:
         _engines[conn.dialect] = weakref.ref(conn.engine)
 

@@ -208,22 +208,20 @@ class EncryptedType(_Bound, TypeDecorator):
         mode, as_json, encrypt_null = self._mode, self._as_json, self.encrypt_null
         key_id = self.key_id
         randomized = mode == fmt.RANDOMIZED
-        encode, urandom, monotonic = codec.encode, os.urandom, time.monotonic
+        encode, urandom = codec.encode, os.urandom
         conn_ref = entry = seal = head = aad = counter = None
-        prefix, deadline, generation, left = b"", 0.0, -1, 0
+        prefix, left = b"", 0
 
         def refresh():
-            nonlocal conn_ref, entry, seal, head, aad, deadline, generation, left, prefix, counter
+            nonlocal conn_ref, entry, seal, head, aad, left, prefix, counter
             ctx = self._ctx()
             scope = self._scope() if self.deterministic else None
             forced = forced_key.get()
             if forced is not None:  # a rotation tool writing under its target key
                 entry = CachedKey(b"", b"", key_id, extra=forced)
-                deadline = -1.0  # never reuse: look again for the next value
-            else:
+            else:  # the cache applies max_age and rollbacks; uses are counted per value
                 entry = keyring.write_entry(dialect, key_id, mode, scope)
-                entry.uses -= 1  # counted per value below
-                deadline = entry.created + settings.write_max_age
+                entry.uses -= 1
             dk = entry.extra
             if randomized and forced is None:
                 # A randomized write key belongs to this process alone (made by
@@ -235,29 +233,36 @@ class EncryptedType(_Bound, TypeDecorator):
             head = fmt.header(mode, dk.key_id)
             seal = dk._gcm.encrypt if randomized else dk._siv.encrypt
             aad = head + ctx if randomized else [head, ctx]
-            conn_ref, generation = current.get(), keyring.generation
-            left = settings.write_max_uses - entry.uses
+            conn_ref = current.get()
+            # a forced (tool) key is looked up again for every value
+            left = 1 if forced is not None else settings.write_max_uses - entry.uses
 
         row_bound = self.bind_to_row
 
         def process(value):
+            # Keys are revalidated once per execution (a new `current` token):
+            # age, rollbacks and configure() act between statements.
             nonlocal left
             if value is None and not encrypt_null:
                 return None
-            if row_bound or type(value) is RowValue:
-                return seal_row(value)
             plain = (b"\x01" + value.encode("utf-8", "surrogatepass")) if type(value) is str \
                 else encode(value, as_json)
-            if (left <= 0 or conn_ref is not current.get() or generation != keyring.generation
-                    or monotonic() >= deadline):
+            if left <= 0 or conn_ref is not current.get():
                 refresh()
             left -= 1
             entry.uses += 1
+            if counter is not None:
+                nonce = prefix + next(counter).to_bytes(8, "big")
+                return head + nonce + seal(nonce, plain, aad)
             if randomized:
-                nonce = prefix + next(counter).to_bytes(8, "big") if counter is not None \
-                    else urandom(12)
+                nonce = urandom(12)
                 return head + nonce + seal(nonce, plain, aad)
             return head + seal(plain, aad)
+
+        def process_row_bound(value):
+            if value is None and not encrypt_null:
+                return None
+            return seal_row(value)
 
         def seal_row(value):
             nonlocal left
@@ -266,8 +271,7 @@ class EncryptedType(_Bound, TypeDecorator):
                     f"{self._where()} is bound to its rows: write it through the ORM, or "
                     "wrap each value as bind_row(value, *primary_key)"
                     if row_bound else f"{self._where()} is not bound to rows (bind_to_row=False)")
-            if (left <= 0 or conn_ref is not current.get() or generation != keyring.generation
-                    or monotonic() >= deadline):
+            if left <= 0 or conn_ref is not current.get():
                 refresh()
             left -= 1
             entry.uses += 1
@@ -275,7 +279,7 @@ class EncryptedType(_Bound, TypeDecorator):
             rctx = self._row_ctx(value.pk)
             return fmt.seal(dk, mode, encode(value.value, as_json), rctx)
 
-        return process
+        return process_row_bound if row_bound else process
 
     def _row_ctx(self, pk) -> bytes:
         self._ctx()
@@ -289,7 +293,7 @@ class EncryptedType(_Bound, TypeDecorator):
                    fmt.DETERMINISTIC: fmt.HEADER_LEN + fmt.TAG_LEN}
         # header (version, mode, data-key id) -> (decrypt, associated data, deadline, min length)
         keys: dict = {}
-        generation = -1
+        generation, token, current = -1, None, _current_conn
 
         def lookup(head: bytes):
             mode = head[1] if len(head) > 1 else None
@@ -316,18 +320,24 @@ class EncryptedType(_Bound, TypeDecorator):
         row_bound = self.bind_to_row
 
         def process(value):
-            nonlocal generation
+            nonlocal generation, token
             if value is None:
                 return None
             blob = value if type(value) is bytes else bytes(value)
             if row_bound:
                 return SealedValue(blob, open_row, self._where())
-            if generation != keyring.generation:
-                keys.clear()
-                generation = keyring.generation
+            if token is not current.get():  # a new statement: drop stale keys
+                token = current.get()
+                if generation != keyring.generation:
+                    keys.clear()
+                    generation = keyring.generation
+                else:
+                    now = monotonic()
+                    for h in [h for h, v in keys.items() if v[2] <= now]:
+                        del keys[h]
             head = blob[:10]
             hit = keys.get(head)
-            if hit is None or monotonic() >= hit[2]:
+            if hit is None:
                 hit = lookup(head)
             if len(blob) < hit[3]:
                 raise fail()

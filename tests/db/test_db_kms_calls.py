@@ -138,3 +138,31 @@ def test_sync_warm_up_then_no_kms_calls(db, counting_kms, fresh_caches, unique):
         assert counting_kms.total() == 0
     finally:
         Base.metadata.drop_all(db)
+
+
+def test_age_bound_makes_a_new_key_and_nonces_never_repeat(sqlite_url, counting_kms, unique):
+    import time
+    Base, Person = _model(unique)
+    engine = sa.create_engine(sqlite_url)
+    Base.metadata.create_all(engine)
+    configure(kms=counting_kms, write_max_age=0.5)
+    try:
+        t = Person.__table__
+        with engine.begin() as conn:
+            conn.execute(t.insert(), [{"id": i, "name": "same", "city": "same", "email": "e"}
+                                      for i in range(1, 301)])
+        time.sleep(0.6)
+        with engine.begin() as conn:
+            conn.execute(t.insert(), [{"id": 1000, "name": "n", "city": "c", "email": "e"}])
+        assert counting_kms.calls["generate_data_key"] == 3  # 2 randomized (aged out) + 1 deterministic
+        with engine.connect() as conn:
+            raw = conn.execute(sa.select(sa.type_coerce(t.c.name, sa.LargeBinary),
+                                         sa.type_coerce(t.c.city, sa.LargeBinary))).all()
+        # both columns share one data key; (key id, nonce) pairs are all distinct
+        pairs = [bytes(v)[2:22] for row in raw for v in row]
+        assert len(pairs) == 602 and len(set(pairs)) == 602
+        assert len({p[:8] for p in pairs}) == 2
+    finally:
+        configure(kms=counting_kms, write_max_age=3600.0)
+        Base.metadata.drop_all(engine)
+        engine.dispose()
