@@ -971,7 +971,7 @@ class AuditReader:
                     "end of the log cannot be ruled out")
         want_anchor = _parse_anchor(anchor) if anchor else None
 
-        expected, prev, last_mac = 1, genesis_mac(key), None
+        expected, prev = 1, genesis_mac(key)
         macs_at: dict[int, bytes] = {}
         # Stream in pages: the log can be large.
         after = 0
@@ -1000,18 +1000,18 @@ class AuditReader:
                 elif not self._columns_match(r):
                     problem(seq, "index", f"record {seq}{_event_id(r.event)}: its filter columns "
                             "were edited (the event itself is intact)")
-                if want_anchor and seq == want_anchor[0]:
+                if (want_anchor and seq == want_anchor[0]) or seq == head.seq:
                     macs_at[seq] = mac
-                prev, last_mac, expected = mac, mac, seq + 1
+                prev, expected = mac, seq + 1
             after = rows[-1].seq
         last = expected - 1
         if head.seq > last:
             problem(last + 1, "truncated",
                     f"records {last + 1}..{head.seq} are missing: the log was truncated "
                     f"(the anchor covers {head.seq} records)")
-        elif head.seq == last and last and not _same(last_mac, head.mac):
-            problem(last, "truncated", f"record {last} is not the record the anchor names: the "
-                    "end of the log was replaced")
+        elif head.seq and head.seq in macs_at and not _same(macs_at[head.seq], head.mac):
+            problem(head.seq, "truncated", f"record {head.seq} is not the record the anchor "
+                    "names: the end of the log was replaced")
         # Records beyond the head were appended after we read it: they chained above.
         if want_anchor:
             aseq, amac = want_anchor

@@ -130,3 +130,27 @@ def test_interpreter_exit_flushes(tmp_path, kms_home, root_key):
     kms = kms_core.client(store_url=url)
     rep = AuditReader(kms.engine.store).verify()
     assert rep.ok and rep.checked == 51
+
+
+def test_first_attach_race_on_postgresql_creates_one_chain_key(make_engine, pg_url):
+    engines = [make_engine(store_url=pg_url) for _ in range(3)]
+    logs, errors = [None] * 3, []
+
+    def go(i):
+        try:
+            logs[i] = attach(engines[i], flush_interval=0.01)
+            engines[i].call("ListKeys", {})
+        except Exception as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    assert len({log._key for log in logs}) == 1
+    for log in logs:
+        log.close()
+    rep = AuditReader(engines[0].store).verify()
+    assert rep.ok and rep.checked == 3
