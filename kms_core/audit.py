@@ -32,7 +32,7 @@ from time import time as _time
 import weakref
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from cryptography.hazmat.primitives import constant_time, hashes, hmac
 from sqlalchemy import (BigInteger, Column, Double, Integer, LargeBinary, SmallInteger, String,
