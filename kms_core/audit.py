@@ -663,12 +663,18 @@ class AuditLog:
                     break  # commit what precedes the flush marker, then release it
                 raw.append(item)
             if raw:
-                events = self._render(raw)
+                try:
+                    events = self._render(raw)
+                except Exception as e:  # a bug: say so loudly, keep the writer alive
+                    log.error("audit: %d events could not be built (%s)", len(raw), type(e).__name__)
+                    self._unwritten += len(raw)
+                    events = []
                 del raw
                 backoff = 0.05
-                while True:
+                while events:
                     try:
                         self._append(events)
+                        self.appended += len(events)
                         break
                     except Exception as e:  # the database is down or busy: keep the events
                         self.failures += 1
@@ -679,7 +685,6 @@ class AuditLog:
                             break
                         time.sleep(backoff)
                         backoff = min(backoff * 2, 2.0)
-                self.appended += len(events)
                 with self._room:
                     self._room.notify_all()
             for m in markers:

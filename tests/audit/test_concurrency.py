@@ -33,8 +33,13 @@ def _per_thread_calls(n: int) -> int:
     return 2 * n + (n + 9) // 10
 
 
-def test_two_nodes_on_postgresql_append_one_chain(make_engine, pg_url):
-    e1, e2 = make_engine(store_url=pg_url), make_engine(store_url=pg_url)
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_two_nodes_append_one_chain(make_engine, request, tmp_path, backend):
+    """Two engines (separate stores, connections and writers: two nodes, in
+    effect) on one PostgreSQL database, or two processes' worth on one SQLite file."""
+    url = request.getfixturevalue("pg_url") if backend == "postgresql" else \
+        f"sqlite:///{tmp_path / 'shared.db'}"
+    e1, e2 = make_engine(store_url=url), make_engine(store_url=url)
     # small batches and a short interval so the two writers interleave a lot
     logs = [attach(e, batch_size=25, flush_interval=0.01) for e in (e1, e2)]
     c1, c2 = kms_core.client(engine=e1), kms_core.client(engine=e2)
