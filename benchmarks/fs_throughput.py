@@ -34,6 +34,18 @@ def best(fn, repeat: int) -> float:
     return min(times)
 
 
+def best_interleaved(fns, repeat: int) -> list[float]:
+    """Best time of each function, runs interleaved so that load changes on a
+    shared machine hit all of them alike."""
+    times = [[] for _ in fns]
+    for _ in range(repeat):
+        for i, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            fn()
+            times[i].append(time.perf_counter() - t0)
+    return [min(t) for t in times]
+
+
 def gbps(nbytes: int, seconds: float) -> float:
     return nbytes / seconds / 1e9
 
@@ -76,7 +88,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size-mib", type=int, default=64)
     ap.add_argument("--random-file-mib", type=int, default=256)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="smaller sizes, one repeat (smoke test)")
     args = ap.parse_args(argv)
     if args.quick:
@@ -101,11 +113,8 @@ def main(argv=None) -> int:
     emem = EncryptedFileSystem(fs=mem, kms_client=kms, skip_instance_cache=True)
     root = f"/bench-{uuid.uuid4().hex}"
     emem.pipe_file(f"{root}/warm", b"x")
-    t_pw = best(lambda: stream_write(mem, f"{root}/plain", payload), args.repeat)
-    t_pr = best(lambda: stream_read(mem, f"{root}/plain", buf), args.repeat)
-    t_ew = best(lambda: stream_write(emem, f"{root}/enc", payload), args.repeat)
+    stream_write(emem, f"{root}/enc", payload)
     assert stream_read(emem, f"{root}/enc", buf) == size
-    t_er = best(lambda: stream_read(emem, f"{root}/enc", buf), args.repeat)
     assert emem.cat_file(f"{root}/enc", size - 1000) == bytes(payload[size - 1000:])
 
     import aws_encryption_sdk
@@ -149,8 +158,12 @@ def main(argv=None) -> int:
         for i in range(0, size, chunk):
             aead.decrypt_into(i.to_bytes(12, "big"), memoryview(ct_all)[o:o + chunk + 16], None, pt_out)
             o += chunk + 16
-    t_ae = best(aes_enc, args.repeat)
-    t_ad = best(aes_dec, args.repeat)
+    t_ae, t_pw, t_ew = best_interleaved(
+        [aes_enc, lambda: stream_write(mem, f"{root}/plain", payload),
+         lambda: stream_write(emem, f"{root}/enc", payload)], args.repeat)
+    t_ad, t_pr, t_er = best_interleaved(
+        [aes_dec, lambda: stream_read(mem, f"{root}/plain", buf),
+         lambda: stream_read(emem, f"{root}/enc", buf)], args.repeat)
     rows.append(("AES-256-GCM alone, 64 KiB chunks (ceiling)", gbps(size, t_ae), gbps(size, t_ad)))
     rows.append(("memory:// plain (1 MiB writes / readinto)", gbps(size, t_pw), gbps(size, t_pr)))
     rows.append(("encrypted::memory://", gbps(size, t_ew), gbps(size, t_er)))
@@ -161,10 +174,10 @@ def main(argv=None) -> int:
     loc = LocalFileSystem()
     eloc = EncryptedFileSystem(fs=loc, kms_client=kms, skip_instance_cache=True)
     eloc.pipe_file(f"{tmp}/warm", b"x")
-    t_lpw = best(lambda: stream_write(loc, f"{tmp}/plain", payload), args.repeat)
-    t_lpr = best(lambda: stream_read(loc, f"{tmp}/plain", buf), args.repeat)
-    t_lew = best(lambda: stream_write(eloc, f"{tmp}/enc", payload), args.repeat)
-    t_ler = best(lambda: stream_read(eloc, f"{tmp}/enc", buf), args.repeat)
+    t_lpw, t_lew = best_interleaved([lambda: stream_write(loc, f"{tmp}/plain", payload),
+                                     lambda: stream_write(eloc, f"{tmp}/enc", payload)], args.repeat)
+    t_lpr, t_ler = best_interleaved([lambda: stream_read(loc, f"{tmp}/plain", buf),
+                                     lambda: stream_read(eloc, f"{tmp}/enc", buf)], args.repeat)
     rows.append(("local plain", gbps(size, t_lpw), gbps(size, t_lpr)))
     rows.append(("encrypted::file://", gbps(size, t_lew), gbps(size, t_ler)))
 
@@ -199,11 +212,11 @@ def main(argv=None) -> int:
     with eloc4k.open(f"{tmp}/enc4k-big", "wb") as f:
         for _ in range(args.random_file_mib):
             f.write(block)
-    r_plain = min(per_read(loc, "plain-big") for _ in range(args.repeat))
-    r_enc = min(per_read(eloc, "enc-big") for _ in range(args.repeat))
-    r_enc4k = min(per_read(eloc4k, "enc4k-big") for _ in range(args.repeat))
-    c_plain = min(per_cat(loc, "plain-big") for _ in range(args.repeat))
-    c_enc = min(per_cat(eloc, "enc-big") for _ in range(args.repeat))
+    r_plain, r_enc, r_enc4k = (min(x) for x in zip(*[
+        (per_read(loc, "plain-big"), per_read(eloc, "enc-big"), per_read(eloc4k, "enc4k-big"))
+        for _ in range(args.repeat)]))
+    c_plain, c_enc = (min(x) for x in zip(*[
+        (per_cat(loc, "plain-big"), per_cat(eloc, "enc-big")) for _ in range(args.repeat)]))
     with eloc.open(f"{tmp}/enc-big", "rb") as f:
         f.seek(big - 4096 - 7)
         assert f.read(4096) == (block * 2)[MiB - 4096 - 7:MiB - 7]

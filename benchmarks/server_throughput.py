@@ -239,7 +239,11 @@ def main() -> int:
                     r["cpu_us"] = (cpu_seconds(proc.pid) - cpu0) / max(1, r["requests"]) * 1e6
                     results[(name, case)] = r
                 proc.terminate()
-                proc.wait(30)
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:  # moto's dev server may ignore SIGTERM under load
+                    proc.kill()
+                    proc.wait(5)
         finally:
             for p in procs:
                 if p.poll() is None:

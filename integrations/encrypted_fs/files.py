@@ -4,10 +4,15 @@ from __future__ import annotations
 import io
 import uuid
 
+import os
+
 from fsspec.spec import AbstractBufferedFile
 
 from .errors import LayoutError, TruncatedFileError
 from .format import TAG_SIZE, TRAILER, ChunkCipher, Header, Layout, make_trailer
+
+
+_MAX_SCRATCH = 4 * 2**20 + 1024  # largest ciphertext buffer kept between reads
 
 
 class _Source:
@@ -17,8 +22,15 @@ class _Source:
         self.f = f
         self.size = size
         self._prefix = prefix  # bytes already read at open (header, small files whole)
-        # BytesIO-backed files (memory://) can be sliced without a copy.
+        # BytesIO-backed files (memory://) can be sliced without a copy; local
+        # files are read with pread (one syscall, no seek, into our buffer).
         self._view = f.getbuffer() if hasattr(f, "getbuffer") else None
+        self._fd = None
+        if self._view is None and hasattr(os, "preadv") and type(f).__name__ == "LocalFileOpener":
+            try:
+                self._fd = f.fileno()
+            except (OSError, AttributeError, ValueError):
+                self._fd = None
 
     def read(self, start: int, end: int, scratch: bytearray | None = None):
         """Bytes [start, end); into ``scratch`` (reused, returned as a view) when given."""
@@ -26,6 +38,16 @@ class _Source:
             return self._view[start:end]
         if end <= len(self._prefix):
             return memoryview(self._prefix)[start:end]
+        if self._fd is not None:
+            n = end - start
+            view = memoryview(scratch if scratch is not None else bytearray(n))[:n]
+            got = 0
+            while got < n:
+                k = os.preadv(self._fd, [view[got:]], start + got)
+                if not k:
+                    break
+                got += k
+            return view[:got]
         self.f.seek(start)
         if scratch is not None and hasattr(self.f, "readinto"):
             view = memoryview(scratch)[:end - start]
@@ -73,6 +95,7 @@ class EncryptedReadFile(AbstractBufferedFile):
         self._cached_len = 0
         self._ct_scratch = None  # one chunk each, allocated on first use
         self._pt_view = None
+        self._bulk = None        # ciphertext of multi-chunk reads, reused
         kwargs.pop("cache_type", None)
         super().__init__(fs, path, mode="rb", cache_type="none", size=layout.plaintext_size,
                          block_size=layout.chunk_size, **kwargs)
@@ -135,7 +158,11 @@ class EncryptedReadFile(AbstractBufferedFile):
         tail_partial = end % c and end < self.layout.plaintext_size
         full_last = last - 1 if tail_partial else last
         if first <= full_last:
-            ct = memoryview(self._read_ct(first, full_last))
+            want = (full_last - first + 1) * (c + TAG_SIZE)
+            if want <= _MAX_SCRATCH and (self._bulk is None or len(self._bulk) < want):
+                self._bulk = bytearray(want)
+            ct = memoryview(self._read_ct(first, full_last,
+                                          self._bulk if want <= _MAX_SCRATCH else None))
             unit = c + TAG_SIZE
             off = 0
             for i in range(first, full_last + 1):

@@ -514,3 +514,34 @@ def test_transactions_publish_at_the_end(which, request):
             raise RuntimeError("roll back")
     assert efs.cat_file(a) == b"A"
     assert sorted(x.rsplit("/", 1)[1] for x in efs.ls(efs.root, detail=False)) == ["ta", "tb"]
+
+
+def test_import_is_light():
+    import subprocess
+    import sys
+    code = ("import sys, integrations.encrypted_fs as e, fsspec; "
+            "fsspec.get_filesystem_class('encrypted'); "
+            "print(sorted(m for m in ('s3fs', 'boto3', 'botocore', 'sqlalchemy', 'kms_core.engine') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_reprs_and_errors_carry_no_key_material(mem_efs):
+    path = p(mem_efs, "r")
+    with mem_efs.open(path, "wb") as w:
+        w.write(b"top secret payload")
+        wrepr = repr(w)
+    entry = next(iter(mem_efs.keys.write_cache._entries.values()))
+    dk = entry.plaintext
+    with mem_efs.open(path, "rb") as r:
+        texts = [repr(mem_efs), repr(mem_efs.keys), repr(r), wrepr, repr(entry),
+                 repr(r.header), repr(r._cipher), str(r.__dict__.get("header"))]
+    raw = bytearray(mem_efs.fs.cat_file(path))
+    raw[-1] ^= 1
+    mem_efs.fs.pipe_file(path, bytes(raw))
+    with pytest.raises(EncryptedFileError) as e:
+        mem_efs.cat_file(path)
+    texts.append(str(e.value))
+    for t in texts:
+        assert dk.hex() not in t and repr(dk) not in t and "top secret" not in t
