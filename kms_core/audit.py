@@ -868,16 +868,17 @@ class AuditReader:
                  end: float | None = None, errors_only: bool = False, after_seq: int | None = None):
         t = audit_events.c
         conds = []
+        # autoescape: "_" and "%" in names are literal, not LIKE wildcards
         if key:
-            conds.append(or_(*[t.key_ids.like(f"% {k} %") for k in self._key_ids(key)]))
+            conds.append(or_(*[t.key_ids.contains(f" {k} ", autoescape=True)
+                               for k in self._key_ids(key)]))
         if principal:
             if principal.startswith("arn:"):
                 conds.append(t.principal == principal)
             elif principal == "root":
-                conds.append(t.principal.like("%:root"))
+                conds.append(t.principal.endswith(":root", autoescape=True))
             else:
-                conds.append(or_(t.principal.like(f"%:user/{principal}"),
-                                 t.principal.like(f"%/{principal}")))
+                conds.append(t.principal.endswith("/" + principal, autoescape=True))
         if operation:
             names = [o.strip() for o in operation.split(",") if o.strip()]
             conds.append(t.event_name.in_(names))

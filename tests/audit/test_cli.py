@@ -135,3 +135,11 @@ def test_bad_command_lines_exit_2_without_traceback(capsys, kms_home, argv):
 def test_unreachable_store_is_one_line_and_255(capsys, kms_home):
     code, out, err = run(capsys, "verify", "--store-url", "postgresql+psycopg://nobody@127.0.0.1:1/none")
     assert code == 255 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_principal_filter_takes_underscores_literally(capsys, engine, audit, make_client):
+    make_client(principal="arn:aws:iam::111122223333:user/svc_app").list_keys()
+    make_client(principal="arn:aws:iam::111122223333:user/svcXapp").list_aliases()
+    audit.flush()
+    code, out, _ = run(capsys, "tail", "--principal", "svc_app", "--store-url", engine.store.url)
+    assert code == 0 and [e["eventName"] for e in lines(out)] == ["ListKeys"]
