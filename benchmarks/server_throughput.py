@@ -164,11 +164,13 @@ def run_python(url: str, headers: dict, body: bytes, seconds: float, connections
 
 # -- servers ---------------------------------------------------------------------------
 
-def start_kms(tmp: Path, workers: int, engine_calls: str, audit: bool):
+def start_kms(tmp: Path, workers: int, engine_calls: str, audit: bool, store_url: str | None):
     home = tmp / "kms-home"
     env = {**os.environ, "KMS_HOME": str(home), "KMS_ROOT_KEY": base64.b64encode(os.urandom(32)).decode()}
     for v in ("KMS_STORE_URL", "KMS_ROOT_KEY_FILE", "KMS_SERVER_CONFIG"):
         env.pop(v, None)
+    if store_url:
+        env["KMS_STORE_URL"] = store_url
     key = json.loads(subprocess.run([sys.executable, "-c",
                                      "import sys; from kms_core.server.cli import create_access_key_main as m; "
                                      "sys.exit(m(['--user-name', 'bench']))"],
@@ -214,6 +216,9 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="kms serve workers")
     ap.add_argument("--engine-calls", choices=["threads", "inline"], default="threads",
                     help="kms serve --engine-calls (default threads)")
+    ap.add_argument("--store-url", default=None,
+                    help="store for kms serve (default: SQLite in a temp dir); must be empty, e.g. a fresh "
+                         "PostgreSQL schema: postgresql+psycopg://postgres@127.0.0.1/test?options=-csearch_path%%3Dbench")
     ap.add_argument("--no-audit", action="store_true", help="kms serve --no-audit (audit log on by default)")
     ap.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
     ap.add_argument("--load", choices=["wrk", "python"], default="wrk" if shutil.which("wrk") else "python")
@@ -227,7 +232,7 @@ def main() -> int:
         tmp = Path(d)
         procs = []
         try:
-            for name, starter in (("kms serve", lambda: start_kms(tmp, args.workers, args.engine_calls, not args.no_audit)), ("moto_server", lambda: start_moto(tmp))):
+            for name, starter in (("kms serve", lambda: start_kms(tmp, args.workers, args.engine_calls, not args.no_audit, args.store_url)), ("moto_server", lambda: start_moto(tmp))):
                 proc, url, key = starter()
                 procs.append(proc)
                 for case, (target, params) in cases(url, key).items():
@@ -251,7 +256,8 @@ def main() -> int:
 
     print(f"load: {args.load}, {args.connections} connections, {args.seconds:g} s per case; "
           f"kms serve --workers {args.workers} --engine-calls {args.engine_calls}"
-          f"{' --no-audit' if args.no_audit else ''}; {os.cpu_count()} CPUs; loopback")
+          f"{' --no-audit' if args.no_audit else ''}; store {'SQLite' if not args.store_url else args.store_url.split(':')[0]}"
+          f"; {os.cpu_count()} CPUs; loopback")
     print(f"load average before the run: {load_before}")
     print(f"{'case':<17}{'kms req/s':>11}{'p99':>9}{'CPU/req':>10}{'moto req/s':>12}{'p99':>9}{'CPU/req':>10}"
           f"{'req/s ratio':>13}{'CPU ratio':>11}")
