@@ -11,6 +11,7 @@ import base64
 import binascii
 import json
 import os
+import struct
 import time
 import weakref
 from typing import Any, Mapping
@@ -208,20 +209,22 @@ class EncryptedType(_Bound, TypeDecorator):
         mode, as_json, encrypt_null = self._mode, self._as_json, self.encrypt_null
         key_id = self.key_id
         randomized = mode == fmt.RANDOMIZED
-        encode, urandom = codec.encode, os.urandom
+        encode, urandom, pack_nonce = codec.encode, os.urandom, _NONCE.pack
         conn_ref = entry = seal = head = aad = counter = None
-        prefix, left = b"", 0
+        prefix, max_uses = b"", 0
 
         def refresh():
-            nonlocal conn_ref, entry, seal, head, aad, left, prefix, counter
+            nonlocal conn_ref, entry, seal, head, aad, max_uses, prefix, counter
             ctx = self._ctx()
             scope = self._scope() if self.deterministic else None
             forced = forced_key.get()
             if forced is not None:  # a rotation tool writing under its target key
                 entry = CachedKey(b"", b"", key_id, extra=forced)
+                max_uses = 1  # looked up again for every value
             else:  # the cache applies max_age and rollbacks; uses are counted per value
                 entry = keyring.write_entry(dialect, key_id, mode, scope)
                 entry.uses -= 1
+                max_uses = settings.write_max_uses
             dk = entry.extra
             if randomized and forced is None:
                 # A randomized write key belongs to this process alone (made by
@@ -234,25 +237,21 @@ class EncryptedType(_Bound, TypeDecorator):
             seal = dk._gcm.encrypt if randomized else dk._siv.encrypt
             aad = head + ctx if randomized else [head, ctx]
             conn_ref = current.get()
-            # a forced (tool) key is looked up again for every value
-            left = 1 if forced is not None else settings.write_max_uses - entry.uses
 
         row_bound = self.bind_to_row
 
         def process(value):
             # Keys are revalidated once per execution (a new `current` token):
             # age, rollbacks and configure() act between statements.
-            nonlocal left
             if value is None and not encrypt_null:
                 return None
             plain = (b"\x01" + value.encode("utf-8", "surrogatepass")) if type(value) is str \
                 else encode(value, as_json)
-            if left <= 0 or conn_ref is not current.get():
+            if entry is None or entry.uses >= max_uses or conn_ref is not current.get():
                 refresh()
-            left -= 1
             entry.uses += 1
             if counter is not None:
-                nonce = prefix + next(counter).to_bytes(8, "big")
+                nonce = pack_nonce(prefix, next(counter))
                 return head + nonce + seal(nonce, plain, aad)
             if randomized:
                 nonce = urandom(12)
@@ -265,15 +264,13 @@ class EncryptedType(_Bound, TypeDecorator):
             return seal_row(value)
 
         def seal_row(value):
-            nonlocal left
             if type(value) is not RowValue or not row_bound:
                 raise EncryptedColumnError(
                     f"{self._where()} is bound to its rows: write it through the ORM, or "
                     "wrap each value as bind_row(value, *primary_key)"
                     if row_bound else f"{self._where()} is not bound to rows (bind_to_row=False)")
-            if left <= 0 or conn_ref is not current.get():
+            if entry is None or entry.uses >= max_uses or conn_ref is not current.get():
                 refresh()
-            left -= 1
             entry.uses += 1
             dk = entry.extra
             rctx = self._row_ctx(value.pk)
@@ -319,13 +316,17 @@ class EncryptedType(_Bound, TypeDecorator):
 
         row_bound = self.bind_to_row
 
+        def process_row_bound(value):
+            if value is None:
+                return None
+            return SealedValue(value if type(value) is bytes else bytes(value), open_row,
+                               self._where())
+
         def process(value):
             nonlocal generation, token
             if value is None:
                 return None
             blob = value if type(value) is bytes else bytes(value)
-            if row_bound:
-                return SealedValue(blob, open_row, self._where())
             if token is not current.get():  # a new statement: drop stale keys
                 token = current.get()
                 if generation != keyring.generation:
@@ -352,7 +353,7 @@ class EncryptedType(_Bound, TypeDecorator):
                 return plain[1:].decode("utf-8", "surrogatepass")
             return decode(plain)
 
-        return process
+        return process_row_bound if row_bound else process
 
     def process_bind_param(self, value, dialect):
         return self._encryptor(dialect)(value)
@@ -379,6 +380,9 @@ class EncryptedType(_Bound, TypeDecorator):
         if self.bind_to_row:
             args.append("bind_to_row=True")
         return f"EncryptedType({', '.join(args)})"
+
+
+_NONCE = struct.Struct(">4sQ")  # fixed field, 64-bit invocation counter
 
 
 def _repr_inner(t: TypeEngine) -> str:
