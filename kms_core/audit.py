@@ -178,6 +178,18 @@ def is_read_only(operation: str) -> bool:
 _DROP = object()
 
 
+_RO_MEMO: dict = {}
+
+
+def _read_only(operation) -> bool:
+    ro = _RO_MEMO.get(operation)
+    if ro is None:
+        ro = isinstance(operation, str) and is_read_only(operation)
+        if len(_RO_MEMO) < 1024:
+            _RO_MEMO[operation] = ro
+    return ro
+
+
 def _camel(name: str) -> str:
     # CloudTrail lower-cases the first letter but keeps acronyms: AWSAccountId.
     if len(name) > 1 and name[1].isupper():
@@ -590,6 +602,11 @@ class AuditLog:
                 if operation in _NULL_RESPONSE:  # only which key was used matters
                     result = ({"KeyId": result.get("KeyId")} if operation != "ReEncrypt" else
                               {"KeyId": result.get("KeyId"), "SourceKeyId": result.get("SourceKeyId")})
+                elif _read_only(operation):  # responseElements null: keep the key only
+                    md = result.get("KeyMetadata")
+                    result = {"KeyId": result.get("KeyId")}
+                    if type(md) is dict:
+                        result["KeyMetadata"] = {"Arn": md.get("Arn"), "KeyId": md.get("KeyId")}
                 else:
                     result = _snapshot(result)
             item = (when, ctx, operation, _strip(params), result, error)
