@@ -18,9 +18,12 @@ import os
 import random
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
+from kms_core.engine import RequestContext, get_engine
 from kms_core.errors import KMSError
+from kms_core.model import OPERATIONS
+from kms_core.settings import Settings
 
 from . import sigv4, wire
 
@@ -54,9 +57,6 @@ class ServerConfig:
     def from_env(cls) -> "ServerConfig":
         raw = os.environ.get(CONFIG_ENV)
         return cls(**json.loads(raw)) if raw else cls()
-
-
-_RequestContext = None  # kms_core.engine.RequestContext, imported when the engine is opened
 
 
 # Request ids need to be unique, not secret: a seeded PRNG avoids an
@@ -111,18 +111,10 @@ class KMSApp:
 
     # -- lifecycle -------------------------------------------------------------
     def _open_engine(self):
-        from kms_core.engine import get_engine
-        from kms_core.settings import Settings
-
         return get_engine(Settings.from_env(store_url=self.config.store_url))
 
     def _setup(self) -> None:
-        global _RequestContext
-        from kms_core.engine import RequestContext
-
         from .credentials import AccessKeys, CredentialCache
-
-        _RequestContext = RequestContext
 
         if self.engine is None:
             self.engine = self._open_engine()
@@ -132,8 +124,6 @@ class KMSApp:
         # Every AWS operation reaches the engine (which answers
         # UnsupportedOperationException for those it does not implement, as
         # the in-process client does); other targets are unknown operations.
-        from kms_core.model import OPERATIONS
-
         self.operations = frozenset(OPERATIONS) | frozenset(self.engine.operations)
         self.credentials = CredentialCache(AccessKeys(self.engine.store, settings.account_id),
                                            ttl=self.config.credential_ttl)
@@ -239,7 +229,7 @@ class KMSApp:
             account, principal, akid = self.account_id, f"arn:aws:iam::{self.account_id}:root", signed.access_key_id
         else:  # unauthenticated: the caller claimed this key (if any) but did not prove it
             account, principal, akid = self.account_id, None, signed.access_key_id if signed else None
-        return _RequestContext(
+        return RequestContext(
             region=signed.region if signed is not None else self.default_region,
             account_id=account,
             principal=principal,
