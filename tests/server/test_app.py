@@ -108,3 +108,30 @@ def test_unexpected_failure_is_an_internal_error_without_details(engine, caplog)
     assert body == {"__type": "KMSInternalException", "message": "An internal error occurred."}
     assert request_id in caplog.text and "RuntimeError" in caplog.text
     assert secret_text not in caplog.text and secret_text not in json.dumps(body2)
+
+
+def test_fuzzed_requests_never_fail_internally(engine):
+    """Random JSON bodies for random operations: always an AWS error or a success, never a 500."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from kms_core.model import OPERATIONS
+
+    app, key = _app(engine)
+    key_id = engine.call("CreateKey", {})["KeyMetadata"]["KeyId"]
+    values = st.recursive(
+        st.none() | st.booleans() | st.integers(-5, 5000) | st.sampled_from(
+            [key_id, "alias/aws/s3", "alias/x", "aGVsbG8=", "SYMMETRIC_DEFAULT", "AES_256", "", "default"]),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+        max_leaves=8)
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(op=st.sampled_from(sorted(OPERATIONS)), data=st.data())
+    def run(op, data):
+        members = sorted(OPERATIONS[op].input_shape.members) or ["X"]
+        payload = data.draw(st.dictionaries(st.sampled_from(members), values, max_size=4))
+        status, body, _ = _request(app, key, op, payload)
+        assert status < 500, (op, payload, body)
+        assert set(body) <= {"__type", "message"} or status == 200
+
+    run()

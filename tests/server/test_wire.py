@@ -107,3 +107,24 @@ def test_messages_never_echo_blob_values():
 def test_error_body_shape():
     body = json.loads(wire.encode_error("NotFoundException", "Key 'x' does not exist"))
     assert body == {"__type": "NotFoundException", "message": "Key 'x' does not exist"}
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**40, 2**40) | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(op=st.sampled_from(sorted(MODEL.operation_names)), data=st.data())
+def test_any_json_decodes_or_is_a_serialization_error(op, data):
+    members = list(MODEL.operation_model(op).input_shape.members) if MODEL.operation_model(op).input_shape else []
+    keys = st.sampled_from(members) if members else st.text(max_size=8)
+    body = data.draw(st.one_of(st.dictionaries(keys, json_values, max_size=5), json_values))
+    raw = json.dumps(body).encode()
+    try:
+        params = wire.decode_request(op, raw)
+    except KMSError as e:
+        assert e.code == "SerializationException"
+    else:
+        assert isinstance(params, dict)
