@@ -162,23 +162,24 @@ class Engine:
     # ------------------------------------------------------------------ dispatch
     def call(self, operation: str, params: dict | None = None,
              ctx: RequestContext | None = None) -> dict:
-        handler = self._handlers.get(operation)
-        if handler is None:
-            raise KMSError("UnsupportedOperationException",
-                           f"{operation} is not supported by this KMS engine.")
         params = params or {}
-        _validate(operation, params)  # every limit and enum of the model, AWS's messages
         if ctx is None:
             ctx = _DEFAULT_CTX
-        self._maybe_refresh()
-        if self.auditor is None:
-            return handler(params, ctx)
+        auditor = self.auditor
         try:
+            handler = self._handlers.get(operation)
+            if handler is None:
+                raise KMSError("UnsupportedOperationException",
+                               f"{operation} is not supported by this KMS engine.")
+            _validate(operation, params)  # every limit and enum of the model, AWS's messages
+            self._maybe_refresh()
             result = handler(params, ctx)
         except KMSError as err:
-            self.auditor(ctx, operation, params, None, err)
+            if auditor is not None:
+                auditor(ctx, operation, params, None, err)
             raise
-        self.auditor(ctx, operation, params, result, None)
+        if auditor is not None:
+            auditor(ctx, operation, params, result, None)
         return result
 
     def record_rejected(self, ctx: RequestContext, operation: str, error: KMSError,

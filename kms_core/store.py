@@ -20,7 +20,7 @@ from typing import Iterator
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import (Boolean, Column, Float, Integer, LargeBinary, MetaData, String, Table,
+from sqlalchemy import (Boolean, Column, Double, Integer, LargeBinary, MetaData, String, Table,
                         Text, create_engine, event, insert, select, update)
 from sqlalchemy.engine import Connection, Engine as SAEngine
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
@@ -52,22 +52,22 @@ keys = Table(
     Column("account_id", String(12), nullable=False),
     Column("region", String(32), nullable=False),
     Column("description", Text, nullable=False, default=""),
-    Column("creation_date", Float, nullable=False),
+    Column("creation_date", Double, nullable=False),
     Column("key_state", String(32), nullable=False),
     Column("key_manager", String(16), nullable=False),
     Column("origin", String(32), nullable=False),
     Column("key_spec", String(32), nullable=False),
     Column("key_usage", String(32), nullable=False),
-    Column("deletion_date", Float),
+    Column("deletion_date", Double),
     Column("pending_window_days", Integer),
     Column("rotation_enabled", Boolean, nullable=False, default=False),
     Column("rotation_period_days", Integer),
-    Column("next_rotation_date", Float),
+    Column("next_rotation_date", Double),
     Column("on_demand_rotations", Integer, nullable=False, default=0),
     Column("current_version", Integer, nullable=False, default=0),
     Column("policy", Text),
     Column("managed_alias", String(256)),
-    Column("valid_to", Float),
+    Column("valid_to", Double),
     Column("expiration_model", String(32)),
     Column("import_fingerprint", String(64)),
 )
@@ -78,7 +78,7 @@ key_materials = Table(
     Column("version", Integer, primary_key=True),
     Column("material_id", String(64), nullable=False),
     Column("sealed", LargeBinary, nullable=False),
-    Column("created", Float, nullable=False),
+    Column("created", Double, nullable=False),
     Column("rotation_type", String(16)),
     Column("import_state", String(16)),
     Column("description", Text),
@@ -90,8 +90,8 @@ aliases = Table(
     Column("region", String(32), primary_key=True),
     Column("alias_name", String(256), primary_key=True),
     Column("target_key_id", String(64), nullable=False),
-    Column("creation_date", Float, nullable=False),
-    Column("last_updated", Float, nullable=False),
+    Column("creation_date", Double, nullable=False),
+    Column("last_updated", Double, nullable=False),
 )
 
 tags = Table(
@@ -111,7 +111,7 @@ grants = Table(
     Column("operations", Text, nullable=False),      # JSON list
     Column("constraints", Text),                      # JSON object or NULL
     Column("issuing_account", String(12), nullable=False),
-    Column("creation_date", Float, nullable=False),
+    Column("creation_date", Double, nullable=False),
 )
 
 # BYOK: RSA wrapping keys handed out by GetParametersForImport (private key sealed).
@@ -122,8 +122,10 @@ import_parameters = Table(
     Column("wrapping_algorithm", String(32), nullable=False),
     Column("wrapping_key_spec", String(16), nullable=False),
     Column("private_key_sealed", LargeBinary, nullable=False),
-    Column("valid_to", Float, nullable=False),
+    Column("valid_to", Double, nullable=False),
 )
+
+# Epoch-second timestamps are Double: MySQL's FLOAT is 4 bytes and would lose ~1 hour.
 
 # Migrations from version N to N+1, run in one transaction each.
 MIGRATIONS: dict[int, "callable"] = {}

@@ -173,8 +173,6 @@ def test_claimed_but_unproven_identity_is_marked(engine, audit):
     assert ev["userIdentity"]["authenticated"] is False and ev["userIdentity"]["arn"] == ALICE
 
 
-@pytest.mark.xfail(strict=True, reason="Engine.call validates parameters before the audit "
-                   "hook runs, so ValidationException is not audited (requested from the lead)")
 def test_validation_errors_are_recorded(engine, akms, audit):
     key = akms.create_key()["KeyMetadata"]["KeyId"]
     with pytest.raises(KMSError) as e:
