@@ -46,7 +46,7 @@ class ServerConfig:
     dev_credentials: bool = False
     max_body: int = MAX_BODY_BYTES
     credential_ttl: float = 1.0
-    threads: int = 8
+    threads: int = 4  # enough to overlap store reads; more only adds GIL contention
     inline: bool = False  # run engine calls on the event loop (see KMSApp._run)
     audit: bool = True  # attach kms_core.audit's log (docs/audit-log.md) to the engine
 
