@@ -322,11 +322,12 @@ class EncryptedType(_Bound, TypeDecorator):
             return SealedValue(value if type(value) is bytes else bytes(value), open_row,
                                self._where())
 
-        def process(value):
-            nonlocal generation, token
-            if value is None:
-                return None
-            blob = value if type(value) is bytes else bytes(value)
+        # the header and decrypt function of the last value: a column is
+        # usually under one data key, so most values skip the dict lookup
+        last_head, last = None, None
+
+        def switch(blob: bytes):
+            nonlocal generation, token, last_head, last
             if token is not current.get():  # a new statement: drop stale keys
                 token = current.get()
                 if generation != keyring.generation:
@@ -340,6 +341,15 @@ class EncryptedType(_Bound, TypeDecorator):
             hit = keys.get(head)
             if hit is None:
                 hit = lookup(head)
+            last_head, last = head, hit
+
+        def process(value):
+            if value is None:
+                return None
+            blob = value if type(value) is bytes else bytes(value)
+            if token is not current.get() or last_head is None or not blob.startswith(last_head):
+                switch(blob)
+            hit = last
             if len(blob) < hit[3]:
                 raise fail()
             try:
