@@ -155,3 +155,20 @@ def test_cli_inspect_and_errors(kms_home, tmp_path, capsys):
     assert cli.main(["encrypt", str(p), "--context", "novalue"]) == 1
     assert cli.main(["frobnicate"]) == 2
     assert cli.main(["encrypt", str(p), "--storage-options", "[1]"]) == 1
+
+
+def test_kms_command_line_dispatches_fs(kms_home, tmp_path):
+    """`kms fs encrypt` / `kms fs inspect` through the project's `kms` entry point."""
+    import subprocess
+    import sys
+    p = tmp_path / "cli.txt"
+    p.write_bytes(b"via kms")
+    run = lambda *a: subprocess.run(
+        [sys.executable, "-c", "import sys; from kms_core.cli import main; sys.exit(main(sys.argv[1:]))",
+         "fs", *a], capture_output=True, text=True, env=dict(os.environ))
+    done = run("encrypt", str(p), "--no-progress")
+    assert done.returncode == 0, done.stderr
+    shown = run("inspect", str(p))
+    assert shown.returncode == 0 and json.loads(shown.stdout)["plaintext_size"] == 7
+    assert "alias/aws/elasticfilesystem" not in shown.stdout  # headers name the key ARN
+    assert _efs().cat_file(str(p)) == b"via kms"
