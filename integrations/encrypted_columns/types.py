@@ -245,8 +245,8 @@ class EncryptedType(_Bound, TypeDecorator):
             # age, rollbacks and configure() act between statements.
             if value is None and not encrypt_null:
                 return None
-            plain = (b"\x01" + value.encode("utf-8", "surrogatepass")) if type(value) is str \
-                else encode(value, as_json)
+            plain = (b"\x01" + value.encode("utf-8", "surrogatepass")) \
+                if type(value) is str and not as_json else encode(value, as_json)
             if entry is None or entry.uses >= max_uses or conn_ref is not current.get():
                 refresh()
             entry.uses += 1

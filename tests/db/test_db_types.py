@@ -275,3 +275,22 @@ def test_hypothesis_roundtrip_through_sqlite(sqlite_url, counting_kms, unique):
 
     check()
     engine.dispose()
+
+
+def test_json_inner_type_tags_every_value_as_json(sqlite_url, counting_kms, unique):
+    from integrations.encrypted_columns import format as fmt
+    from integrations.encrypted_columns.keys import KEYRING
+
+    md = sa.MetaData()
+    t = sa.Table(unique("j"), md, sa.Column("id", sa.Integer, primary_key=True),
+                 sa.Column("v", EncryptedType(sa.JSON())), sa.Column("s", EncryptedType(sa.String(9))))
+    engine = sa.create_engine(sqlite_url)
+    md.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(t.insert(), [{"id": 1, "v": "text", "s": "text"}])
+        v, s = conn.execute(sa.select(sa.type_coerce(t.c.v, sa.LargeBinary),
+                                      sa.type_coerce(t.c.s, sa.LargeBinary))).one()
+        key = KEYRING.read_key(engine.dialect, bytes(v)[2:10])
+        assert fmt.open_(v, t.c.v.type._ctx(), lambda k: key) == b'\x0b"text"'
+        assert fmt.open_(s, t.c.s.type._ctx(), lambda k: key) == b"\x01text"
+    engine.dispose()
