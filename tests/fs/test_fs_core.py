@@ -545,3 +545,21 @@ def test_reprs_and_errors_carry_no_key_material(mem_efs):
     texts.append(str(e.value))
     for t in texts:
         assert dk.hex() not in t and repr(dk) not in t and "top secret" not in t
+
+
+def test_cache_max_bytes_and_max_age(shared_kms, counting_kms):
+    import time
+    counting = counting_kms(shared_kms)
+    efs = new_mem(counting, cache_max_bytes=1000)
+    root = f"/bytes-{uuid.uuid4().hex}"
+    for i in range(3):
+        efs.pipe_file(f"{root}/{i}", b"x" * 600)
+    # 600 then 1200 bytes under the first key: the third file needs a new one.
+    assert counting.calls.count("generate_data_key") == 2
+    counting.calls.clear()
+    aged = new_mem(counting, cache_max_age=0.05)
+    aged.pipe_file(f"{root}/a", b"1")
+    aged.pipe_file(f"{root}/b", b"2")
+    time.sleep(0.2)
+    aged.pipe_file(f"{root}/c", b"3")
+    assert counting.calls.count("generate_data_key") == 2
