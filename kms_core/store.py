@@ -170,16 +170,21 @@ class Store:
 
         @event.listens_for(eng, "begin")
         def _begin(conn):
-            # IMMEDIATE takes the write lock up front, so two processes never
-            # both read-then-write (that would deadlock or lose an update).
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Writers take the write lock up front (IMMEDIATE), so two processes
+            # never both read-then-write (that would deadlock or lose an update).
+            # Readers (``Store.reading``) stay deferred: in WAL mode they never
+            # wait behind a writer.
+            if conn.get_execution_options().get("kms_read_only"):
+                conn.exec_driver_sql("BEGIN")
+            else:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return eng
 
     # -- opening ----------------------------------------------------------------
     def _read_state(self):
         try:
-            with self.engine.connect() as conn:
+            with self.reading() as conn:
                 return conn.execute(select(kms_state).where(kms_state.c.id == 1)).first()
         except (OperationalError, ProgrammingError):
             return None  # no schema yet
@@ -289,11 +294,13 @@ class Store:
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[Connection]:
+        """A read-only connection (never waits behind writers on SQLite)."""
         with self.engine.connect() as conn:
+            conn.execution_options(kms_read_only=True)
             yield conn
 
     def generation(self) -> int:
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             return conn.execute(select(kms_state.c.generation).where(kms_state.c.id == 1)).scalar_one()
 
     def ensure_tables(self, *tables: Table) -> None:
