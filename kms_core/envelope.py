@@ -105,6 +105,11 @@ class DataKeyCache:
                 self._entries.popitem(last=False)
         return new
 
+    def add_bytes(self, entry: CachedKey, nbytes: int) -> None:
+        """Count bytes protected after the fact (a streamed file's size is known at close)."""
+        with self._lock:
+            entry.bytes += nbytes
+
     def get(self, cache_key: Hashable) -> CachedKey | None:
         """Look up without counting a use (for decrypt-side caches)."""
         with self._lock:
