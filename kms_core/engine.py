@@ -34,7 +34,7 @@ from .envelope import encode_context
 from .errors import KMSError, StoreError, invalid_ciphertext, invalid_state, not_found, validation
 from .settings import Settings
 from .policy import IAM_ONLY, NOT_POLICY_CONTROLLED, access_denied, parse_policy, _principal_match
-from .store import (Store, aliases as T_ALIASES, grants as T_GRANTS, import_parameters as T_IMPORT,
+from .store import (Store, WouldBlock, aliases as T_ALIASES, grants as T_GRANTS, import_parameters as T_IMPORT,
                     key_materials as T_MAT, keys as T_KEYS, tags as T_TAGS)
 
 from .validation import validate as _validate
@@ -182,6 +182,15 @@ class Engine:
             auditor(ctx, operation, params, result, None)
         return result
 
+    def call_nonblocking(self, operation: str, params: dict | None = None,
+                         ctx: RequestContext | None = None) -> dict:
+        """``call`` when it can be answered from memory; raises
+        ``kms_core.store.WouldBlock`` (having changed and audited nothing) when
+        it needs the database, so that the caller can retry it off its event loop."""
+        from .store import no_io
+        with no_io():
+            return self.call(operation, params, ctx)
+
     def record_rejected(self, ctx: RequestContext, operation: str, error: KMSError,
                         params: dict | None = None) -> None:
         """Audit a request refused before dispatch (bad signature, bad JSON…)."""
@@ -198,6 +207,8 @@ class Engine:
                 return
             try:
                 gen = self.store.generation()
+            except WouldBlock:
+                raise
             except Exception as e:  # pragma: no cover - database down
                 raise KMSError("KMSInternalException", "The key store is unavailable.") from e
             if gen != self._gen:

@@ -125,6 +125,32 @@ import_parameters = Table(
     Column("valid_to", Double, nullable=False),
 )
 
+class WouldBlock(Exception):
+    """Raised inside ``Store.no_io()`` instead of touching the database."""
+
+
+_NO_IO = threading.local()
+
+
+@contextlib.contextmanager
+def no_io() -> Iterator[None]:
+    """Within this block (this thread), any store access raises WouldBlock.
+
+    The server runs requests on its event loop this way and retries only the
+    ones that need the database in a thread pool.
+    """
+    _NO_IO.on = True
+    try:
+        yield
+    finally:
+        _NO_IO.on = False
+
+
+def _check_io() -> None:
+    if getattr(_NO_IO, "on", False):
+        raise WouldBlock()
+
+
 # Epoch-second timestamps are Double: MySQL's FLOAT is 4 bytes and would lose ~1 hour.
 
 # Migrations from version N to N+1, run in one transaction each.
@@ -283,6 +309,7 @@ class Store:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Connection]:
         """A write transaction: all or nothing, serialised with other writers."""
+        _check_io()
         try:
             with self.engine.begin() as conn:
                 conn.execute(update(kms_state).where(kms_state.c.id == 1)
@@ -295,6 +322,7 @@ class Store:
     @contextlib.contextmanager
     def reading(self) -> Iterator[Connection]:
         """A read-only connection (never waits behind writers on SQLite)."""
+        _check_io()
         with self.engine.connect() as conn:
             conn.execution_options(kms_read_only=True)
             yield conn
