@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import decimal
 import json
 import os
 import struct
@@ -414,6 +415,40 @@ META = "__kms__"
 _JSON_ARGS = dict(ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
+def _number(x) -> bytes:
+    """A JSON number as the database may hand it back: PostgreSQL's jsonb turns
+    1e300 into 1000...0 and -0.0 into 0.0, so sign the value, not its spelling."""
+    d = decimal.Decimal(repr(x)) if isinstance(x, float) else decimal.Decimal(x)
+    sign, digits, exp = d.as_tuple()
+    digits = "".join(map(str, digits)).lstrip("0")
+    if not digits:
+        return b"0"
+    stripped = digits.rstrip("0")
+    exp += len(digits) - len(stripped)
+    return f"{'-' if sign else ''}{stripped}e{exp}".encode("ascii")
+
+
+def canonical_json(value) -> bytes:
+    """Unambiguous bytes of a JSON value (docs/encrypted-column-format.md)."""
+    if value is None:
+        return b"n"
+    if value is True or value is False:
+        return b"t" if value else b"f"
+    if isinstance(value, (int, float)):
+        n = _number(value)
+        return b"#" + struct.pack(">I", len(n)) + n
+    if isinstance(value, str):
+        b = value.encode("utf-8", "surrogatepass")
+        return b"s" + struct.pack(">I", len(b)) + b
+    if isinstance(value, (list, tuple)):
+        return b"[" + struct.pack(">I", len(value)) + b"".join(canonical_json(v) for v in value)
+    if isinstance(value, Mapping):
+        items = sorted((k.encode("utf-8", "surrogatepass"), v) for k, v in value.items())
+        return b"{" + struct.pack(">I", len(items)) + b"".join(
+            struct.pack(">I", len(k)) + k + canonical_json(v) for k, v in items)
+    raise UnsupportedValueError(f"a {type(value).__name__} is not a JSON value")
+
+
 class EncryptedJSON(_Bound, TypeDecorator):
     """A JSON document with per-attribute actions, in the AWS Database
     Encryption SDK's terms.
@@ -482,7 +517,7 @@ class EncryptedJSON(_Bound, TypeDecorator):
         body = {"table": self._table_name, "column": self._column_name, "key": key_hex,
                 "actions": dict(sorted(plan.items())),
                 "values": {n: doc[n] for n in sorted(plan)}}
-        return b"kms-local encrypted-json v1\n" + json.dumps(body, **_JSON_ARGS).encode("utf-8")
+        return b"kms-local encrypted-json v1\n" + canonical_json(body)
 
     def process_bind_param(self, value, dialect):
         if value is None:

@@ -98,6 +98,25 @@ def test_tampering_is_detected(db, docs):
             assert "123-45-6789" not in str(info.value), change
 
 
+def test_signed_numbers_survive_database_normalisation(db, docs):
+    # PostgreSQL's jsonb returns 1e300 as 1000...0 and -0.0 as 0.0: still valid
+    doc = {"pk": 1e300, "name": [-0.0, 0.1, 12345678901234567890, 1.5e-7, True, None], "ssn": 1.25}
+    with db.begin() as conn:
+        conn.execute(docs.insert(), [{"id": 1, "doc": doc}])
+    with db.connect() as conn:
+        got = conn.execute(sa.select(docs.c.doc)).scalar_one()
+    assert float(got["pk"]) == 1e300 and got["name"][1:] == doc["name"][1:] and got["ssn"] == 1.25
+
+
+def test_canonical_json_is_unambiguous():
+    from integrations.encrypted_columns.types import canonical_json
+    pairs = [({"a": "1"}, {"a": 1}), ([True], [1]), ([None], ["n"]), (["ab", "c"], ["a", "bc"]),
+             ({"a": {"b": 1}}, {"a": [["b", 1]]}), (1, 2), ("x", ["x"])]
+    for a, b in pairs:
+        assert canonical_json(a) != canonical_json(b)
+    assert canonical_json({"b": 1, "a": 2.0}) == canonical_json({"a": 2, "b": 1.0})
+
+
 def test_do_nothing_attribute_may_change(db, docs):
     with db.begin() as conn:
         conn.execute(docs.insert(), [{"id": 1, "doc": DOC}])
