@@ -167,3 +167,34 @@ def test_roundtrip_fuzz(value, deterministic):
 def test_garbage_never_decrypts(junk):
     with pytest.raises(DecryptionError):
         _open(junk)
+
+
+def test_encrypted_json_known_answer(monkeypatch):
+    import base64
+    import hmac as py_hmac
+    import hashlib
+
+    import sqlalchemy as sa
+
+    from integrations.encrypted_columns import EncryptedJSON
+    from integrations.encrypted_columns.keys import KEYRING
+
+    text = SPEC.read_text(encoding="utf-8")
+    vec = json.loads(re.search(r"```json-vectors\n(.*?)```", text, re.S).group(1))
+    t = sa.Table("patients", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True),
+                 sa.Column("record", EncryptedJSON(vec["actions"])))
+    typ = t.c.record.type
+    stored = vec["stored"]
+    meta = stored["__kms__"]
+    doc = {k: v for k, v in stored.items() if k != "__kms__"}
+    signed = typ._signed_bytes(doc, meta["actions"], meta["key"])
+    assert signed.hex() == vec["signed_hex"]
+    sig_key = HKDF(hashes.SHA256(), 32, None, b"kms-local encrypted-json v1 HMAC-SHA256").derive(MATERIAL)
+    assert base64.b64encode(py_hmac.new(sig_key, signed, hashlib.sha256).digest()).decode() == meta["sig"]
+    ctx = encode_context({"table": "patients", "column": "record", "attribute": "ssn"})
+    assert fmt.open_(base64.b64decode(stored["ssn"]), ctx, lambda k: KEY) == b'\x0b"123-45-6789"'
+    monkeypatch.setattr(KEYRING, "read_key", lambda dialect, kid: KEY)
+    assert typ.process_result_value(json.loads(json.dumps(stored)), None) == vec["document"]
+    stored["name"] = "Eve"
+    with pytest.raises(DecryptionError):
+        typ.process_result_value(stored, None)
