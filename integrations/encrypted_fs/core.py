@@ -188,7 +188,8 @@ class EncryptedFileSystem(ChainedFileSystem):
                                   self.chunk_size)
 
         def count(nbytes: int) -> None:
-            entry.bytes += nbytes
+            # A streamed file's size is known only now; counted under the cache's lock.
+            self.keys.write_cache.add_bytes(entry, nbytes)
 
         return EncryptedWriteFile(self, path, mode, header, ChunkCipher(keys.content_key,
                                   header.chunk_size, path), on_close=count,

@@ -563,3 +563,23 @@ def test_cache_max_bytes_and_max_age(shared_kms, counting_kms):
     time.sleep(0.2)
     aged.pipe_file(f"{root}/c", b"3")
     assert counting.calls.count("generate_data_key") == 2
+
+
+def test_cache_counts_bytes_of_concurrent_writers(shared_kms, counting_kms):
+    """Streamed files add their size to the shared key's byte count under the
+    cache's lock: concurrent writers lose no bytes."""
+    from concurrent.futures import ThreadPoolExecutor
+    counting = counting_kms(shared_kms)
+    efs = new_mem(counting)
+    root = f"/conc-{uuid.uuid4().hex}"
+
+    def write(i: int) -> None:
+        with efs.open(f"{root}/{i}", "wb") as f:
+            f.write(b"y" * (100 + i))
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(write, range(200)))
+    assert counting.calls.count("generate_data_key") == 1
+    (entry,) = efs.keys.write_cache._entries.values()
+    assert entry.uses == 200
+    assert entry.bytes == sum(100 + i for i in range(200))
