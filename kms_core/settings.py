@@ -6,7 +6,6 @@ import base64
 import binascii
 import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import StoreError
@@ -21,15 +20,40 @@ def _env(name: str) -> str | None:
     return value if value else None
 
 
-@dataclass(frozen=True)
 class Settings:
-    home: Path
-    store_url: str
-    region: str
-    account_id: str
-    root_key: bytes | None = field(default=None, repr=False)  # never in reprs
-    root_key_file: Path | None = None
-    cache_ttl: float = 1.0  # seconds a cached key may lag changes by other processes
+    """Immutable configuration.  A plain class, not a dataclass: ``dataclasses``
+    imports ``inspect`` (~9 ms), a cold-start cost for Lambda-style processes."""
+
+    __slots__ = ("home", "store_url", "region", "account_id", "root_key", "root_key_file", "cache_ttl")
+
+    def __init__(self, home: Path, store_url: str, region: str, account_id: str,
+                 root_key: bytes | None = None, root_key_file: Path | None = None,
+                 cache_ttl: float = 1.0):
+        set_ = object.__setattr__
+        set_(self, "home", home)
+        set_(self, "store_url", store_url)
+        set_(self, "region", region)
+        set_(self, "account_id", account_id)
+        set_(self, "root_key", root_key)
+        set_(self, "root_key_file", root_key_file)
+        set_(self, "cache_ttl", cache_ttl)  # seconds a cached key may lag other processes
+
+    def __setattr__(self, name, value):
+        raise AttributeError("Settings are immutable")
+
+    def _key(self) -> tuple:
+        return tuple(getattr(self, n) for n in self.__slots__)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Settings) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:  # never shows the root key
+        url = re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", self.store_url)
+        return (f"Settings(home={str(self.home)!r}, store_url={url!r}, region={self.region!r}, "
+                f"account_id={self.account_id!r}, cache_ttl={self.cache_ttl!r})")
 
     @property
     def embedded_default(self) -> bool:

@@ -25,12 +25,16 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-import hmac
 import os
 import sys
 import threading
 import time
 from typing import Any, Callable, Iterable, Mapping, MutableMapping
+
+
+def _compare_digest(a: bytes, b: bytes) -> bool:
+    import hmac  # lazily: hashlib's import is a cold-start cost
+    return hmac.compare_digest(a, b)
 
 from .errors import (AccessDeniedError, CredentialsError, KeyDeletedError, KeyDisabledError,
                      KeyUnavailableError, KMSRequestError, KMSUnavailableError,
@@ -392,7 +396,7 @@ class EnvSecrets:
         raw = self.environ.get(name)
         injected = self._injected.get(name)
         if (injected is not None and raw is not None
-                and hmac.compare_digest(raw.encode("utf-8"), injected[1].encode("utf-8"))):
+                and _compare_digest(raw.encode("utf-8"), injected[1].encode("utf-8"))):
             return injected[0]  # we replaced the ciphertext with its plaintext
         if not raw:
             raise MissingSecretError(f"environment variable {name} is not set", variable=name)
