@@ -214,8 +214,8 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=4.0, help="load per case (default 4)")
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="kms serve workers")
-    ap.add_argument("--engine-calls", choices=["threads", "inline"], default="threads",
-                    help="kms serve --engine-calls (default threads)")
+    ap.add_argument("--engine-calls", choices=["loop", "threads"], default="loop",
+                    help="kms serve --engine-calls (default loop)")
     ap.add_argument("--store-url", default=None,
                     help="store for kms serve (default: SQLite in a temp dir); must be empty, e.g. a fresh "
                          "PostgreSQL schema: postgresql+psycopg://postgres@127.0.0.1/test?options=-csearch_path%%3Dbench")

@@ -66,9 +66,9 @@ def serve_main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-body", type=int, default=None, help="request size limit in bytes (default 1 MiB)")
     p.add_argument("--graceful-timeout", type=float, default=30.0,
                    help="seconds to let in-flight requests finish on SIGTERM (default 30)")
-    p.add_argument("--engine-calls", choices=["threads", "inline"], default="threads",
-                   help="run engine calls in a thread pool (default: a database read on a cache miss "
-                        "never stalls other requests) or on the event loop (less overhead per request)")
+    p.add_argument("--engine-calls", choices=["loop", "threads"], default="loop",
+                   help="answer from memory on the event loop and send only calls that need the "
+                        "database to a thread pool (default), or run every engine call in the pool")
     p.add_argument("--no-audit", action="store_true",
                    help="do not record requests in the audit log (docs/audit-log.md); on by default")
     p.add_argument("--access-log", action="store_true", help="log every request line")
@@ -96,7 +96,7 @@ def serve_main(argv: list[str] | None = None) -> int:
     from .app import CONFIG_ENV, MAX_BODY_BYTES, ServerConfig
 
     config = ServerConfig(store_url=args.store_url, dev_credentials=args.dev_credentials,
-                          max_body=args.max_body or MAX_BODY_BYTES, inline=args.engine_calls == "inline",
+                          max_body=args.max_body or MAX_BODY_BYTES, engine_calls=args.engine_calls,
                           audit=not args.no_audit)
     # Open the store once here: a wrong root key or an unreachable database is
     # reported once, clearly, and a new store is created before workers race.

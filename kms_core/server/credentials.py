@@ -122,7 +122,7 @@ class AccessKeys:
                    access_keys.c.create_date).order_by(access_keys.c.user_name, access_keys.c.create_date)
         if user_name is not None:
             q = q.where(access_keys.c.user_name == user_name)
-        with self.store.engine.connect() as conn:
+        with self.store.reading() as conn:
             rows = conn.execute(q).all()
         return {
             "AccessKeyMetadata": [
@@ -144,7 +144,9 @@ class AccessKeys:
             raise KMSError("NoSuchEntity", f"The Access Key with id {access_key_id} cannot be found.")
 
     def resolve(self, access_key_id: str) -> Credential | None:
-        with self.store.engine.connect() as conn:
+        # A read-only connection: on SQLite a plain connect() would BEGIN
+        # IMMEDIATE and queue behind the audit log's writes.
+        with self.store.reading() as conn:
             row = conn.execute(select(access_keys).where(access_keys.c.access_key_id == access_key_id)).first()
         if row is None:
             return None
@@ -155,8 +157,13 @@ class AccessKeys:
 class CredentialCache:
     """Resolved access keys (and misses) for ``ttl`` seconds, bounded in size.
 
-    ``peek`` never touches the database, so the server can call it on the
-    event loop and run ``load`` in a thread only on a miss.
+    ``peek``/``lookup`` never touch the database, so the server can call them
+    on the event loop and run ``load`` in a thread only on a miss.  ``lookup``
+    also asks for one early reload once an entry is past half its ``ttl``
+    (refresh-ahead): under steady traffic entries are reloaded in the
+    background before they expire, so requests never wait for the store, and
+    never several at once, while a deleted key still stops working within
+    ``ttl``.
     """
 
     _MISS = object()
@@ -169,21 +176,38 @@ class CredentialCache:
         self.clock = clock
         self._lock = threading.Lock()
         self._entries: OrderedDict[str, tuple[float, object]] = OrderedDict()
+        self._reloading: set[str] = set()
 
     def __repr__(self) -> str:
         return f"CredentialCache(entries={len(self._entries)}, ttl={self.ttl})"
 
     def peek(self, access_key_id: str):
         """``(True, credential-or-None)`` when cached and fresh, else ``(False, None)``."""
+        hit, value, _ = self.lookup(access_key_id, refresh=False)
+        return hit, value
+
+    def lookup(self, access_key_id: str, refresh: bool = True):
+        """``(hit, credential-or-None, reload)`` as ``peek``; ``reload`` is true for one
+        caller once a fresh entry is past half its ttl: that caller should run
+        ``load`` in the background."""
+        now = self.clock()
         with self._lock:
             hit = self._entries.get(access_key_id)
-            if hit is None or hit[0] <= self.clock():
-                return False, None
+            if hit is None or hit[0] <= now:
+                return False, None, False
+            reload = (refresh and hit[0] - now < self.ttl / 2
+                      and access_key_id not in self._reloading)
+            if reload:
+                self._reloading.add(access_key_id)
             value = hit[1]
-        return True, (None if value is self._MISS else value)
+        return True, (None if value is self._MISS else value), reload
 
     def load(self, access_key_id: str) -> Credential | None:
-        cred = self.keys.resolve(access_key_id)
+        try:
+            cred = self.keys.resolve(access_key_id)
+        finally:
+            with self._lock:
+                self._reloading.discard(access_key_id)
         with self._lock:
             self._entries[access_key_id] = (self.clock() + self.ttl, self._MISS if cred is None else cred)
             self._entries.move_to_end(access_key_id)

@@ -139,3 +139,33 @@ def test_kms_command_entry_points(store_env):
     assert json.loads(out.stdout)["AccessKey"]["UserName"] == "erin"
     out = subprocess.run([kms, "serve", "--help"], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "--dev-credentials" in out.stdout
+
+
+def test_credential_cache_reloads_ahead_once(store_env):
+    from kms_core.settings import Settings
+    from kms_core.store import Store
+
+    now = [0.0]
+    store = Store(Settings.from_env())
+    try:
+        keys = AccessKeys(store, "111122223333")
+        made = keys.create("erin")["AccessKey"]
+        akid = made["AccessKeyId"]
+        cache = CredentialCache(keys, ttl=1.0, clock=lambda: now[0])
+        assert cache.lookup(akid) == (False, None, False)
+        cred = cache.load(akid)
+        now[0] = 0.4
+        assert cache.lookup(akid) == (True, cred, False)  # young entry: no reload
+        now[0] = 0.6
+        assert cache.lookup(akid) == (True, cred, True)   # past half its ttl: one caller reloads
+        assert cache.lookup(akid) == (True, cred, False)  # the others do not, meanwhile
+        assert cache.peek(akid) == (True, cred)
+        keys.delete(akid)
+        assert cache.load(akid) is None                   # the reload sees the deletion
+        assert cache.lookup(akid) == (True, None, False)  # and its result is a fresh entry
+        now[0] = 1.2                                      # that entry, too, is reloaded ahead
+        assert cache.lookup(akid) == (True, None, True)
+        now[0] = 1.61
+        assert cache.lookup(akid) == (False, None, False)  # never served past its ttl
+    finally:
+        store.dispose()

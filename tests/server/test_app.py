@@ -135,3 +135,44 @@ def test_fuzzed_requests_never_fail_internally(engine):
         assert set(body) <= {"__type", "message"} or status == 200
 
     run()
+
+
+def test_engine_call_modes_answer_alike(engine):
+    """'loop' answers from memory on the event loop and retries calls that need the
+    database in the pool; 'threads' sends every call to the pool.  Both give the same
+    answers, including for calls that must reach the store (writes, a cold cache)."""
+    key = AccessKeys(engine.store, engine.settings.account_id).create("alice")["AccessKey"]
+    apps = {mode: KMSApp(ServerConfig(audit=False, engine_calls=mode), engine=engine)
+            for mode in ("loop", "threads")}
+    assert apps["loop"]._loop_calls and not apps["threads"]._loop_calls
+    nonblocking = []
+    real = engine.call_nonblocking
+
+    def spy(op, params, ctx):
+        try:
+            out = real(op, params, ctx)
+        except Exception as e:
+            nonblocking.append((op, type(e).__name__))
+            raise
+        nonblocking.append((op, "answered"))
+        return out
+
+    engine.call_nonblocking = spy
+    for mode, app in apps.items():
+        status, made, _ = _request(app, key, "CreateKey", {"Description": mode})
+        assert status == 200
+        key_id = made["KeyMetadata"]["KeyId"]
+        engine.invalidate()  # a cold cache: the next Encrypt must read the store
+        status, enc, _ = _request(app, key, "Encrypt", {"KeyId": key_id, "Plaintext": "aGk="})
+        assert status == 200 and enc["KeyId"].endswith(key_id)
+        status, dec, _ = _request(app, key, "Decrypt", {"CiphertextBlob": enc["CiphertextBlob"]})
+        assert (status, dec["Plaintext"]) == (200, "aGk=")
+        status, err, _ = _request(app, key, "Encrypt", {"KeyId": "alias/none", "Plaintext": "aGk="})
+        assert (status, err["__type"]) == (400, "NotFoundException")
+    loop_calls = nonblocking[:]
+    # 'loop' tried every call on the event loop; the write and the cold read went to the pool.
+    assert ("CreateKey", "WouldBlock") in loop_calls and ("Encrypt", "WouldBlock") in loop_calls
+    assert ("Decrypt", "answered") in loop_calls
+    assert len(loop_calls) == 4  # 'threads' never called call_nonblocking
+    for app in apps.values():
+        app.pool.shutdown()
