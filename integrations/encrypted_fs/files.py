@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import io
-import uuid
-
 import os
+import uuid
 
 from fsspec.spec import AbstractBufferedFile
 
@@ -13,6 +12,10 @@ from .format import TAG_SIZE, TRAILER, ChunkCipher, Header, Layout, make_trailer
 
 
 _MAX_SCRATCH = 4 * 2**20 + 1024  # largest ciphertext buffer kept between reads
+# Plaintext encrypted per target write (at least one chunk).  One write per
+# 512 KiB instead of per 64 KiB chunk measured ~1.3x faster on local files;
+# the writer's memory is this batch plus the one chunk it holds back.
+_BATCH = 2**19
 
 
 class _Source:
@@ -91,10 +94,12 @@ class EncryptedReadFile(AbstractBufferedFile):
         self.header = header
         self.layout = layout
         self._cipher = cipher
-        self._cached_index = -1
-        self._cached_len = 0
-        self._ct_scratch = None  # one chunk each, allocated on first use
-        self._pt_view = None
+        # The two most recently decrypted chunks, most recent first: a small
+        # read that straddles a chunk boundary, and reads that alternate
+        # between neighbours, decrypt nothing twice.  Buffers are allocated
+        # on first use and reused.
+        self._slots: list[list] = [[-1, 0, None], [-1, 0, None]]  # [index, length, view]
+        self._ct_scratch = None  # ciphertext of up to two chunks
         self._bulk = None        # ciphertext of multi-chunk reads, reused
         kwargs.pop("cache_type", None)
         super().__init__(fs, path, mode="rb", cache_type="none", size=layout.plaintext_size,
@@ -125,20 +130,42 @@ class EncryptedReadFile(AbstractBufferedFile):
             ct = memoryview(ct)[:end - start]
         return ct
 
-    def _decrypt_chunk(self, index: int) -> memoryview:
-        """One whole chunk's plaintext (a view of a reused buffer; valid until the next call)."""
-        if index != self._cached_index:
-            self._cached_index = -1
-            if self._pt_view is None:
-                self._ct_scratch = bytearray(self.layout.chunk_size + TAG_SIZE)
-                self._pt_view = memoryview(bytearray(self.layout.chunk_size))
-            ct = self._read_ct(index, index, self._ct_scratch)
-            n = len(ct) - TAG_SIZE
-            self._cipher.decrypt_into(index, index == self.layout.n_chunks - 1, ct,
-                                      self._pt_view[:max(n, 0)])
-            self._cached_len = n
-            self._cached_index = index
-        return self._pt_view[:self._cached_len]
+    def _chunk(self, index: int) -> memoryview:
+        """One whole chunk's plaintext (a view of a reused buffer, valid until
+        two other chunks have been loaded)."""
+        slots = self._slots
+        s0 = slots[0]
+        if s0[0] == index:
+            return s0[2][:s0[1]]
+        s1 = slots[1]
+        if s1[0] != index:
+            self._load(index, index)
+            s1 = slots[0]
+        else:
+            slots[0], slots[1] = s1, s0
+        return s1[2][:s1[1]]
+
+    def _load(self, first: int, last: int) -> None:
+        """Decrypt chunks first..last (one or two, read in one request) into the slots."""
+        lay = self.layout
+        unit = lay.chunk_size + TAG_SIZE
+        if self._ct_scratch is None:
+            self._ct_scratch = bytearray(2 * unit)
+        ct = self._read_ct(first, last, self._ct_scratch)
+        off = 0
+        n_last = lay.n_chunks - 1
+        slots = self._slots
+        for i in range(first, last + 1):
+            slot = slots[1]  # least recently used; invalid until decrypted
+            slot[0] = -1
+            if slot[2] is None:
+                slot[2] = memoryview(bytearray(lay.chunk_size))
+            clen = min(unit, len(ct) - off)
+            n = clen - TAG_SIZE
+            self._cipher.decrypt_into(i, i == n_last, ct[off:off + clen], slot[2][:max(n, 0)])
+            off += clen
+            slot[0], slot[1] = i, n
+            slots[0], slots[1] = slot, slots[0]
 
     def _decrypt_into(self, start: int, end: int, out: memoryview) -> None:
         """Plaintext [start, end) into ``out`` (len end-start)."""
@@ -148,7 +175,7 @@ class EncryptedReadFile(AbstractBufferedFile):
         pos = 0
         # Partial leading chunk (or a range within one chunk): via the chunk cache.
         if start % c or first == last:
-            chunk = self._decrypt_chunk(first)
+            chunk = self._chunk(first)
             piece = chunk[start - first * c:min(end - first * c, len(chunk))]
             out[:len(piece)] = piece
             pos = len(piece)
@@ -172,7 +199,7 @@ class EncryptedReadFile(AbstractBufferedFile):
                 off += clen
                 pos += clen - TAG_SIZE
         if tail_partial:
-            chunk = self._decrypt_chunk(last)
+            chunk = self._chunk(last)
             out[pos:end - start] = chunk[:end - last * c]
 
     def _fetch_range(self, start: int, end: int) -> bytes:
@@ -180,9 +207,14 @@ class EncryptedReadFile(AbstractBufferedFile):
         if start >= end:
             return b""
         c = self.layout.chunk_size
-        if start // c == (end - 1) // c:
-            chunk = self._decrypt_chunk(start // c)
-            return bytes(chunk[start % c:start % c + (end - start)])
+        first, last = start // c, (end - 1) // c
+        if first == last:
+            return bytes(self._chunk(first)[start - first * c:end - first * c])
+        if last == first + 1:  # small reads across a boundary: both chunks, one request
+            if self._slots[0][0] not in (first, last) and self._slots[1][0] not in (first, last):
+                self._load(first, last)
+            head = self._chunk(first)[start - first * c:]
+            return head.tobytes() + self._chunk(last)[:end - last * c]
         buf = bytearray(end - start)
         self._decrypt_into(start, end, memoryview(buf))
         return bytes(buf)
@@ -213,7 +245,7 @@ class EncryptedReadFile(AbstractBufferedFile):
     def close(self) -> None:
         if not self.closed:
             self._src.close()
-            self._cached_index = -1
+            self._slots = [[-1, 0, None], [-1, 0, None]]
         super().close()
 
 
@@ -241,7 +273,12 @@ class EncryptedWriteFile(io.BufferedIOBase):
         self._pending = bytearray(self._c)
         self._plen = 0
         self._index = 0
-        self._out = bytearray(self._c + TAG_SIZE)
+        # Chunks are encrypted into batches of about _BATCH bytes, one target
+        # write each; allocated at the first chunk (a one-chunk file gets an
+        # exact-size buffer).
+        self._batch_size = max(1, _BATCH // self._c) * (self._c + TAG_SIZE)
+        self._out = None
+        self._olen = 0
         self._written = 0
         self._body = 0
         self._done = True  # nothing to discard until the sink exists
@@ -289,10 +326,19 @@ class EncryptedWriteFile(io.BufferedIOBase):
         return self._written
 
     def _emit(self, data, last: bool) -> None:
-        n = self._cipher.encrypt_into(self._index, last, data, memoryview(self._out)[:len(data) + TAG_SIZE])
-        self._sink.write(memoryview(self._out)[:n])
+        """Encrypt one chunk into the batch; a full batch (or the last chunk) goes to the target."""
+        out = self._out
+        o = self._olen
+        if out is None:
+            out = self._out = bytearray(len(data) + TAG_SIZE if last else self._batch_size)
+        n = self._cipher.encrypt_into(self._index, last, data,
+                                      memoryview(out)[o:o + len(data) + TAG_SIZE])
+        self._olen = o = o + n
         self._body += n
         self._index += 1
+        if last or o + self._c + TAG_SIZE > len(out):
+            self._sink.write(memoryview(out)[:o])
+            self._olen = 0
 
     def write(self, data) -> int:
         if self.closed:

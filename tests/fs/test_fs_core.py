@@ -16,6 +16,7 @@ from integrations.encrypted_fs import (
     EncryptionContextMismatchError, LayoutError, NotEncryptedError, PATH_CONTEXT_KEY,
     TrailingDataError, TruncatedFileError)
 from integrations.encrypted_fs import format as F
+from integrations.encrypted_fs import files
 
 
 C = F.DEFAULT_CHUNK_SIZE
@@ -205,8 +206,17 @@ def test_ranged_reads_fetch_only_touched_chunks(ra_files, monkeypatch):
         f.seek(4096 * 7 - 5)
         assert f.read(10) == data[4096 * 7 - 5:4096 * 7 + 5]
         unit = 4096 + 16
-        assert seen == [(1024 + 5 * unit, 1024 + 6 * unit), (1024 + 6 * unit, 1024 + 7 * unit),
-                        (1024 + 7 * unit, 1024 + 8 * unit)]
+        # A read across a chunk boundary fetches both chunks in one request.
+        assert seen == [(1024 + 5 * unit, 1024 + 6 * unit), (1024 + 6 * unit, 1024 + 8 * unit)]
+        # The two most recent chunks are cached: reads within them fetch nothing.
+        seen.clear()
+        for off in (4096 * 7 + 1, 4096 * 6, 4096 * 8 - 100, 4096 * 6 + 4000):
+            f.seek(off)
+            assert f.read(100) == data[off:off + 100]
+        assert seen == []
+        f.seek(4096 * 5)  # evicted by chunks 6 and 7
+        assert f.read(10) == data[4096 * 5:4096 * 5 + 10]
+        assert seen == [(1024 + 5 * unit, 1024 + 6 * unit)]
 
 
 # ------------------------------------------------------------------ sizes and listing
@@ -316,11 +326,17 @@ def test_abandoned_writer_never_becomes_valid(local_efs):
     f.write(os.urandom(2 * C))
     tmp = f._target
     assert os.path.exists(tmp) and not os.path.exists(path)
-    # A writer killed here leaves only a hidden temporary without a final chunk:
-    raw = open(tmp, "rb").read()
-    local_efs.fs.pipe_file(path, raw)
-    with pytest.raises(TruncatedFileError):
-        local_efs.cat_file(path)
+    # A writer killed here leaves only a hidden temporary without a final chunk,
+    # whether nothing but the header reached it yet, or some batches did.
+    raws = [open(tmp, "rb").read()]
+    f.write(os.urandom(3 * files._BATCH))  # full batches reach the target
+    raws.append(open(tmp, "rb").read())
+    assert len(raws[0]) < len(raws[1])
+    # (the first may be empty: the header can still sit in the target's buffer)
+    for raw, error in zip(raws, (EncryptedFileError, TruncatedFileError)):
+        local_efs.fs.pipe_file(path, raw)
+        with pytest.raises(error):
+            local_efs.cat_file(path)
     del f
     assert not os.path.exists(tmp)
 
