@@ -12,6 +12,7 @@ agent, request id, region, account).  Requests refused before the engine
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -64,17 +65,15 @@ class ServerConfig:
 # Request ids need to be unique, not secret: a seeded PRNG avoids an
 # os.urandom syscall per request, which releases the GIL and can leave the
 # event loop waiting behind the engine's or the audit log's threads.
-# Reseeded in a forked child so that two processes never share the sequence.
+# Reseeded in a forked child (at fork, not by comparing os.getpid() per
+# request: that is a system call too) so two processes never share the sequence.
 _ids = random.Random(os.urandom(32))
-_ids_pid = os.getpid()
+os.register_at_fork(after_in_child=lambda: _ids.seed(os.urandom(32)))
+_uuid4 = uuid.UUID
 
 
 def new_request_id() -> str:
-    global _ids_pid
-    if os.getpid() != _ids_pid:
-        _ids.seed(os.urandom(32))
-        _ids_pid = os.getpid()
-    return str(uuid.UUID(int=_ids.getrandbits(128), version=4))
+    return str(_uuid4(int=_ids.getrandbits(128), version=4))
 
 
 class _Rejected(Exception):
@@ -147,6 +146,11 @@ class KMSApp:
                 "(arn:aws:iam::%s:root) without checking its signature. Never use this in production.",
                 self.account_id,
             )
+        # Everything loaded so far (botocore's model, compiled validators…) lives
+        # as long as the process: keep it out of the collector's full passes,
+        # which otherwise walk it all and stall the event loop for tens of ms.
+        gc.collect()
+        gc.freeze()
         self._ready = True
 
     async def _lifespan(self, receive, send) -> None:

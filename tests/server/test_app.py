@@ -176,3 +176,24 @@ def test_engine_call_modes_answer_alike(engine):
     assert len(loop_calls) == 4  # 'threads' never called call_nonblocking
     for app in apps.values():
         app.pool.shutdown()
+
+
+def test_request_ids_differ_after_fork():
+    import os
+    import uuid
+
+    from kms_core.server.app import new_request_id
+
+    new_request_id()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next id must not be the parent's next id
+        os.write(w, new_request_id().encode())
+        os._exit(0)
+    os.close(w)
+    child = os.read(r, 64).decode()
+    os.close(r)
+    os.waitpid(pid, 0)
+    mine = new_request_id()
+    assert uuid.UUID(child).version == 4 and uuid.UUID(mine).version == 4
+    assert child != mine

@@ -214,3 +214,61 @@ def test_boto3_sees_auth_errors_as_client_errors(server, access_key):
     assert e.value.response["Error"]["Code"] == "InvalidSignatureException"
     assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
     assert e.value.response["ResponseMetadata"]["RequestId"]
+
+
+def _read_response(sock, buf: bytes) -> tuple[int, dict, bytes, bytes]:
+    """One HTTP/1.1 response from a raw socket: (status, headers, body, leftover bytes)."""
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(65536)
+        assert chunk, "connection closed before a full response head"
+        buf += chunk
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {k.lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
+    size = int(headers.get("content-length", "0"))
+    while len(rest) < size:
+        chunk = sock.recv(65536)
+        assert chunk, "connection closed before a full response body"
+        rest += chunk
+    return status, headers, rest[:size], rest[size:]
+
+
+def _raw_request(server, key, body: bytes, extra: dict | None = None) -> bytes:
+    headers = sign(server, key, body, extra=extra)
+    headers["Content-Length"] = str(len(body))
+    lines = ["POST / HTTP/1.1", f"Host: 127.0.0.1:{server.port}"]
+    lines += [f"{k}: {v}" for k, v in headers.items() if k.lower() != "host"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def test_raw_keep_alive_pipelining_and_expect_continue(server, access_key):
+    """The response head is written together with the body (one write per response):
+    a 100 Continue still goes out before the body is read, pipelined responses keep
+    their order, and every response is complete."""
+    import socket
+
+    body = b"{}"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        # Expect: 100-continue: the interim response comes before we send the body.
+        s.sendall(_raw_request(server, access_key, body, {"Expect": "100-continue"}))
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            buf += s.recv(4096)
+        assert buf.startswith(b"HTTP/1.1 100 Continue\r\n")
+        buf = buf.partition(b"\r\n\r\n")[2]
+        s.sendall(body)
+        status, headers, got, buf = _read_response(s, buf)
+        assert status == 200 and "Keys" in json.loads(got)
+        first_id = headers["x-amzn-requestid"]
+        # Three pipelined requests on the same connection, the middle one refused.
+        s.sendall(_raw_request(server, access_key, body) + body + b"POST /nope HTTP/1.1\r\nHost: x\r\n"
+                  b"Content-Length: 0\r\n\r\n" + _raw_request(server, access_key, body) + body)
+        answers = []
+        for _ in range(3):
+            status, headers, got, buf = _read_response(s, buf)
+            answers.append((status, json.loads(got), headers["x-amzn-requestid"]))
+    assert [a[0] for a in answers] == [200, 404, 200]
+    assert answers[1][1]["__type"] == "UnknownOperationException"
+    assert "Keys" in answers[0][1] and "Keys" in answers[2][1]
+    assert len({first_id, *(a[2] for a in answers)}) == 4
