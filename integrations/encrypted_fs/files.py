@@ -149,21 +149,35 @@ class EncryptedReadFile(AbstractBufferedFile):
         """Decrypt chunks first..last (one or two, read in one request) into the slots."""
         lay = self.layout
         unit = lay.chunk_size + TAG_SIZE
+        slots = self._slots
         if self._ct_scratch is None:
             self._ct_scratch = bytearray(2 * unit)
-        ct = self._read_ct(first, last, self._ct_scratch)
-        off = 0
+            for slot in slots:
+                slot[2] = memoryview(bytearray(lay.chunk_size))
         n_last = lay.n_chunks - 1
-        slots = self._slots
+        if last < n_last:
+            # Not the final chunk (the common case): whole units, no trailer to check.
+            start = lay.header_size + first * unit
+            want = (last - first + 1) * unit
+            ct = self._src.read(start, start + want, self._ct_scratch)
+            if len(ct) != want:
+                raise TruncatedFileError("object is shorter than when it was opened", self.path)
+        else:
+            ct = self._read_ct(first, last, self._ct_scratch)
+        if not isinstance(ct, memoryview):
+            ct = memoryview(ct)  # slices below must not copy
+        decrypt = self._cipher.decrypt_into
+        off = 0
         for i in range(first, last + 1):
             slot = slots[1]  # least recently used; invalid until decrypted
             slot[0] = -1
-            if slot[2] is None:
-                slot[2] = memoryview(bytearray(lay.chunk_size))
-            clen = min(unit, len(ct) - off)
-            n = clen - TAG_SIZE
-            self._cipher.decrypt_into(i, i == n_last, ct[off:off + clen], slot[2][:max(n, 0)])
-            off += clen
+            if i < n_last:
+                decrypt(i, False, ct[off:off + unit], slot[2])
+                n = lay.chunk_size
+            else:
+                n = len(ct) - off - TAG_SIZE
+                decrypt(i, True, ct[off:], slot[2][:n])
+            off += unit
             slot[0], slot[1] = i, n
             slots[0], slots[1] = slot, slots[0]
 
