@@ -10,8 +10,9 @@ from __future__ import annotations
 import base64
 import binascii
 import decimal
+import itertools
 import json
-import os
+import operator
 import struct
 import time
 import weakref
@@ -25,7 +26,7 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from cryptography.exceptions import InvalidTag
 
-from kms_core.envelope import CachedKey, encode_context
+from kms_core.envelope import encode_context
 
 from . import codec
 from . import format as fmt
@@ -186,10 +187,13 @@ class EncryptedType(_Bound, TypeDecorator):
 
     comparator_factory = Comparator
 
-    # The processors below are closures made once per statement and dialect
-    # (i.e. per engine).  They keep the current data key and its derived
-    # associated data locally, revalidated by connection, age, uses and the
-    # keyring's generation, so a bulk insert costs one AEAD call per value.
+    # The processors below are closures made once per dialect (SQLAlchemy
+    # caches them per type and dialect, i.e. per engine).  Everything a value
+    # needs (statement token, key, associated data, a block of nonces) sits in
+    # one tuple that is replaced whole, never edited: a thread switching
+    # statements can never pair one key's header with another key's cipher or
+    # nonces.  Per value that leaves one AEAD call, one comparison against the
+    # statement token and a next() on a pre-built nonce block.
     def bind_processor(self, dialect):
         impl_proc = self.impl_instance.bind_processor(dialect)
         encrypt = self._encryptor(dialect)
@@ -208,76 +212,121 @@ class EncryptedType(_Bound, TypeDecorator):
         keyring, settings = KEYRING, KEYRING.settings
         current, forced_key = _current_conn, FORCED_KEY
         mode, as_json, encrypt_null = self._mode, self._as_json, self.encrypt_null
-        key_id = self.key_id
+        key_id, row_bound = self.key_id, self.bind_to_row
         randomized = mode == fmt.RANDOMIZED
-        encode, urandom, pack_nonce = codec.encode, os.urandom, _NONCE.pack
-        conn_ref = entry = seal = head = aad = counter = None
-        prefix, max_uses = b"", 0
+        with_nonces = randomized and not row_bound  # row-bound values go through fmt.seal
+        encode, repeat, length_hint = codec.encode, itertools.repeat, operator.length_hint
+        # (statement token, iterator of header+nonce (randomized) or of headers
+        #  (deterministic), seal, associated data, cache entry or
+        #  None (forced key), header, data key, own counter?, block size)
+        state = (_NEVER, iter(()), None, None, None, b"", None, False, 0)
+
+        def fill(token, seal, aad, entry, head, dk, own, size):
+            # Reserve `size` uses of the key at once; their nonces are made in
+            # one go: counter nonces for a key this process generated (NIST SP
+            # 800-38D 8.2.1, unique by construction), else random ones from one
+            # urandom call.  A block outlives neither its statement nor the key.
+            nonlocal state
+            if entry is not None:
+                # at most 1/1024 of a key's uses per block: with small bounds
+                # (tests, strict policies) blocks shrink to exact per-value counting
+                cap = min(_MAX_BLOCK, settings.write_max_uses >> 10)
+                size = max(1, min(size, cap, settings.write_max_uses - entry.uses))
+                entry.uses += size
+            if with_nonces:  # header+nonce only: bytes, no GC-tracked object per value
+                nonces = dk.counter_nonces(size) if own else fmt.random_nonces(size)
+                items = iter(list(map(head.__add__, nonces)))
+            else:
+                items = repeat(head, size)
+            state = st = (token, items, seal, aad, entry, head, dk, own, size)
+            return st
 
         def refresh():
-            nonlocal conn_ref, entry, seal, head, aad, max_uses, prefix, counter
-            ctx = self._ctx()
+            old = state
+            if old[4] is not None:  # give back the unused part of the last block
+                old[4].uses -= length_hint(old[1])
+            ctx, token = self._ctx(), current.get()
             scope = self._scope() if self.deterministic else None
             forced = forced_key.get()
             if forced is not None:  # a rotation tool writing under its target key
-                entry = CachedKey(b"", b"", key_id, extra=forced)
-                max_uses = 1  # looked up again for every value
-            else:  # the cache applies max_age and rollbacks; uses are counted per value
+                entry, dk = None, forced  # looked up again for every value
+            else:  # the cache applies max_age and rollbacks; uses are counted in blocks
                 entry = keyring.write_entry(dialect, key_id, mode, scope)
                 entry.uses -= 1
-                max_uses = settings.write_max_uses
-            dk = entry.extra
-            if randomized and forced is None:
-                # A randomized write key belongs to this process alone (made by
-                # GenerateDataKey here, dropped in forked children): use its
-                # nonce counter.  Keys read from the key table get random nonces.
-                prefix, counter = dk.nonce_prefix, dk.nonce_counter
-            else:
-                prefix, counter = b"", None
+                dk = entry.extra
             head = fmt.header(mode, dk.key_id)
             seal = dk._gcm.encrypt if randomized else dk._siv.encrypt
             aad = head + ctx if randomized else [head, ctx]
-            conn_ref = current.get()
+            # A randomized write key belongs to this process alone (made by
+            # GenerateDataKey here, dropped in forked children): counter nonces.
+            # Keys read from the key table (forced) get random nonces.
+            own = randomized and forced is None
+            return fill(token, seal, aad, entry, head, dk, own, _FIRST_BLOCK)
 
-        row_bound = self.bind_to_row
+        def next_block(st):
+            entry = st[4]
+            if entry is None or entry.uses >= settings.write_max_uses:
+                return refresh()  # forced key, or this key's uses are spent
+            return fill(st[0], st[2], st[3], entry, st[5], st[6], st[7],
+                        min(st[8] * 2, _MAX_BLOCK))
 
-        def process(value):
-            # Keys are revalidated once per execution (a new `current` token):
-            # age, rollbacks and configure() act between statements.
+        def plaintext(value):
+            if type(value) is str and not as_json:
+                return b"\x01" + value.encode("utf-8", "surrogatepass")
+            return encode(value, as_json)
+
+        def process_randomized(value):
+            if type(value) is str and not as_json:  # the common case, inlined
+                plain = b"\x01" + value.encode("utf-8", "surrogatepass")
+            elif value is None and not encrypt_null:
+                return None
+            else:
+                plain = encode(value, as_json)
+            st = state
+            if st[0] is not current.get():  # a new statement: revalidate the key
+                st = refresh()
+            try:
+                hn = next(st[1])
+            except StopIteration:
+                st = next_block(st)
+                hn = next(st[1])
+            return hn + st[2](hn[10:], plain, st[3])
+
+        def process_deterministic(value):
             if value is None and not encrypt_null:
                 return None
-            plain = (b"\x01" + value.encode("utf-8", "surrogatepass")) \
-                if type(value) is str and not as_json else encode(value, as_json)
-            if entry is None or entry.uses >= max_uses or conn_ref is not current.get():
-                refresh()
-            entry.uses += 1
-            if counter is not None:
-                nonce = pack_nonce(prefix, next(counter))
-                return head + nonce + seal(nonce, plain, aad)
-            if randomized:
-                nonce = urandom(12)
-                return head + nonce + seal(nonce, plain, aad)
-            return head + seal(plain, aad)
+            plain = plaintext(value)
+            st = state
+            if st[0] is not current.get():
+                st = refresh()
+            try:
+                head = next(st[1])
+            except StopIteration:
+                st = next_block(st)
+                head = next(st[1])
+            return head + st[2](plain, st[3])
 
         def process_row_bound(value):
             if value is None and not encrypt_null:
                 return None
-            return seal_row(value)
-
-        def seal_row(value):
             if type(value) is not RowValue or not row_bound:
                 raise EncryptedColumnError(
                     f"{self._where()} is bound to its rows: write it through the ORM, or "
                     "wrap each value as bind_row(value, *primary_key)"
                     if row_bound else f"{self._where()} is not bound to rows (bind_to_row=False)")
-            if entry is None or entry.uses >= max_uses or conn_ref is not current.get():
-                refresh()
-            entry.uses += 1
-            dk = entry.extra
-            rctx = self._row_ctx(value.pk)
-            return fmt.seal(dk, mode, encode(value.value, as_json), rctx)
+            st = state
+            if st[0] is not current.get():
+                st = refresh()
+            try:
+                next(st[1])  # counts a use
+            except StopIteration:
+                st = next_block(st)
+                next(st[1])
+            return fmt.seal(st[6], mode, encode(value.value, as_json), self._row_ctx(value.pk))
 
-        return process_row_bound if row_bound else process
+        if row_bound:
+            return process_row_bound
+        return process_randomized if randomized else process_deterministic
 
     def _row_ctx(self, pk) -> bytes:
         self._ctx()
@@ -286,12 +335,16 @@ class EncryptedType(_Bound, TypeDecorator):
 
     def _decryptor(self, dialect):
         keyring, settings = KEYRING, KEYRING.settings
-        decode, monotonic = codec.decode, time.monotonic
+        decode, monotonic, current = codec.decode, time.monotonic, _current_conn
         min_len = {fmt.RANDOMIZED: fmt.HEADER_LEN + fmt.NONCE_LEN + fmt.TAG_LEN,
                    fmt.DETERMINISTIC: fmt.HEADER_LEN + fmt.TAG_LEN}
-        # header (version, mode, data-key id) -> (decrypt, associated data, deadline, min length)
+        # header (version, mode, data-key id) ->
+        #   (header, decrypt, associated data, min length, randomized?, deadline)
         keys: dict = {}
-        generation, token, current = -1, None, _current_conn
+        generation = -1
+        # (statement token, then a `keys` value): the last value's key, so a
+        # column under one data key skips the dict; replaced whole (threads).
+        last = (_NEVER, b"\xff" * (fmt.HEADER_LEN + 1), None, None, 0, True, 0.0)
 
         def lookup(head: bytes):
             mode = head[1] if len(head) > 1 else None
@@ -300,9 +353,11 @@ class EncryptedType(_Bound, TypeDecorator):
                                       "encrypted-column format")
             entry = keyring.read_entry(dialect, head[2:10])
             dk, ctx = entry.extra, self._ctx()
-            hit = ((dk._gcm.decrypt, head + ctx) if mode == fmt.RANDOMIZED
-                   else (dk._siv.decrypt, [head, ctx])) + \
-                (entry.created + settings.read_max_age, min_len[mode])
+            if mode == fmt.RANDOMIZED:
+                hit = (head, dk._gcm.decrypt, head + ctx, min_len[mode], True)
+            else:
+                hit = (head, dk._siv.decrypt, [head, ctx], min_len[mode], False)
+            hit += (entry.created + settings.read_max_age,)
             keys[head] = hit
             return hit
 
@@ -315,56 +370,53 @@ class EncryptedType(_Bound, TypeDecorator):
             return decode(fmt.open_(blob, self._row_ctx(pk),
                                     lambda kid: keyring.read_entry(dialect, kid).extra))
 
-        row_bound = self.bind_to_row
-
         def process_row_bound(value):
             if value is None:
                 return None
             return SealedValue(value if type(value) is bytes else bytes(value), open_row,
                                self._where())
 
-        # the header and decrypt function of the last value: a column is
-        # usually under one data key, so most values skip the dict lookup
-        last_head, last = None, None
-
         def switch(blob: bytes):
-            nonlocal generation, token, last_head, last
-            if token is not current.get():  # a new statement: drop stale keys
-                token = current.get()
+            nonlocal generation, last
+            token = current.get()
+            if token is not last[0]:  # a new statement: drop stale keys
                 if generation != keyring.generation:
                     keys.clear()
                     generation = keyring.generation
                 else:
                     now = monotonic()
-                    for h in [h for h, v in keys.items() if v[2] <= now]:
-                        del keys[h]
-            head = blob[:10]
+                    for h, v in list(keys.items()):
+                        if v[5] <= now:
+                            keys.pop(h, None)
+            head = blob[:fmt.HEADER_LEN]
             hit = keys.get(head)
             if hit is None:
                 hit = lookup(head)
-            last_head, last = head, hit
+            last = st = (token,) + hit
+            return st
 
         def process(value):
             if value is None:
                 return None
-            blob = value if type(value) is bytes else bytes(value)
-            if token is not current.get() or last_head is None or not blob.startswith(last_head):
-                switch(blob)
-            hit = last
-            if len(blob) < hit[3]:
+            if type(value) is not bytes:
+                value = bytes(value)
+            st = last
+            if st[0] is not current.get() or not value.startswith(st[1]):
+                st = switch(value)
+            if len(value) < st[4]:
                 raise fail()
             try:
-                if blob[1] == 0x52:
-                    plain = hit[0](blob[10:22], blob[22:], hit[1])
+                if st[5]:
+                    plain = st[2](value[10:22], value[22:], st[3])
                 else:
-                    plain = hit[0](blob[10:], hit[1])
+                    plain = st[2](value[10:], st[3])
             except InvalidTag:
                 raise fail() from None
             if plain[0] == 1:  # str, the common case
                 return plain[1:].decode("utf-8", "surrogatepass")
             return decode(plain)
 
-        return process_row_bound if row_bound else process
+        return process_row_bound if self.bind_to_row else process
 
     def process_bind_param(self, value, dialect):
         return self._encryptor(dialect)(value)
@@ -393,7 +445,8 @@ class EncryptedType(_Bound, TypeDecorator):
         return f"EncryptedType({', '.join(args)})"
 
 
-_NONCE = struct.Struct(">4sQ")  # fixed field, 64-bit invocation counter
+_NEVER = object()  # a statement token no execution has
+_FIRST_BLOCK, _MAX_BLOCK = 8, 1024  # uses (and nonces) reserved at a time; doubling
 
 
 def _repr_inner(t: TypeEngine) -> str:
