@@ -125,7 +125,7 @@ class EncryptedReadFile(AbstractBufferedFile):
             raise TruncatedFileError("object is shorter than when it was opened", self.path)
         if read_end != end:
             pad = memoryview(ct)[end - start:len(ct) - TRAILER.size]
-            if any(pad):
+            if bytes(pad).count(0) != len(pad):
                 raise LayoutError("trailer padding is not zero", self.path)
             ct = memoryview(ct)[:end - start]
         return ct
@@ -150,10 +150,9 @@ class EncryptedReadFile(AbstractBufferedFile):
         lay = self.layout
         unit = lay.chunk_size + TAG_SIZE
         slots = self._slots
-        if self._ct_scratch is None:
-            self._ct_scratch = bytearray(2 * unit)
-            for slot in slots:
-                slot[2] = memoryview(bytearray(lay.chunk_size))
+        # Buffers grow on demand: a handle opened for one small read allocates one chunk's worth.
+        if self._ct_scratch is None or len(self._ct_scratch) < (last - first + 1) * unit:
+            self._ct_scratch = bytearray((last - first + 1) * unit)
         n_last = lay.n_chunks - 1
         if last < n_last:
             # Not the final chunk (the common case): whole units, no trailer to check.
@@ -171,6 +170,8 @@ class EncryptedReadFile(AbstractBufferedFile):
         for i in range(first, last + 1):
             slot = slots[1]  # least recently used; invalid until decrypted
             slot[0] = -1
+            if slot[2] is None:
+                slot[2] = memoryview(bytearray(lay.chunk_size))
             if i < n_last:
                 decrypt(i, False, ct[off:off + unit], slot[2])
                 n = lay.chunk_size

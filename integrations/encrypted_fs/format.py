@@ -215,7 +215,7 @@ class Header:
             raise HeaderError("header fields are malformed", path) from None
         if pos > header_size or len(wrapped) != wlen or not wlen:
             raise HeaderError("header fields overrun the header", path)
-        if any(buf[pos:header_size]):
+        if bytes(buf[pos:header_size]).count(0) != header_size - pos:  # in C, not per byte
             raise HeaderError("header padding is not zero", path)
         return cls(chunk_log2=chunk_log2, header_size=header_size, salt=salt,
                    commitment=commitment, context=context, context_bytes=context_bytes,
