@@ -16,6 +16,7 @@ _MAX_SCRATCH = 4 * 2**20 + 1024  # largest ciphertext buffer kept between reads
 # 512 KiB instead of per 64 KiB chunk measured ~1.3x faster on local files;
 # the writer's memory is this batch plus the one chunk it holds back.
 _BATCH = 2**19
+_MEMORY_BATCH = 2**16
 
 
 class _Source:
@@ -300,9 +301,10 @@ class EncryptedWriteFile(io.BufferedIOBase):
         self._memory = type(inner).__name__ == "MemoryFileSystem" and hasattr(inner, "_intrans")
         # Chunks are encrypted into batches of about _BATCH bytes, one target
         # write each; allocated at the first chunk (a one-chunk file gets an
-        # exact-size buffer).  memory:// takes one chunk at a time: its write
-        # is a copy, faster from a buffer that is still in the CPU cache.
-        self._batch_size = (1 if self._memory else max(1, _BATCH // self._c)) * (self._c + TAG_SIZE)
+        # exact-size buffer).  memory:// takes 64 KiB at a time: its write is
+        # a copy, faster from a buffer that is still in the CPU cache.
+        batch = _MEMORY_BATCH if self._memory else _BATCH
+        self._batch_size = max(1, batch // self._c) * (self._c + TAG_SIZE)
         if self._memory:
             # memory:// commits a file when it is opened; open it as inside a
             # transaction and commit in close(), so a failed write changes nothing.
