@@ -6,9 +6,12 @@ Prints, in one run on one pinned core:
   1. 64 MiB streamed (1 MiB writes / readinto) through encrypted::memory:// vs plain
      memory:// and vs aws-encryption-sdk (its defaults: committing ECDSA-P384 suite,
      4 KiB frames) encrypting/decrypting the same payload;
-  2. encrypted local files vs plain local files (same operations), and a random
-     4 KiB read from a 256 MiB file (median per read on an open handle);
-  3. KMS calls made while writing 1,000 small files with the data-key cache on.
+  2. encrypted local files vs plain local files (same operations; writes both
+     overwriting and as new files), and a random 4 KiB read from a 256 MiB file
+     (median per read on an open handle) with its floor: one chunk read + AES-GCM;
+  3. KMS calls made while writing 1,000 small files with the data-key cache on;
+  4. whether AESGCM releases the GIL: how long another thread is stalled by one
+     large encrypt_into (vs hashlib, which releases it).
 Figures are best-of-N wall-clock; ratios compare runs made here, now.
 """
 from __future__ import annotations
@@ -274,6 +277,39 @@ def main(argv=None) -> int:
                               skip_instance_cache=True)
     off.pipe({f"{root}/small2/{i}": b"row %d\n" % i for i in range(1000)})
 
+    # ---------------------------------------------------------------- 4. GIL
+    import hashlib
+    import threading
+
+    def stall(fn):
+        """(duration of fn on a worker thread, longest gap the main thread saw)."""
+        res = {}
+
+        def bg():
+            time.sleep(0.01)
+            t0 = time.perf_counter()
+            fn()
+            res["t"] = time.perf_counter() - t0
+        th = threading.Thread(target=bg)
+        th.start()
+        last = time.perf_counter()
+        gap = 0.0
+        while th.is_alive():
+            time.sleep(0.0005)
+            now = time.perf_counter()
+            gap, last = max(gap, now - last), now
+        th.join()
+        return res["t"], max(gap, time.perf_counter() - last)
+    # One call long enough (128 MiB) that a released GIL would let the main
+    # thread run many times, even on this one pinned core.
+    gil_in = bytes(128 * MiB)
+    gil_ct = bytearray(len(gil_in) + 16)
+    g_aes = min((stall(lambda: aead.encrypt_into(b"\0" * 12, gil_in, None, gil_ct))
+                 for _ in range(2)), key=lambda x: x[1])
+    g_sha = min((stall(lambda: hashlib.sha256(gil_in).digest()) for _ in range(2)),
+                key=lambda x: x[1])
+    del gil_in, gil_ct
+
     # ---------------------------------------------------------------- report
     print(f"fs_throughput: {args.size_mib} MiB payload, best of {args.repeat}, one core, "
           f"Python {sys.version.split()[0]}")
@@ -296,6 +332,10 @@ def main(argv=None) -> int:
           "touches two)")
     print(f"random 4 KiB cat_file (open+read+close):   plain {c_plain * 1e6:6.1f} us, "
           f"encrypted {c_enc * 1e6:6.1f} us = {c_enc / c_plain:4.2f}x")
+    verdict = lambda t, gap: "holds the GIL" if gap > 0.5 * t else "releases the GIL"
+    print(f"GIL: AESGCM.encrypt_into of 128 MiB took {g_aes[0] * 1e3:.0f} ms, stalled another thread "
+          f"{g_aes[1] * 1e3:.0f} ms: {verdict(*g_aes)}; hashlib.sha256 {g_sha[0] * 1e3:.0f} ms, "
+          f"stall {g_sha[1] * 1e3:.1f} ms: {verdict(*g_sha)}")
     print(f"KMS calls for 1,000 small files:        {calls_cached} with the cache, "
           f"{nocache.calls} without   (goal <= 10)")
     import shutil
