@@ -336,27 +336,25 @@ class EncryptedType(_Bound, TypeDecorator):
     def _decryptor(self, dialect):
         keyring, settings = KEYRING, KEYRING.settings
         decode, monotonic, current = codec.decode, time.monotonic, _current_conn
-        min_len = {fmt.RANDOMIZED: fmt.HEADER_LEN + fmt.NONCE_LEN + fmt.TAG_LEN,
-                   fmt.DETERMINISTIC: fmt.HEADER_LEN + fmt.TAG_LEN}
         # header (version, mode, data-key id) ->
-        #   (header, decrypt, associated data, min length, randomized?, deadline)
+        #   (header, decrypt, associated data, randomized?, deadline)
         keys: dict = {}
         generation = -1
         # (statement token, then a `keys` value): the last value's key, so a
         # column under one data key skips the dict; replaced whole (threads).
-        last = (_NEVER, b"\xff" * (fmt.HEADER_LEN + 1), None, None, 0, True, 0.0)
+        last = (_NEVER, b"\xff" * (fmt.HEADER_LEN + 1), None, None, True, 0.0)
 
         def lookup(head: bytes):
             mode = head[1] if len(head) > 1 else None
-            if head[:1] != b"\x01" or mode not in min_len or len(head) < fmt.HEADER_LEN:
+            if head[:1] != b"\x01" or mode not in fmt.OVERHEAD or len(head) < fmt.HEADER_LEN:
                 raise DecryptionError(f"a value in {self._where()} is not in a known "
                                       "encrypted-column format")
             entry = keyring.read_entry(dialect, head[2:10])
             dk, ctx = entry.extra, self._ctx()
             if mode == fmt.RANDOMIZED:
-                hit = (head, dk._gcm.decrypt, head + ctx, min_len[mode], True)
+                hit = (head, dk._gcm.decrypt, head + ctx, True)
             else:
-                hit = (head, dk._siv.decrypt, [head, ctx], min_len[mode], False)
+                hit = (head, dk._siv.decrypt, [head, ctx], False)
             hit += (entry.created + settings.read_max_age,)
             keys[head] = hit
             return hit
@@ -386,7 +384,7 @@ class EncryptedType(_Bound, TypeDecorator):
                 else:
                     now = monotonic()
                     for h, v in list(keys.items()):
-                        if v[5] <= now:
+                        if v[4] <= now:
                             keys.pop(h, None)
             head = blob[:fmt.HEADER_LEN]
             hit = keys.get(head)
@@ -403,14 +401,12 @@ class EncryptedType(_Bound, TypeDecorator):
             st = last
             if st[0] is not current.get() or not value.startswith(st[1]):
                 st = switch(value)
-            if len(value) < st[4]:
-                raise fail()
-            try:
-                if st[5]:
+            try:  # a truncated value fails here too (short nonce or no tag)
+                if st[4]:
                     plain = st[2](value[10:22], value[22:], st[3])
                 else:
                     plain = st[2](value[10:], st[3])
-            except InvalidTag:
+            except (InvalidTag, ValueError):
                 raise fail() from None
             if plain[0] == 1:  # str, the common case
                 return plain[1:].decode("utf-8", "surrogatepass")

@@ -198,3 +198,30 @@ def test_encrypted_json_known_answer(monkeypatch):
     stored["name"] = "Eve"
     with pytest.raises(DecryptionError):
         typ.process_result_value(stored, None)
+
+
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_column_reader_rejects_every_truncation_and_extension(sqlite_url, counting_kms, unique,
+                                                              deterministic):
+    # The types' fast read path relies on the AEAD itself to reject short values.
+    import sqlalchemy as sa
+    from integrations.encrypted_columns import EncryptedType
+    md = sa.MetaData()
+    t = sa.Table(unique("trunc"), md, sa.Column("id", sa.Integer, primary_key=True),
+                 sa.Column("v", EncryptedType(sa.String(20), deterministic=deterministic)))
+    engine = sa.create_engine(sqlite_url)
+    md.create_all(engine)
+    try:
+        with engine.begin() as conn:
+            conn.execute(t.insert(), [{"id": 1, "v": "hello"}])
+        with engine.connect() as conn:
+            blob = bytes(conn.execute(sa.select(sa.type_coerce(t.c.v, sa.LargeBinary))).scalar())
+            read = t.c.v.type.result_processor(engine.dialect, None)
+            assert read(blob) == "hello"
+            for bad in [blob[:n] for n in range(len(blob))] + [blob + b"\0"]:
+                with pytest.raises(DecryptionError):
+                    read(bad)
+            assert read(blob) == "hello"  # the reader still works after failures
+    finally:
+        md.drop_all(engine)
+        engine.dispose()
