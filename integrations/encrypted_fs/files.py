@@ -5,9 +5,11 @@ import io
 import os
 import uuid
 
+from cryptography.exceptions import InvalidTag
 from fsspec.spec import AbstractBufferedFile
 
 from .errors import LayoutError, TruncatedFileError
+from .format import NONCE as _NONCE
 from .format import TAG_SIZE, TRAILER, ChunkCipher, Header, Layout, make_trailer
 
 
@@ -166,7 +168,8 @@ class EncryptedReadFile(AbstractBufferedFile):
             ct = self._read_ct(first, last, self._ct_scratch)
         if not isinstance(ct, memoryview):
             ct = memoryview(ct)  # slices below must not copy
-        decrypt = self._cipher.decrypt_into
+        cipher = self._cipher
+        aead = cipher.aead
         off = 0
         for i in range(first, last + 1):
             slot = slots[1]  # least recently used; invalid until decrypted
@@ -174,11 +177,15 @@ class EncryptedReadFile(AbstractBufferedFile):
             if slot[2] is None:
                 slot[2] = memoryview(bytearray(lay.chunk_size))
             if i < n_last:
-                decrypt(i, False, ct[off:off + unit], slot[2])
+                # Inline ChunkCipher.decrypt_into (the per-read cost matters for small chunks).
+                try:
+                    aead.decrypt_into(_NONCE.pack(i, 0), ct[off:off + unit], None, slot[2])
+                except InvalidTag:
+                    raise cipher.failure(i, False, ct[off:off + unit]) from None
                 n = lay.chunk_size
             else:
                 n = len(ct) - off - TAG_SIZE
-                decrypt(i, True, ct[off:], slot[2][:n])
+                cipher.decrypt_into(i, True, ct[off:], slot[2][:n])
             off += unit
             slot[0], slot[1] = i, n
             slots[0], slots[1] = slot, slots[0]
@@ -227,10 +234,16 @@ class EncryptedReadFile(AbstractBufferedFile):
         if first == last:
             return bytes(self._chunk(first)[start - first * c:end - first * c])
         if last == first + 1:  # small reads across a boundary: both chunks, one request
-            if self._slots[0][0] not in (first, last) and self._slots[1][0] not in (first, last):
-                self._load(first, last)
-            head = self._chunk(first)[start - first * c:]
-            return head.tobytes() + self._chunk(last)[:end - last * c]
+            s0, s1 = self._slots
+            if s0[0] == last and s1[0] == first:
+                pass
+            elif s0[0] not in (first, last) and s1[0] not in (first, last):
+                self._load(first, last)  # leaves last in slot 0, first in slot 1
+                s0, s1 = self._slots
+            else:
+                head = self._chunk(first)[start - first * c:].tobytes()
+                return head + self._chunk(last)[:end - last * c]
+            return s1[2][start - first * c:s1[1]].tobytes() + s0[2][:end - last * c]
         buf = bytearray(end - start)
         self._decrypt_into(start, end, memoryview(buf))
         return bytes(buf)

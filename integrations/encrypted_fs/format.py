@@ -377,10 +377,22 @@ class Layout:
         return self.header_size + self.body_size + self.trailer_size
 
 
+NONCE = struct.Struct(">QI")  # chunk index, last-chunk flag
+
+
 class ChunkCipher:
     """Encrypts/decrypts chunks of one file with its content key."""
 
     __slots__ = ("_aead", "chunk_size", "path")
+
+    @property
+    def aead(self) -> AESGCM:
+        """The AESGCM instance, for hot loops that build nonces with NONCE themselves."""
+        return self._aead
+
+    def failure(self, index: int, last: bool, ct) -> Exception:
+        """The typed error for a chunk that failed authentication (see _classify)."""
+        return self._classify(index, last, ct)
 
     def __init__(self, content_key: bytes, chunk_size: int, path: str | None = None):
         self._aead = AESGCM(content_key)
@@ -392,23 +404,23 @@ class ChunkCipher:
 
     def encrypt_into(self, index: int, last: bool, data, out) -> int:
         """Encrypt ``data`` (≤ chunk size) into ``out``; returns bytes written."""
-        self._aead.encrypt_into(struct.pack(">QI", index, last), data, None, out)
+        self._aead.encrypt_into(NONCE.pack(index, last), data, None, out)
         return len(data) + TAG_SIZE
 
     def encrypt(self, index: int, last: bool, data) -> bytes:
-        return self._aead.encrypt(struct.pack(">QI", index, last), data, None)
+        return self._aead.encrypt(NONCE.pack(index, last), data, None)
 
     def decrypt_into(self, index: int, last: bool, ct, out) -> int:
         """Decrypt chunk ``index`` (``last`` = expected final) into ``out``."""
         try:
-            self._aead.decrypt_into(struct.pack(">QI", index, last), ct, None, out)
+            self._aead.decrypt_into(NONCE.pack(index, last), ct, None, out)
         except InvalidTag:
             raise self._classify(index, last, ct) from None
         return len(ct) - TAG_SIZE
 
     def decrypt(self, index: int, last: bool, ct) -> bytes:
         try:
-            return self._aead.decrypt(struct.pack(">QI", index, last), ct, None)
+            return self._aead.decrypt(NONCE.pack(index, last), ct, None)
         except InvalidTag:
             raise self._classify(index, last, ct) from None
 
@@ -416,7 +428,7 @@ class ChunkCipher:
         """Name the failure: a chunk valid with the other last-flag means the
         object was cut short (or extended) rather than corrupted."""
         try:
-            self._aead.decrypt(struct.pack(">QI", index, not last), ct, None)
+            self._aead.decrypt(NONCE.pack(index, not last), ct, None)
         except InvalidTag:
             return ChunkAuthenticationError(f"chunk {index} failed authentication", self.path)
         if last:
