@@ -7,7 +7,7 @@ dir) and `moto_server` on loopback, then replays one pre-signed request per
 case (Encrypt 64 B, Decrypt, GenerateDataKey AES_256) with wrk (Debian package
 `wrk`; a multi-process Python load generator with raw http.client is used
 when wrk is missing).  SigV4 signatures stay valid for 5 minutes, so every
-replayed request is fully verified by the server.  Prints requests/s and p99
+replayed request is fully verified by the server.  Prints requests/s, p50 and p99
 latency for both and the throughput ratio.  Targets (issue 3): ratio >= 10x,
 p99 <= 10 ms at 16 connections.  Any non-200 answer fails the run.
 """
@@ -112,11 +112,13 @@ def run_wrk(url: str, headers: dict, body: bytes, seconds: float, connections: i
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
     m = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
     p99 = float(m.group(1)) * _UNITS[m.group(2)]
+    m = re.search(r"^\s+50%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+    p50 = float(m.group(1)) * _UNITS[m.group(2)]
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
     failures = (int(bad.group(1)) if bad else 0) + (sum(map(int, errors.groups())) if errors else 0)
     total = int(re.search(r"(\d+) requests in", text).group(1))
-    return {"rps": rps, "p99_ms": p99, "failures": failures, "requests": total}
+    return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "failures": failures, "requests": total}
 
 
 def _py_worker(args):
@@ -159,6 +161,7 @@ def run_python(url: str, headers: dict, body: bytes, seconds: float, connections
         elapsed = time.monotonic() - t0
     lat = sorted(x for p in parts for x in p[0])
     return {"rps": len(lat) / elapsed, "p99_ms": lat[int(len(lat) * 0.99) - 1] * 1e3 if lat else float("nan"),
+            "p50_ms": lat[len(lat) // 2] * 1e3 if lat else float("nan"),
             "failures": sum(p[1] for p in parts), "requests": len(lat)}
 
 
@@ -259,14 +262,14 @@ def main() -> int:
           f"{' --no-audit' if args.no_audit else ''}; store {'SQLite' if not args.store_url else args.store_url.split(':')[0]}"
           f"; {os.cpu_count()} CPUs; loopback")
     print(f"load average before the run: {load_before}")
-    print(f"{'case':<17}{'kms req/s':>11}{'p99':>9}{'CPU/req':>10}{'moto req/s':>12}{'p99':>9}{'CPU/req':>10}"
-          f"{'req/s ratio':>13}{'CPU ratio':>11}")
+    print(f"{'case':<17}{'kms req/s':>11}{'p50':>9}{'p99':>9}{'CPU/req':>10}{'moto req/s':>12}{'p50':>9}{'p99':>9}"
+          f"{'CPU/req':>10}{'req/s ratio':>13}{'CPU ratio':>11}")
     failed = False
     for case in ("Encrypt 64 B", "Decrypt", "GenerateDataKey"):
         k, m = results[("kms serve", case)], results[("moto_server", case)]
         failed |= bool(k["failures"] or m["failures"])
-        print(f"{case:<17}{k['rps']:>11.0f}{k['p99_ms']:>7.1f}ms{k['cpu_us']:>8.0f}us"
-              f"{m['rps']:>12.0f}{m['p99_ms']:>7.1f}ms{m['cpu_us']:>8.0f}us"
+        print(f"{case:<17}{k['rps']:>11.0f}{k['p50_ms']:>7.1f}ms{k['p99_ms']:>7.1f}ms{k['cpu_us']:>8.0f}us"
+              f"{m['rps']:>12.0f}{m['p50_ms']:>7.1f}ms{m['p99_ms']:>7.1f}ms{m['cpu_us']:>8.0f}us"
               f"{k['rps'] / m['rps']:>12.1f}x{m['cpu_us'] / k['cpu_us']:>10.1f}x")
     if failed:
         print("FAILED: some requests were not answered with 200:",
