@@ -41,7 +41,7 @@ class _Coalescing:
             data = held + data
         self.transport.write(data)
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
         if self._held is not None:
             self.holding = False
             self.write(b"")
@@ -50,11 +50,11 @@ class _Coalescing:
         self.write(b"".join(parts))
 
     def close(self) -> None:
-        self._flush()
+        self.flush()
         self.transport.close()
 
     def write_eof(self) -> None:
-        self._flush()
+        self.flush()
         self.transport.write_eof()
 
     def __getattr__(self, name):  # everything else is the real transport's
@@ -83,6 +83,7 @@ class HttpProtocol(HttpToolsProtocol):
                     co.holding = False
             else:
                 await plain(message)
+                co.flush()  # uvicorn writes no body for HEAD: the head must still go out
 
         cycle.send = send
 

@@ -272,3 +272,21 @@ def test_raw_keep_alive_pipelining_and_expect_continue(server, access_key):
     assert answers[1][1]["__type"] == "UnknownOperationException"
     assert "Keys" in answers[0][1] and "Keys" in answers[2][1]
     assert len({first_id, *(a[2] for a in answers)}) == 4
+
+
+def test_raw_head_then_get_on_one_connection(server):
+    """A HEAD response has a head and no body: it must still be written at once."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(b"HEAD /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            chunk = s.recv(4096)
+            assert chunk, "connection closed before the HEAD response"
+            buf += chunk
+        head, _, buf = buf.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 ") and buf == b""
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, _, body, _ = _read_response(s, buf)
+    assert status == 200 and json.loads(body) == {"status": "ok"}
