@@ -328,7 +328,7 @@ class KMSApp:
         # so by default ("loop") requests run on the event loop and only those
         # that need the database go to the thread pool.  Measured against
         # "threads" (every call handed to the pool), interleaved runs on the
-        # shared 2-core machine: 10-25% less server CPU per request and more
+        # shared 2-core machine: 4-33% (median 14%) less server CPU per request, more
         # requests/s, p99 no worse, because the hand-off (a futures round trip
         # and GIL switches between the loop and a pool thread) cost more than
         # an engine call answered from memory (docs/server.md, "Engine calls").
