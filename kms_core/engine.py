@@ -34,7 +34,7 @@ from .envelope import encode_context
 from .errors import KMSError, StoreError, invalid_ciphertext, invalid_state, not_found, validation
 from .settings import Settings
 from .policy import IAM_ONLY, NOT_POLICY_CONTROLLED, access_denied, parse_policy, _principal_match
-from .store import (Store, WouldBlock, aliases as T_ALIASES, grants as T_GRANTS, import_parameters as T_IMPORT,
+from .store import (Store, WouldBlock, _check_io, aliases as T_ALIASES, grants as T_GRANTS, import_parameters as T_IMPORT,
                     key_materials as T_MAT, keys as T_KEYS, tags as T_TAGS)
 
 from .validation import validate as _validate
@@ -199,12 +199,21 @@ class Engine:
 
     # ------------------------------------------------------------------ caching
     def _maybe_refresh(self) -> None:
-        now = time.monotonic()
-        if now - self._gen_checked < self.settings.cache_ttl:
+        if time.monotonic() - self._gen_checked < self.settings.cache_ttl:
             return
+        self._refresh()
+
+    def refresh_if_due(self, ahead: float = 0.5) -> None:
+        """Run the cross-process change check once ``ahead`` × cache_ttl has
+        passed, so that a caller's background thread can keep requests from
+        ever paying for it (the server does this)."""
+        if time.monotonic() - self._gen_checked >= self.settings.cache_ttl * ahead:
+            self._refresh()
+
+    def _refresh(self) -> None:
+        _check_io()  # under call_nonblocking: never wait for the lock on an event loop
         with self._lock:
-            if now - self._gen_checked < self.settings.cache_ttl:
-                return
+            now = time.monotonic()
             try:
                 gen = self.store.generation()
             except WouldBlock:
@@ -216,7 +225,7 @@ class Engine:
                 self._aliases.clear()
                 self._grants.clear()
                 self._gen = gen
-            self._gen_checked = time.monotonic()
+            self._gen_checked = now
 
     def invalidate(self, key_id: str | None = None) -> None:
         """Forget cached state (all of it, or one key's)."""
@@ -280,6 +289,7 @@ class Engine:
     def _get(self, key_id: str, ctx: RequestContext, *, settle: bool = True) -> KeyRecord | None:
         rec = self._keys.get(key_id)
         if rec is None or rec.account_id != self._account(ctx) or rec.region != self._region(ctx):
+            _check_io()
             with self._lock:
                 rec = self._load(key_id, self._account(ctx), self._region(ctx))
                 if rec is None:

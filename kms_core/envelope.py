@@ -74,6 +74,7 @@ class DataKeyCache:
         self.max_entries = max_entries
         self._lock = threading.Lock()
         self._entries: OrderedDict[Hashable, CachedKey] = OrderedDict()
+        self._pending: dict[Hashable, threading.Event] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -85,17 +86,32 @@ class DataKeyCache:
 
     def get_or_create(self, cache_key: Hashable, factory: Callable[[], CachedKey],
                       nbytes: int = 0) -> CachedKey:
-        """Return a usable entry, counting one use of ``nbytes``."""
-        with self._lock:
-            entry = self._entries.get(cache_key)
-            if entry is not None and self._fresh(entry, nbytes):
-                self._entries.move_to_end(cache_key)
-                entry.uses += 1
-                entry.bytes += nbytes
-                return entry
-            if entry is not None:
-                del self._entries[cache_key]
-        new = factory()  # outside the lock: may call KMS
+        """Return a usable entry, counting one use of ``nbytes``.
+
+        Only one caller runs ``factory`` (a KMS call) for a given key at a time;
+        concurrent callers wait for its result instead of each making a key.
+        """
+        while True:
+            with self._lock:
+                entry = self._entries.get(cache_key)
+                if entry is not None and self._fresh(entry, nbytes):
+                    self._entries.move_to_end(cache_key)
+                    entry.uses += 1
+                    entry.bytes += nbytes
+                    return entry
+                if entry is not None:
+                    del self._entries[cache_key]
+                pending = self._pending.get(cache_key)
+                if pending is None:
+                    pending = self._pending[cache_key] = threading.Event()
+                    break
+            pending.wait()  # another thread is making this key; then look again
+        try:
+            new = factory()  # outside the lock: may call KMS
+        finally:
+            with self._lock:
+                del self._pending[cache_key]
+            pending.set()
         with self._lock:
             new.uses += 1
             new.bytes += nbytes

@@ -154,6 +154,23 @@ class KMSApp:
         gc.freeze()
         self._ready = True
 
+    async def _refresh_loop(self) -> None:
+        """Run the engine's cross-node change check off the request path, so no
+        request waits for it (docs/server.md, "Several nodes")."""
+        refresh = getattr(self.engine, "refresh_if_due", None)
+        if refresh is None:
+            return
+        period = max(0.05, self.engine.settings.cache_ttl * 0.4)
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await loop.run_in_executor(self.pool, refresh, 0.5)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # a database hiccup: requests will retry it themselves
+                log.warning("background refresh failed: %s", type(e).__name__)
+
     async def _lifespan(self, receive, send) -> None:
         while True:
             msg = await receive()
@@ -165,8 +182,12 @@ class KMSApp:
                     log.error("cannot start: %s", e)
                     await send({"type": "lifespan.startup.failed", "message": str(e)})
                     return
+                self._refresher = asyncio.get_running_loop().create_task(self._refresh_loop())
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":
+                refresher = getattr(self, "_refresher", None)
+                if refresher is not None:
+                    refresher.cancel()
                 if self.pool is not None:
                     self.pool.shutdown(wait=True)
                 if self.audit_log is not None:  # commit every event recorded so far
