@@ -7,8 +7,10 @@ database so that parallel runs and other engineers' runs don't collide.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import uuid
+from typing import Iterator
 
 import pytest
 
@@ -89,12 +91,12 @@ def _fail(what: str, err: Exception):
     pytest.fail(f"{what} is required for this test and is not reachable: {err}", pytrace=False)
 
 
-@pytest.fixture
-def pg_url():
-    """A SQLAlchemy URL to a fresh PostgreSQL schema, dropped afterwards."""
+@contextlib.contextmanager
+def fresh_pg_schema(prefix: str = "t_") -> Iterator[str]:
+    """A SQLAlchemy URL to a new PostgreSQL schema, dropped on exit."""
     import sqlalchemy as sa
 
-    schema = "t_" + uuid.uuid4().hex[:16]
+    schema = prefix + uuid.uuid4().hex[:16]
     try:
         admin = sa.create_engine(PG_BASE, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
@@ -102,26 +104,55 @@ def pg_url():
     except Exception as e:  # noqa: BLE001 - any failure means no server
         _fail("PostgreSQL at " + PG_BASE, e)
     sep = "&" if "?" in PG_BASE else "?"
-    yield f"{PG_BASE}{sep}options=-csearch_path%3D{schema}"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-    admin.dispose()
+    try:
+        yield f"{PG_BASE}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
 
 
-@pytest.fixture
-def mysql_url():
-    """A SQLAlchemy URL to a fresh MariaDB database, dropped afterwards."""
+@contextlib.contextmanager
+def fresh_mysql_database(prefix: str = "t_") -> Iterator[str]:
+    """A SQLAlchemy URL to a new MariaDB database, dropped on exit."""
     import sqlalchemy as sa
 
-    name = "t_" + uuid.uuid4().hex[:16]
+    name = prefix + uuid.uuid4().hex[:16]
     try:
         admin = sa.create_engine(MYSQL_BASE)
         with admin.connect() as conn:
             conn.exec_driver_sql(f"CREATE DATABASE `{name}`")
     except Exception as e:  # noqa: BLE001
         _fail("MariaDB at " + MYSQL_BASE, e)
-    base = MYSQL_BASE.rsplit("/", 1)[0]
-    yield f"{base}/{name}"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"DROP DATABASE `{name}`")
-    admin.dispose()
+    try:
+        yield f"{MYSQL_BASE.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE `{name}`")
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def new_pg_url():
+    """``with new_pg_url("prefix_") as url:`` — for fixtures of any scope."""
+    return fresh_pg_schema
+
+
+@pytest.fixture(scope="session")
+def new_mysql_url():
+    """``with new_mysql_url("prefix_") as url:`` — for fixtures of any scope."""
+    return fresh_mysql_database
+
+
+@pytest.fixture
+def pg_url():
+    """A SQLAlchemy URL to a fresh PostgreSQL schema, dropped afterwards."""
+    with fresh_pg_schema() as url:
+        yield url
+
+
+@pytest.fixture
+def mysql_url():
+    """A SQLAlchemy URL to a fresh MariaDB database, dropped afterwards."""
+    with fresh_mysql_database() as url:
+        yield url

@@ -143,9 +143,6 @@ class Helpers:
         assert kms.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"] == state
 
 
-PG_BASE = os.environ.get("KMS_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-
-
 class SharedStore:
     """One real engine on a temporary store, shared by a module's tests.
 
@@ -165,28 +162,13 @@ class SharedStore:
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def shared_store(request, tmp_path_factory):
-    import sqlalchemy as sa
-
+def shared_store(request, tmp_path_factory, new_pg_url):
     home = tmp_path_factory.mktemp("shared-kms")
-    schema = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{home / 'kms.db'}"
-    else:
-        # A private schema, like the top-level pg_url fixture but per module.
-        schema = "t_core_" + uuid.uuid4().hex[:12]
-        try:
-            admin = sa.create_engine(PG_BASE, isolation_level="AUTOCOMMIT")
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-        except Exception as e:  # noqa: BLE001 - a missing server fails, never skips
-            pytest.fail(f"PostgreSQL at {PG_BASE} is required and not reachable: {e}", pytrace=False)
-        sep = "&" if "?" in PG_BASE else "?"
-        url = f"{PG_BASE}{sep}options=-csearch_path%3D{schema}"
-    store = SharedStore(home, url)
-    yield store
-    store.engine.close()
-    if schema is not None:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
+    with contextlib.ExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite:///{home / 'kms.db'}"
+        else:  # a private schema, like the top-level pg_url fixture but per module
+            url = stack.enter_context(new_pg_url("t_core_"))
+        store = SharedStore(home, url)
+        yield store
+        store.engine.close()

@@ -73,41 +73,17 @@ def sqlite_url(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def pg_module_url():
-    """One fresh PostgreSQL schema per test module (tables are uniquely named);
-    a missing server fails, never skips."""
-    import os
-    base = os.environ.get("KMS_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-    schema = "tdb_" + uuid.uuid4().hex[:16]
-    try:
-        admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    except Exception as e:  # noqa: BLE001 - any failure means no server
-        pytest.fail(f"PostgreSQL at {base} is required and not reachable: {e}", pytrace=False)
-    sep = "&" if "?" in base else "?"
-    yield f"{base}{sep}options=-csearch_path%3D{schema}"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-    admin.dispose()
+def pg_module_url(new_pg_url):
+    """One fresh PostgreSQL schema per test module (tables are uniquely named)."""
+    with new_pg_url("tdb_") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
-def mysql_module_url():
-    """One fresh MariaDB database per test module; a missing server fails."""
-    import os
-    base = os.environ.get("KMS_TEST_MYSQL", "mysql+pymysql://root@127.0.0.1:3306/test")
-    name = "tdb_" + uuid.uuid4().hex[:16]
-    try:
-        admin = sa.create_engine(base)
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"CREATE DATABASE `{name}`")
-    except Exception as e:  # noqa: BLE001
-        pytest.fail(f"MariaDB at {base} is required and not reachable: {e}", pytrace=False)
-    yield f"{base.rsplit('/', 1)[0]}/{name}"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"DROP DATABASE `{name}`")
-    admin.dispose()
+def mysql_module_url(new_mysql_url):
+    """One fresh MariaDB database per test module."""
+    with new_mysql_url("tdb_") as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
