@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import struct
-import uuid
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -60,7 +59,11 @@ def seal(aead: AESGCM, key_id: str | bytes, material_version: int, plaintext: by
     """Encrypt under one key-material version.  ``key_id`` is the UUID string
     or its 16 bytes; ``context_aad`` is ``encode_context(EncryptionContext)``;
     ``nonce`` only for test vectors."""
-    kid = key_id if isinstance(key_id, bytes) else uuid.UUID(key_id).bytes
+    if isinstance(key_id, bytes):
+        kid = key_id
+    else:
+        import uuid  # only for string ids; the engine passes bytes (keeps uuid off cold starts)
+        kid = uuid.UUID(key_id).bytes
     header = _HDR.pack(VERSION, kid, material_version)
     nonce = nonce if nonce is not None else os.urandom(NONCE_LEN)
     return header + nonce + aead.encrypt(nonce, plaintext, header + context_aad)

@@ -65,6 +65,9 @@ _ALIAS_RE = re.compile(r"^[a-zA-Z0-9:/_-]+$")
 _CREATES_MANAGED = {"Encrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext",
                     "GenerateDataKeyPair", "GenerateDataKeyPairWithoutPlaintext", "DescribeKey",
                     "ReEncrypt"}
+# ReEncrypt is authorised as two permissions, each about its own context.
+_CONTEXT_PARAM = {"ReEncryptFrom": "SourceEncryptionContext",
+                  "ReEncryptTo": "DestinationEncryptionContext"}
 # Admin operations an AWS-managed key's policy does not allow.
 _MANAGED_DENIED = {"DisableKey", "EnableKey", "ScheduleKeyDeletion", "CancelKeyDeletion",
                    "UpdateKeyDescription", "TagResource", "UntagResource", "EnableKeyRotation",
@@ -478,10 +481,7 @@ class Engine:
 
     def _deny_if_managed(self, rec: KeyRecord, operation: str, ctx: RequestContext) -> None:
         if rec.key_manager == "AWS" and operation in _MANAGED_DENIED:
-            raise KMSError("AccessDeniedException",
-                           f"User: {self._principal(ctx)} is not authorized to perform: "
-                           f"kms:{operation} on resource: {rec.arn} because no resource-based "
-                           f"policy allows the kms:{operation} action")
+            raise access_denied(self._principal(ctx), "kms:" + operation, rec.arn, explicit=False)
 
     def _authorize(self, operation: str, rec: KeyRecord | None, ctx: RequestContext,
                    params: dict) -> None:
@@ -535,9 +535,7 @@ class Engine:
             "kms:KeySpec": rec.key_spec, "kms:KeyUsage": rec.key_usage, "kms:KeyOrigin": rec.origin,
             "kms:GrantIsForAWSResource": "true" if ctx.via_service else "false",
         }
-        ec_name = {"ReEncryptFrom": "SourceEncryptionContext",
-                   "ReEncryptTo": "DestinationEncryptionContext"}.get(operation, "EncryptionContext")
-        ec = params.get(ec_name)
+        ec = params.get(_CONTEXT_PARAM.get(operation, "EncryptionContext"))
         if operation == "CreateGrant":
             cons = params.get("Constraints") or {}
             ec = cons.get("EncryptionContextEquals") or cons.get("EncryptionContextSubset")
@@ -569,9 +567,7 @@ class Engine:
         return grants
 
     def _grant_allows(self, operation: str, rec: KeyRecord, ctx: RequestContext, params: dict) -> bool:
-        ec_name = {"ReEncryptFrom": "SourceEncryptionContext",
-                   "ReEncryptTo": "DestinationEncryptionContext"}.get(operation, "EncryptionContext")
-        ec = params.get(ec_name) or {}
+        ec = params.get(_CONTEXT_PARAM.get(operation, "EncryptionContext")) or {}
         account = self._account(ctx)
         for g in self._key_grants(rec.key_id):
             if operation not in g["Operations"]:
@@ -857,11 +853,8 @@ class Engine:
     def _alias_target_key(self, ref: str, ctx: RequestContext, operation: str, p: dict) -> KeyRecord:
         rec = self._resolve(ref, ctx, operation, alias_ok=False)
         self._authorize(operation, rec, ctx, p)
-        if rec.key_manager == "AWS":
-            raise KMSError("AccessDeniedException",
-                           f"User: {self._principal(ctx)} is not authorized to perform: kms:{operation} "
-                           f"on resource: {rec.arn} because no resource-based policy allows the "
-                           f"kms:{operation} action")
+        if rec.key_manager == "AWS":  # an AWS-managed key can be no alias's target
+            raise access_denied(self._principal(ctx), "kms:" + operation, rec.arn, explicit=False)
         self._check_not_pending_deletion(rec)
         return rec
 

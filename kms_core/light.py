@@ -112,23 +112,25 @@ class LightDecryptor:
             return None
         blob = params.get("CiphertextBlob")
         ec = params.get("EncryptionContext")
-        if not isinstance(blob, (bytes, bytearray)) or not 50 <= len(blob) <= 6144 or blob[0] != 1:
+        if not isinstance(blob, (bytes, bytearray)):
             return None
         if ec is not None and (not isinstance(ec, dict) or not all(
                 isinstance(k, str) and isinstance(v, str) for k, v in ec.items())):
             return None
+        from . import blob as blobfmt  # the format's own parser (cryptography only)
+        from .errors import KMSError
         blob = bytes(blob)
-        h = blob[1:17].hex()  # the UUID's text form, without importing uuid (a cold-start cost)
-        key_id = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-        version = int.from_bytes(blob[17:21], "big")
-        found = self._material(key_id, version, time.time())
+        try:
+            header = blobfmt.parse_header(blob)
+        except KMSError:
+            return None
+        found = self._material(header.key_id, header.material_version, time.time())
         if found is None:
             return None
         aead, arn, material_id = found
-        from .envelope import encode_context
         try:
-            plaintext = aead.decrypt(blob[21:33], blob[33:], blob[:21] + encode_context(ec))
-        except Exception:
+            plaintext = blobfmt.open_(aead, header, blob, blobfmt.encode_context(ec))
+        except KMSError:
             return None  # the engine answers InvalidCiphertextException
         return {"KeyId": arn, "Plaintext": plaintext, "EncryptionAlgorithm": "SYMMETRIC_DEFAULT",
                 "KeyMaterialId": material_id}

@@ -564,13 +564,18 @@ def validate(operation: str, params: dict) -> None:
     if fast is None:
         fast = _fast(operation)[0]
     if fast(params):
-        rule = _RULES.get(operation)
-        if rule is not None:
-            msg = rule(params)
-            if msg:
-                raise KMSError("ValidationException", msg)
+        _check_rule(operation, params)
         return
     _validate_slow(operation, params)
+
+
+def _check_rule(operation: str, params: dict) -> None:
+    """The operation's cross-member rule (e.g. exactly one of KeySpec/NumberOfBytes)."""
+    rule = _RULES.get(operation)
+    if rule is not None:
+        msg = rule(params)
+        if msg:
+            raise KMSError("ValidationException", msg)
 
 
 def _validate_slow(operation: str, params: dict) -> None:
@@ -580,11 +585,7 @@ def _validate_slow(operation: str, params: dict) -> None:
     msgs = _validator(operation).messages(params)
     if msgs:
         _raise(msgs)
-    rule = _RULES.get(operation)
-    if rule is not None:  # the fast path is conservative (e.g. bytearray blobs)
-        msg = rule(params)
-        if msg:
-            raise KMSError("ValidationException", msg)
+    _check_rule(operation, params)  # the fast path is conservative (e.g. bytearray blobs)
 
 
 def check_params(operation: str, params: dict) -> None:
@@ -598,11 +599,7 @@ def check_params(operation: str, params: dict) -> None:
     if fast is None:
         fast = _fast(operation)[1]
     if fast(params):
-        rule = _RULES.get(operation)
-        if rule is not None:
-            msg = rule(params)
-            if msg:
-                raise KMSError("ValidationException", msg)
+        _check_rule(operation, params)
         return
     _client_slow(operation, params)
     _validate_slow(operation, params)
