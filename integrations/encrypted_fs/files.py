@@ -14,6 +14,7 @@ from .format import TAG_SIZE, TRAILER, ChunkCipher, Header, Layout, make_trailer
 
 
 _MAX_SCRATCH = 4 * 2**20 + 1024  # largest ciphertext buffer kept between reads
+_LOCAL_PIECE = 2**18             # bulk reads of local files: plaintext per pread
 # Plaintext encrypted per target write (at least one chunk).  One write per
 # 512 KiB instead of per 64 KiB chunk measured ~1.3x faster on local files;
 # the writer's memory is this batch plus the one chunk it holds back.
@@ -28,6 +29,7 @@ class _Source:
         self.f = f
         self.size = size
         self._prefix = prefix  # bytes already read at open (header, small files whole)
+        self._plen = len(prefix)
         # BytesIO-backed files (memory://) can be sliced without a copy; local
         # files are read with pread (one syscall, no seek, into our buffer).
         self._view = f.getbuffer() if hasattr(f, "getbuffer") else None
@@ -37,23 +39,27 @@ class _Source:
                 self._fd = f.fileno()
             except (OSError, AttributeError, ValueError):
                 self._fd = None
+        # Largest request of a bulk read: local ciphertext is copied in pieces
+        # that stay in the CPU cache until decrypted (measured ~10% faster than
+        # 4 MiB pieces); remote sources get one request per read (0: no limit).
+        self.piece = _LOCAL_PIECE if self._fd is not None else 0
 
     def read(self, start: int, end: int, scratch: bytearray | None = None):
         """Bytes [start, end); into ``scratch`` (reused, returned as a view) when given."""
-        if self._view is not None:
-            return self._view[start:end]
-        if end <= len(self._prefix):
-            return memoryview(self._prefix)[start:end]
-        if self._fd is not None:
+        if self._fd is not None and end > self._plen:  # local files: the hot path
             n = end - start
-            view = memoryview(scratch if scratch is not None else bytearray(n))[:n]
-            got = 0
-            while got < n:
+            view = memoryview(scratch)[:n] if scratch is not None else memoryview(bytearray(n))
+            got = os.preadv(self._fd, [view], start)
+            while got < n:  # short reads only at the end of the file, or on signals
                 k = os.preadv(self._fd, [view[got:]], start + got)
                 if not k:
                     break
                 got += k
-            return view[:got]
+            return view[:got] if got < n else view
+        if self._view is not None:
+            return self._view[start:end]
+        if end <= self._plen:
+            return memoryview(self._prefix)[start:end]
         self.f.seek(start)
         if scratch is not None and hasattr(self.f, "readinto"):
             view = memoryview(scratch)[:end - start]
@@ -97,13 +103,20 @@ class EncryptedReadFile(AbstractBufferedFile):
         self.header = header
         self.layout = layout
         self._cipher = cipher
-        # The two most recently decrypted chunks, most recent first: a small
-        # read that straddles a chunk boundary, and reads that alternate
-        # between neighbours, decrypt nothing twice.  Buffers are allocated
-        # on first use and reused.
-        self._slots: list[list] = [[-1, 0, None], [-1, 0, None]]  # [index, length, view]
-        self._ct_scratch = None  # ciphertext of up to two chunks
-        self._bulk = None        # ciphertext of multi-chunk reads, reused
+        self._aead = cipher.aead
+        self._c = layout.chunk_size
+        self._unit = layout.chunk_size + TAG_SIZE
+        self._n_last = layout.n_chunks - 1
+        # The two most recently decrypted chunks live in the two halves of one
+        # buffer (allocated on first use): a small read that straddles a chunk
+        # boundary, and reads that alternate between neighbours, decrypt
+        # nothing twice.  A two-chunk load puts them in order, so a read
+        # across their boundary is one slice.
+        self._pt = None           # memoryview of two chunks of plaintext
+        self._ct = None           # ciphertext of up to two chunks
+        self._held = [-1, -1]     # chunk index in each half (-1: none)
+        self._lru = 0             # the half the next one-chunk load replaces
+        self._bulk = None         # ciphertext of multi-chunk reads, reused
         kwargs.pop("cache_type", None)
         super().__init__(fs, path, mode="rb", cache_type="none", size=layout.plaintext_size,
                          block_size=layout.chunk_size, **kwargs)
@@ -113,151 +126,164 @@ class EncryptedReadFile(AbstractBufferedFile):
         return f"<EncryptedReadFile {self.path!r} size={self.size}>"
 
     # -- chunk access -------------------------------------------------------
-    def _chunk_ct_range(self, first: int, last: int) -> tuple[int, int]:
+    def _read_ct(self, first: int, last: int, scratch: bytearray | None = None) -> memoryview:
+        """Ciphertext of chunks first..last in one request (checks the trailer
+        padding when the final chunk is included)."""
         lay = self.layout
+        start = lay.chunk_offset(first)
         end = min(lay.header_size + lay.body_size, lay.chunk_offset(last + 1))
-        return lay.chunk_offset(first), end
-
-    def _read_ct(self, first: int, last: int, scratch: bytearray | None = None):
-        start, end = self._chunk_ct_range(first, last)
-        lay = self.layout
-        final = last == lay.n_chunks - 1
-        read_end = lay.ciphertext_size if final and lay.trailer_size else end
-        ct = self._src.read(start, read_end, scratch if read_end - start <= len(scratch or b"") else None)
+        read_end = lay.ciphertext_size if last == self._n_last and lay.trailer_size else end
+        if scratch is not None and len(scratch) < read_end - start:
+            scratch = None
+        ct = self._src.read(start, read_end, scratch)
         if len(ct) != read_end - start:
             raise TruncatedFileError("object is shorter than when it was opened", self.path)
+        ct = memoryview(ct)  # slices below must not copy
         if read_end != end:
-            pad = memoryview(ct)[end - start:len(ct) - TRAILER.size]
+            pad = ct[end - start:len(ct) - TRAILER.size]
             if bytes(pad).count(0) != len(pad):
                 raise LayoutError("trailer padding is not zero", self.path)
-            ct = memoryview(ct)[:end - start]
+            ct = ct[:end - start]
         return ct
 
-    def _chunk(self, index: int) -> memoryview:
-        """One whole chunk's plaintext (a view of a reused buffer, valid until
-        two other chunks have been loaded)."""
-        slots = self._slots
-        s0 = slots[0]
-        if s0[0] == index:
-            return s0[2][:s0[1]]
-        s1 = slots[1]
-        if s1[0] != index:
-            self._load(index, index)
-            s1 = slots[0]
-        else:
-            slots[0], slots[1] = s1, s0
-        return s1[2][:s1[1]]
+    def _decrypt_chunks(self, first: int, ct: memoryview, out: memoryview) -> int:
+        """Decrypt the consecutive chunks in ``ct`` (from ``first``) into ``out``;
+        returns the plaintext length."""
+        aead, unit, n_last = self._aead, self._unit, self._n_last
+        off = pos = 0
+        i = first
+        while off < len(ct):
+            piece = ct[off:off + unit]
+            n = len(piece) - TAG_SIZE
+            if i < n_last:
+                # Inline ChunkCipher.decrypt_into: the per-chunk cost matters for small chunks.
+                try:
+                    aead.decrypt_into(_NONCE.pack(i, 0), piece, None, out[pos:pos + n])
+                except InvalidTag:
+                    raise self._cipher.failure(i, False, piece) from None
+            else:
+                self._cipher.decrypt_into(i, True, piece, out[pos:pos + n])
+            off += unit
+            pos += n
+            i += 1
+        return pos
 
-    def _load(self, first: int, last: int) -> None:
-        """Decrypt chunks first..last (one or two, read in one request) into the slots."""
-        lay = self.layout
-        unit = lay.chunk_size + TAG_SIZE
-        slots = self._slots
-        # Buffers grow on demand: a handle opened for one small read allocates one chunk's worth.
-        if self._ct_scratch is None or len(self._ct_scratch) < (last - first + 1) * unit:
-            self._ct_scratch = bytearray((last - first + 1) * unit)
-        n_last = lay.n_chunks - 1
-        if last < n_last:
-            # Not the final chunk (the common case): whole units, no trailer to check.
-            start = lay.header_size + first * unit
-            want = (last - first + 1) * unit
-            ct = self._src.read(start, start + want, self._ct_scratch)
+    def _load(self, first: int, count: int, half: int) -> None:
+        """Decrypt ``count`` (1 or 2) chunks from ``first``, read in one request,
+        into the halves from ``half``."""
+        pt = self._pt
+        if pt is None:
+            pt = self._pt = memoryview(bytearray(2 * self._c))
+            self._ct = bytearray(2 * self._unit)
+        held = self._held
+        held[half] = held[half + count - 1] = -1  # invalid until decrypted
+        c, unit = self._c, self._unit
+        o = half * c
+        if first + count <= self._n_last:
+            # Not the final chunk (the common case, kept lean: it is most of the
+            # cost of a small random read): whole units, no trailer to check.
+            start = self.layout.header_size + first * unit
+            want = count * unit
+            ct = self._src.read(start, start + want, self._ct)
             if len(ct) != want:
                 raise TruncatedFileError("object is shorter than when it was opened", self.path)
+            try:
+                self._aead.decrypt_into(_NONCE.pack(first, 0), ct[:unit], None, pt[o:o + c])
+                if count == 2:
+                    self._aead.decrypt_into(_NONCE.pack(first + 1, 0), ct[unit:], None,
+                                            pt[o + c:o + 2 * c])
+            except InvalidTag:
+                # Again, chunk by chunk, to raise the typed error naming the failing chunk.
+                self._decrypt_chunks(first, memoryview(ct), pt[o:o + count * c])
         else:
-            ct = self._read_ct(first, last, self._ct_scratch)
-        if not isinstance(ct, memoryview):
-            ct = memoryview(ct)  # slices below must not copy
-        cipher = self._cipher
-        aead = cipher.aead
-        off = 0
-        for i in range(first, last + 1):
-            slot = slots[1]  # least recently used; invalid until decrypted
-            slot[0] = -1
-            if slot[2] is None:
-                slot[2] = memoryview(bytearray(lay.chunk_size))
-            if i < n_last:
-                # Inline ChunkCipher.decrypt_into (the per-read cost matters for small chunks).
-                try:
-                    aead.decrypt_into(_NONCE.pack(i, 0), ct[off:off + unit], None, slot[2])
-                except InvalidTag:
-                    raise cipher.failure(i, False, ct[off:off + unit]) from None
-                n = lay.chunk_size
-            else:
-                n = len(ct) - off - TAG_SIZE
-                cipher.decrypt_into(i, True, ct[off:], slot[2][:n])
-            off += unit
-            slot[0], slot[1] = i, n
-            slots[0], slots[1] = slot, slots[0]
+            self._decrypt_chunks(first, self._read_ct(first, first + count - 1, self._ct),
+                                 pt[o:o + count * c])
+        held[half] = first
+        held[half + count - 1] = first + count - 1
+
+    def _half(self, index: int) -> int:
+        """The half holding chunk ``index`` (decrypted into the least recently used one if needed)."""
+        held = self._held
+        if held[0] == index:
+            h = 0
+        elif held[1] == index:
+            h = 1
+        else:
+            h = self._lru
+            self._load(index, 1, h)
+        self._lru = 1 - h
+        return h
+
+    def _pair(self, first: int, start: int, end: int) -> bytes:
+        """Plaintext [start, end) across the boundary of chunks first and first+1."""
+        c = self._c
+        held = self._held
+        if first not in held and first + 1 not in held:
+            self._load(first, 2, 0)
+            self._lru = 0  # first is the less recently used
+        else:
+            a, b = self._half(first), self._half(first + 1)
+            if (a, b) != (0, 1):
+                pt = self._pt
+                return (pt[a * c + start - first * c:(a + 1) * c].tobytes()
+                        + pt[b * c:b * c + end - (first + 1) * c])
+        return self._pt[start - first * c:end - first * c].tobytes()
 
     def _decrypt_into(self, start: int, end: int, out: memoryview) -> None:
         """Plaintext [start, end) into ``out`` (len end-start)."""
-        c = self.layout.chunk_size
+        c = self._c
         first, last = start // c, (end - 1) // c
-        n_last = self.layout.n_chunks - 1
         pos = 0
         # Partial leading chunk (or a range within one chunk): via the chunk cache.
         if start % c or first == last:
-            chunk = self._chunk(first)
-            piece = chunk[start - first * c:min(end - first * c, len(chunk))]
-            out[:len(piece)] = piece
-            pos = len(piece)
+            h = self._half(first)
+            pos = min(end, (first + 1) * c) - start
+            at = h * c + start - first * c
+            out[:pos] = self._pt[at:at + pos]
             first += 1
         if first > last:
             return
-        tail_partial = end % c and end < self.layout.plaintext_size
+        tail_partial = end % c and end < self.size
         full_last = last - 1 if tail_partial else last
-        if first <= full_last:
-            want = (full_last - first + 1) * (c + TAG_SIZE)
+        # Whole chunks straight into ``out``, their ciphertext read in requests
+        # of at most the source's piece size.
+        per = max(1, self._src.piece // c) if self._src.piece else full_last - first + 1
+        i = first
+        while i <= full_last:
+            j = min(full_last, i + per - 1)
+            want = (j - i + 1) * self._unit
             if want <= _MAX_SCRATCH and (self._bulk is None or len(self._bulk) < want):
                 self._bulk = bytearray(want)
-            ct = memoryview(self._read_ct(first, full_last,
-                                          self._bulk if want <= _MAX_SCRATCH else None))
-            unit = c + TAG_SIZE
-            off = 0
-            for i in range(first, full_last + 1):
-                clen = min(unit, len(ct) - off)
-                self._cipher.decrypt_into(i, i == n_last, ct[off:off + clen],
-                                          out[pos:pos + clen - TAG_SIZE])
-                off += clen
-                pos += clen - TAG_SIZE
+            ct = self._read_ct(i, j, self._bulk if want <= _MAX_SCRATCH else None)
+            pos += self._decrypt_chunks(i, ct, out[pos:])
+            i = j + 1
         if tail_partial:
-            chunk = self._chunk(last)
-            out[pos:end - start] = chunk[:end - last * c]
-
-    def _fetch_range(self, start: int, end: int) -> bytes:
-        end = min(end, self.size)
-        if start >= end:
-            return b""
-        c = self.layout.chunk_size
-        first, last = start // c, (end - 1) // c
-        if first == last:
-            return bytes(self._chunk(first)[start - first * c:end - first * c])
-        if last == first + 1:  # small reads across a boundary: both chunks, one request
-            s0, s1 = self._slots
-            if s0[0] == last and s1[0] == first:
-                pass
-            elif s0[0] not in (first, last) and s1[0] not in (first, last):
-                self._load(first, last)  # leaves last in slot 0, first in slot 1
-                s0, s1 = self._slots
-            else:
-                head = self._chunk(first)[start - first * c:].tobytes()
-                return head + self._chunk(last)[:end - last * c]
-            return s1[2][start - first * c:s1[1]].tobytes() + s0[2][:end - last * c]
-        buf = bytearray(end - start)
-        self._decrypt_into(start, end, memoryview(buf))
-        return bytes(buf)
+            h = self._half(last)
+            out[pos:end - start] = self._pt[h * c:h * c + end - last * c]
 
     def read(self, length: int = -1) -> bytes:
         """Like AbstractBufferedFile.read, without the cache layer (chunks are cached here)."""
         if self.closed:
             raise ValueError("I/O operation on closed file.")
-        remaining = self.size - self.loc
-        length = remaining if length is None or length < 0 else min(length, remaining)
-        if length <= 0:
+        start = self.loc
+        end = self.size
+        if length is not None and 0 <= length < end - start:
+            end = start + length
+        if start >= end:
             return b""
-        out = self._fetch_range(self.loc, self.loc + length)
-        self.loc += len(out)
+        c = self._c
+        first = start // c
+        last = (end - 1) // c
+        if first == last:  # the common small read: one slice of a cached chunk
+            at = (self._half(first) - first) * c
+            out = self._pt[at + start:at + end].tobytes()
+        elif last == first + 1:
+            out = self._pair(first, start, end)
+        else:
+            buf = bytearray(end - start)
+            self._decrypt_into(start, end, memoryview(buf))
+            out = bytes(buf)
+        self.loc = end
         return out
 
     def readinto(self, b) -> int:
@@ -274,7 +300,8 @@ class EncryptedReadFile(AbstractBufferedFile):
     def close(self) -> None:
         if not self.closed:
             self._src.close()
-            self._slots = [[-1, 0, None], [-1, 0, None]]
+            self._pt = self._ct = self._bulk = None
+            self._held = [-1, -1]
         super().close()
 
 
@@ -297,6 +324,7 @@ class EncryptedWriteFile(io.BufferedIOBase):
         self.mode = mode
         self._header = header
         self._cipher = cipher
+        self._aead = cipher.aead
         self._on_close = on_close
         self._c = header.chunk_size
         self._pending = bytearray(self._c)
@@ -356,20 +384,40 @@ class EncryptedWriteFile(io.BufferedIOBase):
     def tell(self) -> int:
         return self._written
 
-    def _emit(self, data, last: bool) -> None:
-        """Encrypt one chunk into the batch; a full batch (or the last chunk) goes to the target."""
+    def _seal(self, src: memoryview, count: int) -> None:
+        """Encrypt ``count`` whole, non-final chunks from ``src`` into the batch
+        buffer, straight from the caller's memory; each full batch goes to the target."""
         out = self._out
-        o = self._olen
         if out is None:
-            out = self._out = bytearray(len(data) + TAG_SIZE if last else self._batch_size)
-        n = self._cipher.encrypt_into(self._index, last, data,
-                                      memoryview(out)[o:o + len(data) + TAG_SIZE])
-        self._olen = o = o + n
-        self._body += n
+            out = self._out = memoryview(bytearray(self._batch_size))
+        aead, pack = self._aead, _NONCE.pack
+        c = self._c
+        u = c + TAG_SIZE
+        cap = len(out) - u
+        o, i, p = self._olen, self._index, 0
+        for i in range(i, i + count):
+            aead.encrypt_into(pack(i, 0), src[p:p + c], None, out[o:o + u])
+            p += c
+            o += u
+            if o > cap:
+                self._sink.write(out[:o])
+                o = 0
+        self._olen = o
+        self._index += count
+        self._body += count * u
+
+    def _seal_last(self) -> None:
+        """Encrypt the pending bytes as the final chunk and write out the batch."""
+        n = self._plen
+        if self._out is None:  # a one-chunk file: an exact-size buffer
+            self._out = memoryview(bytearray(n + TAG_SIZE))
+        o = self._olen
+        self._cipher.encrypt_into(self._index, True, memoryview(self._pending)[:n],
+                                  self._out[o:o + n + TAG_SIZE])
         self._index += 1
-        if last or o + self._c + TAG_SIZE > len(out):
-            self._sink.write(memoryview(out)[:o])
-            self._olen = 0
+        self._body += n + TAG_SIZE
+        self._sink.write(self._out[:o + n + TAG_SIZE])
+        self._olen = 0
 
     def write(self, data) -> int:
         if self.closed:
@@ -384,12 +432,13 @@ class EncryptedWriteFile(io.BufferedIOBase):
             self._plen += take
             pos = take
             if self._plen == c and pos < n:
-                self._emit(self._pending, False)
+                self._seal(memoryview(self._pending), 1)
                 self._plen = 0
         # The last full chunk is held back: only close() knows which chunk is final.
-        while n - pos > c:
-            self._emit(mv[pos:pos + c], False)
-            pos += c
+        whole = (n - pos - 1) // c
+        if whole > 0:
+            self._seal(mv[pos:pos + whole * c], whole)
+            pos += whole * c
         if pos < n:
             self._pending[:n - pos] = mv[pos:]
             self._plen = n - pos
@@ -414,7 +463,7 @@ class EncryptedWriteFile(io.BufferedIOBase):
     def _finish(self) -> None:
         self._done = True
         try:
-            self._emit(memoryview(self._pending)[:self._plen], True)
+            self._seal_last()
             if not self._header.is_default_layout:
                 self._sink.write(make_trailer(self._header.chunk_log2, self._header.header_size,
                                               self._body))
