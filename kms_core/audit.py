@@ -642,7 +642,10 @@ class AuditLog:
         self._pending.extend(items)
         if marker is not None:
             self._pending.append(marker)
-        self._wake.set()
+        # Like __call__: wake early only for a full batch, so the batches of
+        # several workers share one commit (a commit costs as much as ~100 rows).
+        if len(self._pending) >= self._batch_size:
+            self._wake.set()
 
     def _wait_for_room(self) -> None:
         self._wake.set()
