@@ -3,20 +3,21 @@
 Follows the SigV4 specification and botocore's ``SigV4Auth`` choices exactly
 (which headers are signed, whitespace trimming, path and query
 canonicalisation), so that a server that checks botocore's signatures accepts
-ours; tests compare the two on generated inputs.  Uses the standard library's
-HMAC-SHA256 and SHA-256, as botocore does: importing cryptography here would
-cost the cold start ~12 ms for the same primitive.
+ours; tests compare the two on generated inputs.  The canonical request, string
+to sign and signing key come from ``kms_core.sigv4``, which the server's
+verifier uses too (standard library only: importing cryptography here would
+cost the cold start ~12 ms for the same primitive).
 """
 from __future__ import annotations
 
 import hashlib
-import hmac
 import time
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
+
+from kms_core import sigv4 as shared
 
 __all__ = ["Credentials", "sign", "canonical_request"]
 
-ALGORITHM = "AWS4-HMAC-SHA256"
 # Headers botocore never signs (botocore.auth.SIGNED_HEADERS_BLACKLIST).
 UNSIGNED_HEADERS = frozenset({
     "connection", "expect", "keep-alive", "proxy-authenticate", "proxy-authorization",
@@ -49,25 +50,6 @@ def _host(url_parts) -> str:
     return host
 
 
-def _normalize_path(path: str) -> str:
-    # RFC 3986 remove_dot_segments, as botocore.utils.normalize_url_path.
-    if not path:
-        return "/"
-    out: list[str] = []
-    for part in path.split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if out:
-                out.pop()
-        else:
-            out.append(part)
-    result = "/" + "/".join(out)
-    if path.endswith("/") and result != "/":
-        result += "/"
-    return quote(result, safe="/~")
-
-
 def _canonical_query(query: str) -> str:
     if not query:
         return ""
@@ -76,10 +58,6 @@ def _canonical_query(query: str) -> str:
         key, _, value = pair.partition("=")
         pairs.append((key, value))
     return "&".join(f"{k}={v}" for k, v in sorted(pairs))
-
-
-def _trim(value: str) -> str:
-    return " ".join(value.split())
 
 
 def canonical_request(method: str, url: str, headers: dict[str, str], body: bytes,
@@ -93,18 +71,10 @@ def canonical_request(method: str, url: str, headers: dict[str, str], body: byte
             signed.setdefault(lname, []).append(value)
     if "host" not in signed:
         signed["host"] = [_host(parts)]
-    names = sorted(signed)
-    canonical_headers = "".join(
-        f"{n}:{','.join(_trim(v) for v in signed[n])}\n" for n in names)
-    signed_headers = ";".join(names)
     payload_hash = headers.get("X-Amz-Content-SHA256") or hashlib.sha256(body).hexdigest()
-    creq = "\n".join([method.upper(), _normalize_path(parts.path), _canonical_query(parts.query),
-                      canonical_headers, signed_headers, payload_hash])
-    return creq, signed_headers
-
-
-def _hmac(key: bytes, msg: str) -> bytes:
-    return hmac.new(key, msg.encode("utf-8"), hashlib.sha256).digest()
+    return shared.canonical_request(
+        method, shared.canonical_path(parts.path), _canonical_query(parts.query),
+        [(n, ",".join(shared.trim(v) for v in signed[n])) for n in sorted(signed)], payload_hash)
 
 
 def sign(method: str, url: str, headers: dict[str, str], body: bytes, *,
@@ -122,13 +92,8 @@ def sign(method: str, url: str, headers: dict[str, str], body: bytes, *,
         out["X-Amz-Security-Token"] = credentials.token
     creq, signed_headers = canonical_request(method, url, out, body)
     scope = f"{day}/{region}/{service}/aws4_request"
-    string_to_sign = "\n".join([ALGORITHM, stamp, scope,
-                                hashlib.sha256(creq.encode("utf-8")).hexdigest()])
-    key = _hmac(("AWS4" + credentials.secret_key).encode("utf-8"), day)
-    key = _hmac(key, region)
-    key = _hmac(key, service)
-    key = _hmac(key, "aws4_request")
-    signature = hmac.new(key, string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
-    out["Authorization"] = (f"{ALGORITHM} Credential={credentials.access_key}/{scope}, "
+    key = shared.derive_signing_key(credentials.secret_key, day, region, service)
+    signature = shared.hex_signature(key, shared.string_to_sign(stamp, scope, creq))
+    out["Authorization"] = (f"{shared.ALGORITHM} Credential={credentials.access_key}/{scope}, "
                             f"SignedHeaders={signed_headers}, Signature={signature}")
     return out

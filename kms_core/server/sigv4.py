@@ -29,8 +29,11 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import quote, unquote
 
 from kms_core.errors import KMSError
+from kms_core.sigv4 import (ALGORITHM, canonical_path, canonical_request, derive_signing_key,
+                            hex_signature, string_to_sign, trim)
 
-ALGORITHM = "AWS4-HMAC-SHA256"
+__all__ = ["ALGORITHM", "SignedRequest", "SigningKeys", "derive_signing_key", "parse_request",
+           "parse_authorization", "canonical_uri", "canonical_query"]
 SKEW_SECONDS = 300
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
@@ -125,19 +128,7 @@ def parse_authorization(value: str) -> tuple[str, str, str]:
 
 def canonical_uri(raw_path: str) -> str:
     """The path as botocore signs it: dot segments and empty segments removed, then quoted."""
-    out: list[str] = []
-    for seg in unquote(raw_path).split("/"):
-        if not seg or seg == ".":
-            continue
-        if seg == "..":
-            if out:
-                out.pop()
-        else:
-            out.append(seg)
-    path = "/" + "/".join(out)
-    if raw_path.endswith("/") and out:
-        path += "/"
-    return quote(path, safe="/~")
+    return canonical_path(unquote(raw_path))
 
 
 def canonical_query(query: str) -> str:
@@ -266,18 +257,9 @@ def parse_request(
     if declared is not None and declared.strip() != body_hash:
         raise _invalid("The provided 'x-amz-content-sha256' header does not match what was computed.")
 
-    canon_headers = "".join(f"{n}:{' '.join(headers[n].split())}\n" for n in names)
-    canonical_request = "\n".join(
-        (method.upper(), canonical_uri(raw_path), canonical_query(query), canon_headers, signed, body_hash)
-    )
-    string_to_sign = "\n".join(
-        (
-            ALGORITHM,
-            amz_date,
-            f"{sdate}/{region}/{svc}/aws4_request",
-            hashlib.sha256(canonical_request.encode("utf-8")).hexdigest(),
-        )
-    )
+    creq, _ = canonical_request(method, canonical_uri(raw_path), canonical_query(query),
+                                [(n, trim(headers[n])) for n in names], body_hash)
+    sts = string_to_sign(amz_date, f"{sdate}/{region}/{svc}/aws4_request", creq)
     return SignedRequest(
         access_key_id=akid,
         date=sdate,
@@ -286,16 +268,9 @@ def parse_request(
         amz_date=amz_date,
         signed_headers=names,
         signature=signature,
-        string_to_sign=string_to_sign,
+        string_to_sign=sts,
         security_token=token,
     )
-
-
-def derive_signing_key(secret: str, date: str, region: str, service: str) -> bytes:
-    k = hmac.new(("AWS4" + secret).encode("utf-8"), date.encode(), hashlib.sha256).digest()
-    k = hmac.new(k, region.encode(), hashlib.sha256).digest()
-    k = hmac.new(k, service.encode(), hashlib.sha256).digest()
-    return hmac.new(k, b"aws4_request", hashlib.sha256).digest()
 
 
 class SigningKeys:
@@ -332,6 +307,6 @@ class SigningKeys:
     def verify(self, req: SignedRequest, secret: str) -> None:
         """Raise InvalidSignatureException unless ``req`` was signed with ``secret``."""
         key = self.signing_key(req.access_key_id, secret, req.date, req.region, req.service)
-        expected = hmac.new(key, req.string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
+        expected = hex_signature(key, req.string_to_sign)
         if not hmac.compare_digest(expected.encode("ascii"), req.signature.encode("ascii")):
             raise _invalid(MSG_BAD_SIGNATURE)
