@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import base64
 import os
-import tracemalloc
 
 import fsspec
 import pytest
@@ -46,26 +45,43 @@ def test_multipart_streaming_write_and_ranged_reads(s3_efs, bucket):
     assert total == size
 
 
-def test_streaming_write_memory_is_bounded(shared_kms, tmp_path):
-    """Over local files (no target buffer, and no in-process moto server to count),
-    a 24 MiB write in 1 MiB pieces allocates, beyond the pieces, the chunk held
-    back plus one batch of ciphertext (512 KiB and its tags), whatever the size."""
-    efs = EncryptedFileSystem(target_protocol="file", kms_client=shared_kms,
-                              skip_instance_cache=True)
-    piece = os.urandom(MiB)
-    efs.pipe_file(f"{tmp_path}/warm", b"x")  # data key cached, imports done
-    tracemalloc.start()
-    try:
-        with efs.open(f"{tmp_path}/big", "wb") as f:
-            for _ in range(24):
-                f.write(piece)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    from integrations.encrypted_fs.files import _BATCH
-    assert _BATCH <= 2**19
-    assert peak < 65536 + (_BATCH // 65536) * 65552 + 128 * 1024, peak  # + incidental
-    assert efs.size(f"{tmp_path}/big") == 24 * MiB
+_BOUNDED_WRITE = """
+import os, sys, tracemalloc
+from integrations.encrypted_fs import EncryptedFileSystem
+from integrations.encrypted_fs.files import _BATCH
+
+
+class KMS:  # only GenerateDataKey is needed to write
+    def generate_data_key(self, KeyId, KeySpec, EncryptionContext):
+        return {"Plaintext": os.urandom(32), "CiphertextBlob": b"w" * 64, "KeyId": KeyId}
+
+
+efs = EncryptedFileSystem(target_protocol="file", kms_client=KMS(), skip_instance_cache=True)
+piece = os.urandom(2**20)
+efs.pipe_file(sys.argv[1] + "/warm", b"x")  # data key cached, imports done
+tracemalloc.start()
+with efs.open(sys.argv[1] + "/big", "wb") as f:
+    for _ in range(24):
+        f.write(piece)
+print(tracemalloc.get_traced_memory()[1], _BATCH, efs.size(sys.argv[1] + "/big"))
+"""
+
+
+def test_streaming_write_memory_is_bounded(tmp_path):
+    """Over local files (no target buffer), a 24 MiB write in 1 MiB pieces
+    allocates, beyond the pieces, the chunk held back plus one batch of
+    ciphertext (512 KiB and its tags), whatever the size.  Measured in a
+    process of its own: tracemalloc counts every thread's allocations, and
+    this session runs S3 client and server threads."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _BOUNDED_WRITE, str(tmp_path)], check=True,
+                         capture_output=True, text=True, timeout=120).stdout
+    peak, batch, size = map(int, out.split())
+    assert batch <= 2**19
+    assert peak < 65536 + (batch // 65536) * 65552 + 128 * 1024, peak  # + incidental
+    assert size == 24 * MiB
 
 
 def test_small_file_reads_in_one_request(s3_efs, bucket, monkeypatch):
