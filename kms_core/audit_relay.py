@@ -176,6 +176,10 @@ class RelayClient:
         except OSError:
             self._sock.close()
             raise
+        # Blocking from here on: a socket with a timeout polls before every
+        # recv, which would turn the MSG_DONTWAIT ack check into a wait.
+        # sendall blocking while the writer catches up is the backpressure.
+        self._sock.settimeout(None)
         self._next = 0
         self._unacked: dict[int, list] = {}   # batch id -> captured items (insertion-ordered)
         self._unacked_events = 0
