@@ -127,18 +127,22 @@ class EncryptedReadFile(AbstractBufferedFile):
 
     # -- chunk access -------------------------------------------------------
     def _read_ct(self, first: int, last: int, scratch: bytearray | None = None) -> memoryview:
-        """Ciphertext of chunks first..last in one request (checks the trailer
-        padding when the final chunk is included)."""
+        """Ciphertext of chunks first..last in one request, into ``scratch`` if
+        it is large enough (checks the trailer padding when the final chunk is
+        included)."""
         lay = self.layout
-        start = lay.chunk_offset(first)
-        end = min(lay.header_size + lay.body_size, lay.chunk_offset(last + 1))
-        read_end = lay.ciphertext_size if last == self._n_last and lay.trailer_size else end
+        start = lay.header_size + first * self._unit
+        if last < self._n_last:
+            # Whole units, none final (the common case, kept lean): no trailer to check.
+            end = read_end = start + (last - first + 1) * self._unit
+        else:
+            end = lay.header_size + lay.body_size
+            read_end = lay.ciphertext_size if lay.trailer_size else end
         if scratch is not None and len(scratch) < read_end - start:
             scratch = None
-        ct = self._src.read(start, read_end, scratch)
+        ct = memoryview(self._src.read(start, read_end, scratch))  # slices below must not copy
         if len(ct) != read_end - start:
             raise TruncatedFileError("object is shorter than when it was opened", self.path)
-        ct = memoryview(ct)  # slices below must not copy
         if read_end != end:
             pad = ct[end - start:len(ct) - TRAILER.size]
             if bytes(pad).count(0) != len(pad):
@@ -179,14 +183,10 @@ class EncryptedReadFile(AbstractBufferedFile):
         held[half] = held[half + count - 1] = -1  # invalid until decrypted
         c, unit = self._c, self._unit
         o = half * c
+        ct = self._read_ct(first, first + count - 1, self._ct)
         if first + count <= self._n_last:
-            # Not the final chunk (the common case, kept lean: it is most of the
-            # cost of a small random read): whole units, no trailer to check.
-            start = self.layout.header_size + first * unit
-            want = count * unit
-            ct = self._src.read(start, start + want, self._ct)
-            if len(ct) != want:
-                raise TruncatedFileError("object is shorter than when it was opened", self.path)
+            # Not the final chunk: the common case, inlined (it is most of the
+            # cost of a small random read).
             try:
                 self._aead.decrypt_into(_NONCE.pack(first, 0), ct[:unit], None, pt[o:o + c])
                 if count == 2:
@@ -194,10 +194,9 @@ class EncryptedReadFile(AbstractBufferedFile):
                                             pt[o + c:o + 2 * c])
             except InvalidTag:
                 # Again, chunk by chunk, to raise the typed error naming the failing chunk.
-                self._decrypt_chunks(first, memoryview(ct), pt[o:o + count * c])
+                self._decrypt_chunks(first, ct, pt[o:o + count * c])
         else:
-            self._decrypt_chunks(first, self._read_ct(first, first + count - 1, self._ct),
-                                 pt[o:o + count * c])
+            self._decrypt_chunks(first, ct, pt[o:o + count * c])
         held[half] = first
         held[half + count - 1] = first + count - 1
 
