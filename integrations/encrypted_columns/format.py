@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import struct
 import threading
+from itertools import repeat
 from typing import Callable
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
@@ -68,17 +69,19 @@ class DataKey:
     def __repr__(self) -> str:
         return f"<DataKey {self.key_id.hex()}>"
 
-    def counter_nonces(self, n: int) -> list[bytes]:
-        """The next ``n`` counter nonces, reserved under a lock: each is handed
-        out once, whichever thread asks (callers take them in blocks, so the
-        per-value path has no lock, no syscall and no packing)."""
+    def counter_nonces(self, n: int, header: bytes = b"") -> list[bytes]:
+        """The next ``n`` counter nonces, each after ``header`` (writers pass
+        the value header: one object per value), reserved under a lock: each
+        is handed out once, whichever thread asks (callers take them in
+        blocks, so the per-value path has no lock, no syscall and no packing)."""
         with self._nonce_lock:
             start = self._nonce_next
             if start + n > 2**64:
                 raise ValueError("nonce counter exhausted")
             self._nonce_next = start + n
-        pack, prefix = _COUNTER_NONCE.pack, self.nonce_prefix
-        return [pack(prefix, i) for i in range(start, start + n)]
+        fixed = header + self.nonce_prefix
+        pack = struct.Struct(f">{len(fixed)}sQ").pack  # fixed field, 64-bit counter
+        return list(map(pack, repeat(fixed, n), range(start, start + n)))  # packed in C
 
     # -- document signatures (EncryptedJSON) ------------------------------
     def sign(self, data: bytes) -> bytes:
@@ -94,9 +97,6 @@ class DataKey:
             return True
         except InvalidSignature:
             return False
-
-
-_COUNTER_NONCE = struct.Struct(">4sQ")  # fixed field, 64-bit invocation counter
 
 
 def random_nonces(n: int) -> list[bytes]:
