@@ -14,7 +14,6 @@ PostgreSQL store (default: the test server, skipped if unreachable).
 from __future__ import annotations
 
 import argparse
-import base64
 import os
 import sys
 import tempfile
@@ -42,38 +41,18 @@ def run(kms, key: str, payload: bytes, ops: int, rounds: int, audit=None) -> tup
     return best_wall, best_cpu
 
 
-def process_cpu(pid: int) -> float:
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def bench_store(label: str, store_url: str | None, home: str, args, base: tuple,
-                relay: bool = False) -> None:
+def bench_store(label: str, store_url: str | None, home: str, args, base: tuple) -> None:
     import kms_core
     from kms_core.audit import AuditReader, attach
 
     kms = kms_core.client(home=home, root_key=ROOT, store_url=store_url)
     key = kms.create_key(Description="bench")["KeyMetadata"]["KeyId"]
-    writer = None
-    if relay:  # what `kms serve` does: a writer process, this process only ships
-        from kms_core.audit_relay import start_writer
-        os.environ.update(KMS_HOME=home, KMS_ROOT_KEY=base64.b64encode(ROOT).decode())
-        writer = start_writer(store_url or f"sqlite:///{home}/kms.db")
-        audit = attach(kms.engine, relay=writer.path)
-        w0 = process_cpu(writer.proc.pid)
-    else:
-        audit = attach(kms.engine)
+    audit = attach(kms.engine)
     wall, cpu = run(kms, key, PAYLOAD, args.ops, args.rounds, audit)
     audit.close()
-    extra = ""
-    if writer is not None:
-        # the writer's CPU over every round (warm-up included), per event
-        events = args.ops * args.rounds + 200
-        extra = f"   + writer process {(process_cpu(writer.proc.pid) - w0) / events * 1e6:5.1f} µs/event"
-        writer.stop()
     rep = AuditReader(kms.engine.store).verify()
     print(f"{label:<28} wall {wall:7.1f} µs/op (x{wall / base[0]:4.2f})   "
-          f"CPU {cpu:6.1f} µs/op (+{cpu - base[1]:5.1f} µs, x{cpu / base[1]:4.2f}){extra}   "
+          f"CPU {cpu:6.1f} µs/op (+{cpu - base[1]:5.1f} µs, x{cpu / base[1]:4.2f})   "
           f"verify: {'OK' if rep.ok else 'FAILED'} ({rep.checked} records)")
 
 
@@ -100,8 +79,6 @@ def main() -> int:
               f"CPU {base[1]:6.1f} µs/op")
         with tempfile.TemporaryDirectory() as home2:
             bench_store("audited, SQLite store", None, home2, args, base)
-        with tempfile.TemporaryDirectory() as home2:
-            bench_store("relayed (kms serve), SQLite", None, home2, args, base, relay=True)
         if args.pg:
             import sqlalchemy as sa
             schema = "bench_audit_" + uuid.uuid4().hex[:12]

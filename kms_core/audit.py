@@ -557,7 +557,7 @@ class AuditLog:
 
     def __init__(self, store: Store, *, account_id: str, region: str, clock=None,
                  max_pending: int = 50_000, batch_size: int = 1_000,
-                 flush_interval: float = 0.05, relay: str | None = None):
+                 flush_interval: float = 0.05):
         self.store = store
         self.account_id = account_id
         self.region = region
@@ -583,17 +583,6 @@ class AuditLog:
         self.appended = 0          # events this instance has committed
         self.failures = 0          # failed batch appends (retried)
         self._engine_ref = None
-        # Relay mode (kms_core.audit_relay): this thread ships captured requests
-        # to the node's writer process instead of rendering and appending them.
-        self._relay = None
-        if relay is not None:
-            from .audit_relay import RelayClient
-
-            try:
-                self._relay = RelayClient(relay)
-            except OSError as e:
-                log.error("audit: the writer process is unreachable (%s); writing events "
-                          "from this process", type(e).__name__)
         self._thread = threading.Thread(target=self._run, name="kms-audit-writer", daemon=True)
         self._thread.start()
         _LIVE.add(self)
@@ -633,19 +622,6 @@ class AuditLog:
                 self._wait_for_room()
             elif not self._wake.is_set():
                 self._wake.set()
-
-    def submit(self, items: list[tuple], marker=None) -> None:
-        """Queue requests captured elsewhere (a worker of the relay), then
-        ``marker.set()`` once they are committed."""
-        if len(self._pending) >= self._max_pending:
-            self._wait_for_room()
-        self._pending.extend(items)
-        if marker is not None:
-            self._pending.append(marker)
-        # Like __call__: wake early only for a full batch, so the batches of
-        # several workers share one commit (a commit costs as much as ~100 rows).
-        if len(self._pending) >= self._batch_size:
-            self._wake.set()
 
     def _wait_for_room(self) -> None:
         self._wake.set()
@@ -699,70 +675,40 @@ class AuditLog:
             raw, markers = [], []
             while pending and len(raw) < self._batch_size:
                 item = pending.popleft()
-                if type(item) is tuple:
-                    raw.append(item)
-                else:
-                    markers.append(item)  # released once everything before it is committed
+                if type(item) is not tuple:
+                    markers.append(item)
+                    break  # commit what precedes the flush marker, then release it
+                raw.append(item)
             if raw:
-                self._write(raw)
+                try:
+                    events = self._render(raw)
+                except Exception as e:  # a bug: say so loudly, keep the writer alive
+                    log.error("audit: %d events could not be built (%s)", len(raw), type(e).__name__)
+                    self._unwritten += len(raw)
+                    events = []
                 del raw
+                backoff = 0.05
+                while events:
+                    try:
+                        self._append(events)
+                        self.appended += len(events)
+                        break
+                    except Exception as e:  # the database is down or busy: keep the events
+                        self.failures += 1
+                        log.error("audit: appending %d events failed (%s); retrying",
+                                  len(events), type(e).__name__)
+                        if self._stop and self._give_up.is_set():
+                            self._unwritten += len(events)
+                            break
+                        time.sleep(backoff)
+                        backoff = min(backoff * 2, 2.0)
                 with self._room:
                     self._room.notify_all()
-            if markers and self._relay is not None:
-                try:
-                    self._relay.wait_acked(timeout=60.0)
-                except Exception as e:
-                    self._relay_failed(e)
             for m in markers:
                 m.set()
             if self._stop and not pending:
-                if self._relay is not None:
-                    self._relay.close()
-                    self._relay = None
                 self._drop_connection()
                 return
-
-    def _write(self, raw: list) -> None:
-        """Ship a batch to the writer process or render and append it here."""
-        if self._relay is not None:
-            try:
-                self._relay.send(raw, self._max_pending)
-                return
-            except Exception as e:
-                self._relay_failed(e)
-                return
-        try:
-            events = self._render(raw)
-        except Exception as e:  # a bug: say so loudly, keep the writer alive
-            log.error("audit: %d events could not be built (%s)", len(raw), type(e).__name__)
-            self._unwritten += len(raw)
-            return
-        backoff = 0.05
-        while events:
-            try:
-                self._append(events)
-                self.appended += len(events)
-                return
-            except Exception as e:  # the database is down or busy: keep the events
-                self.failures += 1
-                log.error("audit: appending %d events failed (%s); retrying",
-                          len(events), type(e).__name__)
-                if self._stop and self._give_up.is_set():
-                    self._unwritten += len(events)
-                    return
-                time.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
-
-    def _relay_failed(self, error: Exception) -> None:
-        """The writer process is gone: append what it did not acknowledge here
-        (at least once), and from now on every event."""
-        relay, self._relay = self._relay, None
-        log.error("audit: the writer process failed (%s); writing events from this process",
-                  type(error).__name__)
-        leftovers = relay.take_unacked()
-        relay.close()
-        for i in range(0, len(leftovers), self._batch_size):
-            self._write(leftovers[i:i + self._batch_size])
 
     def _render(self, raw: list) -> list[tuple[str, dict]]:
         """Events for a batch of captured requests (outside any transaction)."""
@@ -884,9 +830,8 @@ def attach(engine, **options) -> AuditLog:
     block beyond it), ``batch_size`` (events that wake the writer early and
     the most it appends per transaction, default 1 000), ``flush_interval``
     (seconds between appends otherwise, default 0.05 — the longest an event
-    waits before it is committed), ``relay`` (the socket of a writer process,
-    :mod:`kms_core.audit_relay`, to hand events to instead of appending them
-    here).  Attaching twice returns the log already attached.
+    waits before it is committed).  Attaching twice returns the log already
+    attached.
     """
     current = getattr(engine, "auditor", None)
     if isinstance(current, AuditLog) and not current._closed:

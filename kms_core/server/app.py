@@ -52,7 +52,6 @@ class ServerConfig:
     threads: int = 4  # enough to overlap store reads; more only adds GIL contention
     engine_calls: str = "loop"  # "loop" or "threads": where engine calls run (see KMSApp._run)
     audit: bool = True  # attach kms_core.audit's log (docs/audit-log.md) to the engine
-    audit_relay: str | None = None  # socket of the node's audit writer process (kms_core.audit_relay)
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))
@@ -139,7 +138,7 @@ class KMSApp:
         if self.config.audit:
             from kms_core.audit import attach
 
-            self.audit_log = attach(self.engine, relay=self.config.audit_relay)
+            self.audit_log = attach(self.engine)
         else:
             log.warning("the audit log is OFF (--no-audit): requests are not recorded")
         if self.config.dev_credentials:

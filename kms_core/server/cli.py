@@ -116,17 +116,6 @@ def serve_main(argv: list[str] | None = None) -> int:
     if args.dev_credentials:
         log.warning("--dev-credentials: ANY access key is accepted as the account root. Development only.")
 
-    writer = None
-    if config.audit:
-        # One process per node renders, MACs and appends every worker's events,
-        # so that work never holds a worker's GIL (kms_core/audit_relay.py).
-        from kms_core.audit_relay import start_writer
-
-        try:
-            writer = start_writer(args.store_url)
-        except Exception as e:
-            return _fail(f"cannot start the audit writer: {e}", 1)
-        config.audit_relay = writer.path
     os.environ[CONFIG_ENV] = config.to_env()
     import signal
 
@@ -139,16 +128,6 @@ def serve_main(argv: list[str] | None = None) -> int:
 
     scheme = "https" if tls else "http"
     log.info("kms serve: %s://%s:%d with %d worker(s)", scheme, args.host, args.port, workers)
-    try:
-        _run_uvicorn(uvicorn, args, workers)
-    finally:
-        if writer is not None:  # the workers have handed over their last events
-            if writer.stop() != 0:
-                log.error("the audit writer exited with an error; see above")
-    return 0
-
-
-def _run_uvicorn(uvicorn, args, workers: int) -> None:
     uvicorn.run(
         "kms_core.server.app:create_app",
         factory=True,
@@ -167,6 +146,7 @@ def _run_uvicorn(uvicorn, args, workers: int) -> None:
         log_level=args.log_level,
         backlog=2048,
     )
+    return 0
 
 
 def _keys(store_url: str | None):
