@@ -16,7 +16,7 @@ from integrations.encrypted_fs import (
     EncryptionContextMismatchError, LayoutError, NotEncryptedError, PATH_CONTEXT_KEY,
     TrailingDataError, TruncatedFileError)
 from integrations.encrypted_fs import format as F
-from integrations.encrypted_fs import files
+from integrations.encrypted_fs import files, writer
 
 
 C = F.DEFAULT_CHUNK_SIZE
@@ -384,7 +384,7 @@ def test_abandoned_writer_never_becomes_valid(local_efs):
     # A writer killed here leaves only a hidden temporary without a final chunk,
     # whether nothing but the header reached it yet, or some batches did.
     raws = [open(tmp, "rb").read()]
-    f.write(os.urandom(3 * files._BATCH))  # full batches reach the target
+    f.write(os.urandom(3 * writer._BATCH))  # full batches reach the target
     raws.append(open(tmp, "rb").read())
     assert len(raws[0]) < len(raws[1])
     # (the first may be empty: the header can still sit in the target's buffer)

@@ -8,7 +8,8 @@ import pytest
 
 import kms_core
 from integrations.encrypted_fs import EncryptedFileSystem
-from integrations.encrypted_fs import cli, files as files_mod, format as F, tools
+from integrations.encrypted_fs import cli, format as F, tools
+from integrations.encrypted_fs import writer as files_mod
 
 
 def _tree(root, n=6):
