@@ -99,6 +99,8 @@ def encrypt_tree(src: str, dest: str | None = None, *, storage_options: Mapping 
                 summary.skipped.append(path)
                 bar.update(files[path].get("size") or 0)
                 continue
+            if efs._is_local:  # object stores have no folders to create
+                dest_inner.makedirs(posixpath.dirname(target) or ".", exist_ok=True)
             tmp = _sibling(target)
             digest = hashlib.sha256()
             with plain_fs.open(path, "rb") as fin, efs.open(tmp, "wb") as fout:

@@ -173,3 +173,24 @@ def test_kms_command_line_dispatches_fs(kms_home, tmp_path):
     assert shown.returncode == 0 and json.loads(shown.stdout)["plaintext_size"] == 7
     assert "alias/aws/elasticfilesystem" not in shown.stdout  # headers name the key ARN
     assert _efs().cat_file(str(p)) == b"via kms"
+
+
+@pytest.mark.parametrize("layout", ["tree", "single-file"])
+def test_encrypt_to_a_local_destination_that_does_not_exist_yet(kms_home, tmp_path, capsys, layout):
+    """DEST and the folders below it are created (issue #16.5)."""
+    if layout == "tree":
+        data = _tree(tmp_path / "data")
+        src, dest = tmp_path / "data", tmp_path / "new" / "deeper"
+    else:
+        src = tmp_path / "one.csv"
+        src.write_bytes(b"a,b\n1,2\n")
+        data = {str(src): src.read_bytes()}
+        dest = tmp_path / "new" / "dir" / "one.enc"
+    rc = cli.main(["encrypt", str(src), str(dest), "--no-progress"])
+    assert rc == 0, capsys.readouterr().err
+    efs = _efs()
+    for path, content in data.items():
+        target = dest if layout == "single-file" else dest / os.path.relpath(path, src)
+        assert open(target, "rb").read(4) == b"KFSE"
+        assert efs.cat_file(str(target)) == content
+        assert open(path, "rb").read() == content  # the source is untouched
