@@ -2,27 +2,27 @@
 from __future__ import annotations
 
 import json
-import os
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import fsspec
 from fsspec.implementations.chained import ChainedFileSystem
 from fsspec.utils import stringify_path
 
-from .errors import EncryptionContextMismatchError, NotEncryptedError
 from . import localtemp
+from .errors import EncryptionContextMismatchError, NotEncryptedError
 from .files import EncryptedReadFile, _Source
 from .format import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_HEADER_SIZE,
+    MAGIC,
+    MAX_CHUNK_LOG2,
+    MIN_CHUNK_LOG2,
     TRAILER,
     ChunkCipher,
     Header,
     Layout,
-    MAGIC,
-    MAX_CHUNK_LOG2,
-    MIN_CHUNK_LOG2,
     default_plaintext_size,
     needs_trailer,
     new_header,
@@ -122,7 +122,7 @@ class EncryptedFileSystem(ChainedFileSystem):
     def _make_client(self):
         if self._kms_client is not None:
             return self._kms_client
-        import kms_core
+        import kms_core  # noqa: PLC0415 - keeps `import integrations` light (test_import_is_light)
         if self.kms_endpoint:
             return kms_core.client(endpoint_url=self.kms_endpoint, **self.kms_options)
         return kms_core.client(**self.kms_options)
@@ -239,7 +239,7 @@ class EncryptedFileSystem(ChainedFileSystem):
             head = f.read(size if size <= _FIRST_READ else DEFAULT_HEADER_SIZE)
             if head[:4] != MAGIC:
                 raise NotEncryptedError("not an encrypted file (no KFSE header)", path)
-            chunk_log2, header_size = Header.parse_preamble(head, path)
+            _, header_size = Header.parse_preamble(head, path)
             if header_size > len(head):
                 head += f.read(header_size - len(head))
             return Header.parse(head, path), f, size, head
@@ -287,8 +287,8 @@ class EncryptedFileSystem(ChainedFileSystem):
     def _fix_entries(self, entries: list[dict]) -> list[dict]:
         """Plaintext sizes: from the object size alone for default-layout files,
         one ranged read of the trailer otherwise (batched)."""
-        out = []
-        need: list[tuple[int, str, int, int]] = []
+        out: list[dict] = []
+        need: list[tuple[int, str, int]] = []
         for e in entries:
             e = dict(e)
             if e.get("type") == "file" and e.get("size") is not None:
@@ -303,7 +303,7 @@ class EncryptedFileSystem(ChainedFileSystem):
             out.append(e)
         if need:
             starts, ends = [], []
-            for _, name, csize in need:
+            for _, _name, csize in need:
                 if self.allow_plaintext:
                     starts.append(0)
                     ends.append(min(csize, 4))
@@ -311,7 +311,7 @@ class EncryptedFileSystem(ChainedFileSystem):
                     starts.append(max(0, csize - TRAILER.size))
                     ends.append(csize)
             blobs = self.fs.cat_ranges([n for _, n, _ in need], starts, ends, on_error="return")
-            for (i, name, csize), blob in zip(need, blobs):
+            for (i, name, csize), blob in zip(need, blobs, strict=True):
                 if isinstance(blob, BaseException) or blob is None:
                     continue
                 if self.allow_plaintext:

@@ -284,7 +284,7 @@ class EncryptedReadFile(AbstractBufferedFile):
             h = self._half(last)
             out[pos:end - start] = self._cached()[h * c:h * c + end - last * c]
 
-    def read(self, length: int = -1) -> bytes | bytearray:  # type: ignore[override]
+    def read(self, length: int = -1) -> bytes | bytearray:
         """Like AbstractBufferedFile.read, without the cache layer (chunks are
         cached here).  Reads within two chunks return bytes; larger ones the
         bytearray they were decrypted into, without a copy (peak memory: the

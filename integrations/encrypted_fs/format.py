@@ -14,14 +14,17 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.constant_time import bytes_eq
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from kms_core.envelope import encode_context as _encode_context
 
 from .errors import (
     ChunkAuthenticationError,
@@ -36,7 +39,9 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from typing_extensions import Buffer  # collections.abc.Buffer from Python 3.12
+    from typing import TypeAlias
+
+    Buffer: TypeAlias = bytes | bytearray | memoryview  # what AESGCM's *_into methods take
 
 MAGIC = b"KFSE"
 TRAILER_MAGIC = b"KFST"
@@ -66,11 +71,10 @@ _LABEL = b"KFSE v1 "
 
 def encode_context(context: Mapping[str, str] | None) -> bytes:
     """The project-wide canonical context encoding (kms_core.envelope)."""
-    from kms_core.envelope import encode_context as enc
-    return enc(context)
+    return _encode_context(context)
 
 
-def decode_context(buf: bytes, offset: int) -> tuple[dict[str, str], int]:
+def decode_context(buf: Buffer, offset: int) -> tuple[dict[str, str], int]:
     """Parse ``encode_context`` output at ``offset``; strict (sorted, unique, UTF-8)."""
     try:
         (count,) = struct.unpack_from(">H", buf, offset)
@@ -173,11 +177,11 @@ class Header:
         return max(DEFAULT_HEADER_SIZE, -(-n // HEADER_UNIT) * HEADER_UNIT)
 
     @classmethod
-    def parse_preamble(cls, buf: bytes, path: str | None = None) -> tuple[int, int]:
+    def parse_preamble(cls, buf: Buffer, path: str | None = None) -> tuple[int, int]:
         """(chunk_log2, header_size) from the first 12 bytes; checks magic, version, suite."""
         if len(buf) < PREAMBLE.size or bytes(buf[:4]) != MAGIC:
             raise NotEncryptedError("not an encrypted file (no KFSE header)", path)
-        magic, version, suite, chunk_log2, flags, header_size = PREAMBLE.unpack_from(buf)
+        _magic, version, suite, chunk_log2, flags, header_size = PREAMBLE.unpack_from(buf)
         if version != VERSION:
             raise UnsupportedFormatError(f"unsupported format version {version}", path)
         if suite != SUITE_AES256GCM_HKDF_SHA256:
@@ -191,23 +195,28 @@ class Header:
         return chunk_log2, header_size
 
     @classmethod
-    def parse(cls, buf: bytes, path: str | None = None) -> "Header":
+    def parse(cls, buf: Buffer, path: str | None = None) -> Header:
         chunk_log2, header_size = cls.parse_preamble(buf, path)
         if len(buf) < header_size:
             raise HeaderError("header is cut short", path)
         buf = memoryview(buf)[:header_size]
         try:
             pos = PREAMBLE.size
-            salt = bytes(buf[pos:pos + SALT_SIZE]); pos += SALT_SIZE
-            commitment = bytes(buf[pos:pos + COMMIT_SIZE]); pos += COMMIT_SIZE
+            salt = bytes(buf[pos:pos + SALT_SIZE])
+            pos += SALT_SIZE
+            commitment = bytes(buf[pos:pos + COMMIT_SIZE])
+            pos += COMMIT_SIZE
             ctx_start = pos
             context, pos = decode_context(buf, pos)
             context_bytes = bytes(buf[ctx_start:pos])
-            tag = bytes(buf[pos:pos + HEADER_TAG_SIZE]); pos += HEADER_TAG_SIZE
+            tag = bytes(buf[pos:pos + HEADER_TAG_SIZE])
+            pos += HEADER_TAG_SIZE
             (klen,) = struct.unpack_from(">H", buf, pos)
-            key_id = bytes(buf[pos + 2:pos + 2 + klen]).decode("utf-8"); pos += 2 + klen
+            key_id = bytes(buf[pos + 2:pos + 2 + klen]).decode("utf-8")
+            pos += 2 + klen
             (wlen,) = struct.unpack_from(">H", buf, pos)
-            wrapped = bytes(buf[pos + 2:pos + 2 + wlen]); pos += 2 + wlen
+            wrapped = bytes(buf[pos + 2:pos + 2 + wlen])
+            pos += 2 + wlen
         except HeaderError as exc:
             raise HeaderError(str(exc), path) from None
         except (struct.error, UnicodeDecodeError):
@@ -233,7 +242,7 @@ class Header:
             raise HeaderAuthenticationError("header authentication failed", path) from None
         return keys
 
-    def with_wrapped_key(self, key_id: str, wrapped_key: bytes) -> "Header":
+    def with_wrapped_key(self, key_id: str, wrapped_key: bytes) -> Header:
         """Same data key and chunks, new wrapped key (rewrap).  Tag is unchanged:
         it does not cover the wrapped key, which the commitment already pins."""
         return Header(chunk_log2=self.chunk_log2, header_size=max(
@@ -344,7 +353,7 @@ class Layout:
 
     @classmethod
     def of(cls, header: Header, ciphertext_size: int, tail: bytes | None = None,
-           path: str | None = None) -> "Layout":
+           path: str | None = None) -> Layout:
         if header.is_default_layout:
             if needs_trailer(ciphertext_size):
                 # Only a cut (or appended) fragment gives a default file this length.

@@ -83,7 +83,7 @@ class LockedTemp:
             else:
                 os.replace(self.name, self.path)
             if self.fsync:
-                _sync_dir(os.path.dirname(self.path) or ".")
+                sync_dir(os.path.dirname(self.path) or ".")
         finally:
             self.file.close()
 
@@ -98,7 +98,15 @@ class LockedTemp:
             pass
 
 
-def _sync_dir(directory: str) -> None:
+def sync_file(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sync_dir(directory: str) -> None:
     fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
         os.fsync(fd)

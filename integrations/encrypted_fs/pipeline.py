@@ -23,9 +23,14 @@ from typing import TypeVar
 T = TypeVar("T")
 
 _MAX_WORKERS = 4
-_lock = threading.Lock()
-_pool: ThreadPoolExecutor | None = None
 _local = threading.local()
+
+
+class _Shared:
+    """The process's one pool, created on first use."""
+
+    lock = threading.Lock()
+    pool: ThreadPoolExecutor | None = None
 
 
 def workers() -> int:
@@ -49,18 +54,16 @@ def window() -> int:
 
 
 def _get_pool() -> ThreadPoolExecutor:
-    global _pool
-    with _lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=workers(), thread_name_prefix="kms-fs")
-        return _pool
+    with _Shared.lock:
+        if _Shared.pool is None:
+            _Shared.pool = ThreadPoolExecutor(max_workers=workers(), thread_name_prefix="kms-fs")
+        return _Shared.pool
 
 
 def _forget_pool() -> None:
     # A forked child inherits the pool object but not its threads.
-    global _pool, _lock
-    _pool = None
-    _lock = threading.Lock()
+    _Shared.pool = None
+    _Shared.lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):

@@ -32,7 +32,8 @@ def test_multipart_streaming_write_and_ranged_reads(s3_efs, bucket):
     size = pieces * MiB
     assert s3_efs.size(path) == size
     assert s3_efs.fs.size(path) == F.DEFAULT_HEADER_SIZE + F.ciphertext_body_size(size, 65536)
-    expect = lambda a, b: b"".join(piece[i:] + piece[:i] for i in range(pieces))[a:b]
+    def expect(a, b):
+        return b"".join(piece[i:] + piece[:i] for i in range(pieces))[a:b]
     assert s3_efs.cat_file(path, size - 100) == expect(size - 100, size)
     assert s3_efs.cat_file(path, 7 * MiB + 3, 7 * MiB + 70_000) == expect(7 * MiB + 3, 7 * MiB + 70_000)
     with s3_efs.open(path, "rb") as f:
@@ -104,10 +105,9 @@ def test_exclusive_create_and_aborted_upload(s3_efs, bucket):
     s3_efs.pipe_file(path, b"first", mode="create")
     with pytest.raises(FileExistsError):
         s3_efs.pipe_file(path, b"second", mode="create")
-    with pytest.raises(RuntimeError):
-        with s3_efs.open(path, "wb", block_size=5 * MiB) as f:
-            f.write(os.urandom(12 * MiB))  # parts already uploaded
-            raise RuntimeError("interrupted")
+    with pytest.raises(RuntimeError), s3_efs.open(path, "wb", block_size=5 * MiB) as f:
+        f.write(os.urandom(12 * MiB))  # parts already uploaded
+        raise RuntimeError("interrupted")
     assert s3_efs.cat_file(path) == b"first"
     s3_efs.fs.invalidate_cache()
     assert s3_efs.fs.ls(bucket, detail=False) == [path]

@@ -9,10 +9,10 @@ import threading
 import time
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from integrations.encrypted_fs import (
-    ChunkAuthenticationError, EncryptedFileSystem, TruncatedFileError, pipeline)
+from integrations.encrypted_fs import ChunkAuthenticationError, EncryptedFileSystem, TruncatedFileError, pipeline
 from integrations.encrypted_fs import format as F
 
 C = F.DEFAULT_CHUNK_SIZE
@@ -114,7 +114,7 @@ def test_a_tampered_chunk_fails_a_bulk_read_at_that_chunk(which, request, worker
 @pytest.mark.parametrize("which", ["mem_efs", "local_efs"])
 def test_a_truncated_big_file_fails_a_bulk_read(which, request, workers):
     efs = request.getfixturevalue(which)
-    path, data, raw = _big(efs, "cut")
+    path, _data, raw = _big(efs, "cut")
     efs.fs.pipe_file(path, raw[:H + 25 * U])
     with pytest.raises(TruncatedFileError):
         efs.cat_file(path)
