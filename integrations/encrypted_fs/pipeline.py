@@ -81,7 +81,10 @@ def scratch(size: int) -> bytearray:
 def run_in_order(jobs: Iterable[Callable[[], T]],
                  consume: Callable[[T], None] | None = None) -> None:
     """Run ``jobs`` on the workers, at most ``window()`` at a time, and hand
-    their results to ``consume`` on this thread in job order.
+    their results to ``consume`` on this thread in job order.  A job that no
+    worker has started when its turn comes runs here instead (this thread
+    would otherwise wait idle, and on a busy machine a worker may be slow to
+    get a core).
 
     The first failure in job order is raised, after every job already started
     has finished (jobs write into the caller's buffers: none may still be
@@ -89,22 +92,23 @@ def run_in_order(jobs: Iterable[Callable[[], T]],
     advanced only after a result is consumed, so it may recycle buffers."""
     pool = _get_pool()
     it = iter(jobs)
-    pending: deque[Future[T]] = deque()
+    pending: deque[tuple[Future[T], Callable[[], T]]] = deque()
+
+    def submit() -> None:
+        job = next(it, None)
+        if job is not None:
+            pending.append((pool.submit(job), job))
     try:
         for _ in range(window()):
-            job = next(it, None)
-            if job is None:
-                break
-            pending.append(pool.submit(job))
+            submit()
         while pending:
-            result = pending.popleft().result()
+            fut, job = pending.popleft()
+            result = job() if fut.cancel() else fut.result()
             if consume is not None:
                 consume(result)
-            job = next(it, None)
-            if job is not None:
-                pending.append(pool.submit(job))
+            submit()
     finally:
         if pending:
-            for fut in pending:
+            for fut, _ in pending:
                 fut.cancel()
-            wait(pending)
+            wait([fut for fut, _ in pending])
