@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,49 @@ _LOCAL_PIECE = 2**18             # bulk reads of local files: plaintext per prea
 _PARALLEL_MIN = 2**19
 _JOB = 2**20
 _REMOTE_JOB = 2**22
+
+
+class _FreshBytes:
+    """New ``bytes`` objects filled in place, for reads that return many chunks.
+
+    pandas' C parser (and other callers) accept only ``bytes`` from ``read()``,
+    and ``bytes(bytearray)`` would copy the result, doubling the peak memory
+    of a whole-file read.  So a large read asks CPython for an uninitialised
+    bytes object (``PyBytes_FromStringAndSize(NULL, n)``), decrypts into its
+    storage through a ctypes view, and returns it: nobody else can see the
+    object before it is filled, and its hash is not computed until asked for.
+    Other interpreters get a bytearray copied into bytes."""
+
+    _make: Any = None
+
+    @classmethod
+    def new(cls, n: int) -> tuple[bytes, memoryview]:
+        import ctypes  # noqa: PLC0415 - loaded on the first large read, not at import
+
+        if cls._make is None:
+            make = ctypes.pythonapi.PyBytes_FromStringAndSize
+            make.restype = ctypes.py_object
+            make.argtypes = (ctypes.c_char_p, ctypes.c_ssize_t)
+            cls._make = make
+        out = cls._make(None, n)  # n > 1: never one of the shared singletons
+        addr = ctypes.cast(ctypes.c_char_p(out), ctypes.c_void_p).value  # its storage, no copy
+        if not addr:
+            raise MemoryError(n)
+        return out, memoryview((ctypes.c_char * n).from_address(addr)).cast("B")
+
+
+def _read_into_new_bytes(n: int, fill: Callable[[memoryview], None]) -> bytes:
+    """``bytes`` of length ``n`` (> 1) filled by ``fill`` (see _FreshBytes)."""
+    if sys.implementation.name != "cpython":
+        buf = bytearray(n)
+        fill(memoryview(buf))
+        return bytes(buf)
+    out, view = _FreshBytes.new(n)
+    try:
+        fill(view)
+    finally:
+        view.release()
+    return out
 
 
 class _Source:
@@ -110,8 +154,8 @@ class EncryptedReadFile(AbstractBufferedFile):
     Every returned byte has been authenticated.  The final chunk is checked
     (flag, trailer padding) whenever a read reaches it, so a read relative to
     the end (Parquet footers) detects truncation.  Reads of more than two
-    chunks decrypt straight into the buffer they return (a bytearray: no copy),
-    and bulk ones (2 MiB and more) on the worker threads.
+    chunks decrypt straight into the bytes they return (no copy),
+    and bulk ones (512 KiB and more) on the worker threads.
     """
 
     def __init__(self, fs: Any, path: str, source: _Source, header: Header, layout: Layout,
@@ -284,11 +328,11 @@ class EncryptedReadFile(AbstractBufferedFile):
             h = self._half(last)
             out[pos:end - start] = self._cached()[h * c:h * c + end - last * c]
 
-    def read(self, length: int = -1) -> bytes | bytearray:
+    def read(self, length: int = -1) -> bytes:
         """Like AbstractBufferedFile.read, without the cache layer (chunks are
-        cached here).  Reads within two chunks return bytes; larger ones the
-        bytearray they were decrypted into, without a copy (peak memory: the
-        result plus bounded buffers)."""
+        cached here).  Reads of more than two chunks decrypt straight into the
+        bytes they return, without a copy (peak memory: the result plus
+        bounded buffers; see _FreshBytes)."""
         if self.closed:
             raise ValueError("I/O operation on closed file.")
         start = self.loc
@@ -300,15 +344,13 @@ class EncryptedReadFile(AbstractBufferedFile):
         c = self._c
         first = start // c
         last = (end - 1) // c
-        out: bytes | bytearray
         if first == last:  # the common small read: one slice of a cached chunk
             at = (self._half(first) - first) * c
             out = self._cached()[at + start:at + end].tobytes()
         elif last == first + 1:
             out = self._pair(first, start, end)
         else:
-            out = bytearray(end - start)
-            self._decrypt_into(start, end, memoryview(out))
+            out = _read_into_new_bytes(end - start, lambda view: self._decrypt_into(start, end, view))
         self.loc = end
         return out
 

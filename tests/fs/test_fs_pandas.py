@@ -9,7 +9,9 @@ import pytest
 
 from integrations.encrypted_fs import EncryptedFileSystem
 
-FRAME = pd.DataFrame({"id": range(50), "name": [f"n{i}" for i in range(50)]})
+# Large enough (several 64 KiB chunks, over 512 KiB) that whole-object reads take the bulk
+# path and return the bytearray they decrypted into.
+FRAME = pd.DataFrame({"id": range(60_000), "name": [f"n{i}" for i in range(60_000)]})
 
 
 @pytest.fixture(autouse=True)
@@ -37,7 +39,7 @@ def test_pandas_round_trip_through_local_url_forms(kms_home, tmp_path, form, kin
         back = pd.read_parquet(url)
     pd.testing.assert_frame_equal(back, FRAME)
     raw = (tmp_path / f"t.{kind}").read_bytes()
-    assert raw[:4] == b"KFSE" and b"n49" not in raw
+    assert raw[:4] == b"KFSE" and b"n59999" not in raw and len(raw) > 512 * 1024
 
 
 def test_bare_chained_path_works_wherever_fsspec_parses_the_url(kms_home, tmp_path):

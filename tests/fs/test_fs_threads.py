@@ -188,12 +188,12 @@ print(size, *peaks, type(efs.cat_file(path)).__name__)
 
 
 def test_whole_file_reads_hold_the_file_once(tmp_path):
-    """read() and cat_file of a whole file return the buffer they decrypted
+    """read() and cat_file of a whole file return the bytes they decrypted
     into: the peak is the file plus bounded buffers, not twice the file.
     (tracemalloc in a process of its own; the benchmark measures peak RSS.)"""
     out = subprocess.run([sys.executable, "-c", _WHOLE_READ, str(tmp_path)], check=True,
                          capture_output=True, text=True, timeout=120).stdout.split()
     size, peak_cat, peak_read = map(int, out[:3])
-    assert out[3] == "bytearray"
+    assert out[3] == "bytes"
     for peak in (peak_cat, peak_read):
         assert peak < 1.1 * size, (peak, size)
