@@ -6,6 +6,7 @@ import os
 from typing import TYPE_CHECKING, Any, Protocol
 
 from fsspec.implementations.memory import MemoryFile, MemoryFileSystem
+from fsspec.spec import AbstractBufferedFile
 
 from . import pipeline
 from .format import TAG_SIZE, ChunkCipher, Header, make_trailer
@@ -91,7 +92,7 @@ class _DirectSink:
         try:
             if hasattr(f, "discard"):
                 f.discard()
-            if hasattr(f, "_closed"):
+            if isinstance(f, AbstractBufferedFile):
                 f.closed = True  # stop AbstractBufferedFile.__del__ from committing
             elif not getattr(f, "closed", True):
                 f.close()

@@ -692,3 +692,31 @@ def test_cache_counts_bytes_of_concurrent_writers(shared_kms, counting_kms):
     (entry,) = efs.keys.write_cache._entries.values()
     assert entry.uses == 200
     assert entry.bytes == sum(100 + i for i in range(200))
+
+
+def test_memory_writes_use_only_public_fsspec_api(mem_efs):
+    """memory:// files are written to an uncommitted fsspec MemoryFile and
+    committed on close (no private MemoryFileSystem attributes; this pins the
+    behaviour of the fsspec installed, within pyproject's range): nothing is
+    visible, not even an empty file, until close; a failed write leaves the old
+    object; listing, sizes and timestamps work as for any committed file."""
+    import fsspec.implementations.memory as memory
+
+    path = p(mem_efs, "pub")
+    mem_efs.pipe_file(path, b"old")
+    f = mem_efs.open(path, "wb")
+    f.write(os.urandom(3 * C))
+    assert mem_efs.cat_file(path) == b"old"
+    assert isinstance(mem_efs.fs.store[path], memory.MemoryFile)
+    f.close()
+    assert mem_efs.size(path) == 3 * C and mem_efs.info(path)["type"] == "file"
+    assert mem_efs.modified(path) >= mem_efs.created(path)
+    new = p(mem_efs, "sub/new")
+    with mem_efs.open(new, "wb") as g:
+        g.write(b"x" * 10)
+        assert not mem_efs.exists(new)
+    assert mem_efs.ls(p(mem_efs, "sub"), detail=False) == [new]
+    with pytest.raises(FileExistsError):
+        mem_efs.open(p(mem_efs, "pub/child"), "wb")  # a file is not a folder
+    with pytest.raises(IsADirectoryError):
+        mem_efs.open(p(mem_efs, "sub"), "wb")
