@@ -209,6 +209,7 @@ def main(argv=None) -> int:
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--skip-random", action="store_true")
     ap.add_argument("--skip-whole", action="store_true")
+    ap.add_argument("--skip-esdk", action="store_true")
     ap.add_argument("--quick", action="store_true", help="smaller sizes, one repeat (smoke test)")
     args = ap.parse_args(argv)
     if args.quick:
@@ -408,29 +409,31 @@ def main(argv=None) -> int:
     # ------------------------------------------------------------------ 7. whole-file reads
     whole = None if args.skip_whole else whole_file(tmp, home, root_key, args.whole_mib, r, kms)
 
-    # ------------------------------------------------------------------ ESDK (64 MiB at most)
-    import aws_encryption_sdk
-    from aws_encryption_sdk.identifiers import CommitmentPolicy, EncryptionKeyType, WrappingAlgorithm
-    from aws_encryption_sdk.internal.crypto.wrapping_keys import WrappingKey
-    from aws_encryption_sdk.key_providers.raw import RawMasterKeyProvider
-
-    class StaticKeys(RawMasterKeyProvider):
-        provider_id = "bench"
-
-        def _get_raw_key(self, key_id):
-            return WrappingKey(wrapping_algorithm=WrappingAlgorithm.AES_256_GCM_IV12_TAG16_NO_PADDING,
-                               wrapping_key=b"\x07" * 32, wrapping_key_type=EncryptionKeyType.SYMMETRIC)
-
-    mkp = StaticKeys()
-    mkp.add_master_key(b"k1")
-    client = aws_encryption_sdk.EncryptionSDKClient(
-        commitment_policy=CommitmentPolicy.REQUIRE_ENCRYPT_REQUIRE_DECRYPT)
+    sdk_w = sdk_r = None
     esize = min(size, 64 * MiB)
-    data = bytes(payload[:esize])
-    holder = {}
-    (sdk_w,) = interleaved([lambda: holder.__setitem__(
-        "ct", client.encrypt(source=data, key_provider=mkp)[0])], max(1, r - 1))
-    (sdk_r,) = interleaved([lambda: client.decrypt(source=holder["ct"], key_provider=mkp)], max(1, r - 1))
+    if not args.skip_esdk:
+        # ------------------------------------------------------------------ ESDK (64 MiB at most)
+        import aws_encryption_sdk
+        from aws_encryption_sdk.identifiers import CommitmentPolicy, EncryptionKeyType, WrappingAlgorithm
+        from aws_encryption_sdk.internal.crypto.wrapping_keys import WrappingKey
+        from aws_encryption_sdk.key_providers.raw import RawMasterKeyProvider
+
+        class StaticKeys(RawMasterKeyProvider):
+            provider_id = "bench"
+
+            def _get_raw_key(self, key_id):
+                return WrappingKey(wrapping_algorithm=WrappingAlgorithm.AES_256_GCM_IV12_TAG16_NO_PADDING,
+                                   wrapping_key=b"\x07" * 32, wrapping_key_type=EncryptionKeyType.SYMMETRIC)
+
+        mkp = StaticKeys()
+        mkp.add_master_key(b"k1")
+        client = aws_encryption_sdk.EncryptionSDKClient(
+            commitment_policy=CommitmentPolicy.REQUIRE_ENCRYPT_REQUIRE_DECRYPT)
+        data = bytes(payload[:esize])
+        holder = {}
+        (sdk_w,) = interleaved([lambda: holder.__setitem__(
+            "ct", client.encrypt(source=data, key_provider=mkp)[0])], max(1, r - 1))
+        (sdk_r,) = interleaved([lambda: client.decrypt(source=holder["ct"], key_provider=mkp)], max(1, r - 1))
 
     # ------------------------------------------------------------------ report
     try:
@@ -448,8 +451,9 @@ def main(argv=None) -> int:
     line("plain memory:// read", mem_pr)
     line("encrypted::memory:// read", mem_er)
     line("encrypted::memory:// read, one thread", mem_er1)
-    line("aws-encryption-sdk encrypt (64 MiB)", sdk_w, esize)
-    line("aws-encryption-sdk decrypt (64 MiB)", sdk_r, esize)
+    if sdk_w and sdk_r:
+        line("aws-encryption-sdk encrypt (64 MiB)", sdk_w, esize)
+        line("aws-encryption-sdk decrypt (64 MiB)", sdk_r, esize)
     print("\n".join(rep))
     rep.clear()
     print("2. local files (new files, 1 MiB writes / readinto)")
