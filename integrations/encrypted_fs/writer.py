@@ -57,6 +57,18 @@ class _MemorySink:
     def write(self, data: memoryview) -> Any:
         return self._file.write(data)
 
+    def append_in_place(self, n: int) -> tuple[memoryview, memoryview]:
+        """Grow the file by ``n`` bytes and return (buffer, view of them) to fill
+        in place: a large write is sealed straight into the file (no copy, and
+        BytesIO.write, which holds the GIL, does not stall the sealing threads).
+        Release both views before the next write."""
+        f = self._file
+        end = f.seek(0, io.SEEK_END)
+        f.seek(end + n - 1)
+        f.write(b"\0")  # BytesIO grows (zero-filled) up to here
+        whole = f.getbuffer()
+        return whole, whole[end:end + n]
+
     def finish(self) -> None:
         pass
 
@@ -228,6 +240,9 @@ class EncryptedWriteFile(io.BufferedIOBase):
             assert self._out is not None
             self._sink.write(self._out[:self._olen])
             self._olen = 0
+        if isinstance(self._sink, _MemorySink):
+            self._seal_in_place(self._sink, src, count)
+            return
         c = self._c
         per = max(1, min(_JOB // c, -(-count // pipeline.window())))
         size = per * (c + TAG_SIZE)
@@ -253,6 +268,31 @@ class EncryptedWriteFile(io.BufferedIOBase):
 
         pipeline.run_in_order(jobs(), consume)
         self._index += count
+
+    def _seal_in_place(self, sink: _MemorySink, src: memoryview, count: int) -> None:
+        """memory://: the jobs seal straight into the grown file."""
+        c, u = self._c, self._c + TAG_SIZE
+        per = max(1, min(_JOB // c, -(-count // pipeline.window())))
+        cipher = self._cipher
+        whole, dest = sink.append_in_place(count * u)
+        try:
+            def jobs() -> Iterator[Callable[[], int]]:
+                for k in range(0, count, per):
+                    m = min(count, k + per)
+
+                    def job(index: int = self._index + k, lo: int = k, hi: int = m) -> int:
+                        out = dest[lo * u:hi * u]  # every view of the file is released before it grows
+                        try:
+                            return cipher.seal_chunks(index, src[lo * c:hi * c], out)
+                        finally:
+                            out.release()
+                    yield job
+            pipeline.run_in_order(jobs())
+        finally:
+            dest.release()
+            whole.release()
+        self._index += count
+        self._body += count * u
 
     def _seal_last(self) -> None:
         """Seal the pending bytes as the final chunk and write out the batch."""
