@@ -199,7 +199,9 @@ class Engine:
             if not (op.alias_ok if alias_ok is None else alias_ok):
                 raise not_found(f"Invalid keyId '{ref}'")
             return self._resolve_alias(parsed.name, ctx, op)
-        key_id = parsed.name.lower()
+        key_id = parsed.name
+        if not arns.is_key_id(key_id):  # AWS ids are lower-case: another case names no key
+            raise self.not_found_id(key_id, ctx)
         found = self.get(key_id, ctx)
         if found is None:
             raise self.not_found_id(key_id, ctx)

@@ -118,7 +118,8 @@ class KeyRepository:
     def _load(self, key_id: str, account: str, region: str) -> KeyRecord | None:
         with self.store.reading() as conn:
             row = conn.execute(select(T_KEYS).where(T_KEYS.c.key_id == key_id)).mappings().first()
-            if row is None or row["account_id"] != account or row["region"] != region:
+            # Exact id: MySQL's default collations would match another case.
+            if row is None or row["key_id"] != key_id or row["account_id"] != account or row["region"] != region:
                 return None
             mats = conn.execute(select(T_MAT).where(T_MAT.c.key_id == key_id)).mappings().all()
         rec = KeyRecord()

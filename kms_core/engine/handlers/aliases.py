@@ -59,8 +59,11 @@ def update_alias(eng: Engine, p: Params, ctx: RequestContext) -> Result:
     current = eng.repo.alias_target(eng.account(ctx), eng.region(ctx), name)
     if current is None:
         raise not_found(f"Alias {eng.alias_arn(name, ctx)} is not found.")
-    rec = _target_key(eng, p["TargetKeyId"], ctx, "UpdateAlias", p)
+    # kms:UpdateAlias on the key the alias names now AND on the new key (issue #15):
+    # otherwise anyone could repoint an application's alias to a key of their own.
     old = eng.get(current, ctx, settle=False)
+    eng.authorize("UpdateAlias", old, ctx, p)
+    rec = _target_key(eng, p["TargetKeyId"], ctx, "UpdateAlias", p)
     if old is not None and (old.key_spec != rec.key_spec or old.key_usage != rec.key_usage):
         raise validation(f"Alias {eng.alias_arn(name, ctx)} cannot be changed from a "
                          f"{old.key_spec}/{old.key_usage} key to a {rec.key_spec}/{rec.key_usage} key: "
@@ -70,6 +73,7 @@ def update_alias(eng: Engine, p: Params, ctx: RequestContext) -> Result:
 
 
 def delete_alias(eng: Engine, p: Params, ctx: RequestContext) -> Result:
+    """kms:DeleteAlias on the key the alias names (the alias itself is an IAM resource)."""
     name = check_alias_name(p["AliasName"])
     target = eng.repo.alias_target(eng.account(ctx), eng.region(ctx), name)
     if target is None:

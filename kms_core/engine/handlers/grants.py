@@ -5,6 +5,7 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
+from kms_core import arn as arns
 from kms_core.errors import KMSError, not_found, validation
 from kms_core.model import OPERATIONS, shape
 from kms_core.policy import _principal_match, access_denied
@@ -69,6 +70,16 @@ def check_principal(value: Any, field: str) -> None:
                          "constraint: Member must satisfy regular expression pattern: ^[\\w+=,.@:/-]+$")
 
 
+def check_grant_principal(value: Any, field: str) -> str:
+    """The member's pattern (ValidationException), then a principal a grant can name: a
+    value such as ``"bob"`` or an IAM group ARN used to give a grant nobody could ever use
+    (issue #15); AWS refuses it with InvalidArnException."""
+    check_principal(value, field)
+    if not arns.is_grant_principal(value):
+        raise KMSError("InvalidArnException", f"{field[:1].upper()}{field[1:]} {value} is not a valid principal ARN.")
+    return str(value)
+
+
 def create_grant(eng: Engine, p: Params, ctx: RequestContext) -> Result:
     rec = eng.resolve(p["KeyId"], ctx, "CreateGrant")
     eng.check_key("CreateGrant", rec)
@@ -77,11 +88,10 @@ def create_grant(eng: Engine, p: Params, ctx: RequestContext) -> Result:
     _check_operations(ops, rec)
     cons = p.get("Constraints")
     _check_constraints(cons)
-    grantee = p["GranteePrincipal"]
-    check_principal(grantee, "granteePrincipal")
+    grantee = check_grant_principal(p["GranteePrincipal"], "granteePrincipal")
     retiring = p.get("RetiringPrincipal")
     if retiring is not None:
-        check_principal(retiring, "retiringPrincipal")
+        check_grant_principal(retiring, "retiringPrincipal")
     name = p.get("Name")
     if name is not None and not re.fullmatch(r"[a-zA-Z0-9:/_-]{1,256}", name):
         raise validation(f"1 validation error detected: Value '{name}' at 'name' failed to satisfy "
