@@ -90,6 +90,11 @@ def _describe(e: Exception) -> str:
     if name == "NoCredentialsError":
         return f"{text}. Credentials for --endpoint-url come from the usual AWS sources (environment, --profile)."
     module = type(e).__module__ or ""
+    response = getattr(e, "response", None)
+    if isinstance(response, dict) and "Error" in response:
+        # A service error (botocore's ClientError or a subclass made for a code outside the
+        # model): its text is already the AWS CLI's one line.
+        return text
     if module.startswith(("kms_core.cli", "botocore")):
         return text or name  # awscli's own multi-line messages (caret under a shorthand error, report lists)
     # Anything else gets one line; --debug shows the rest.
