@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="kms demo", description=__doc__.split("\n\n")[0])
     ap.add_argument("--workdir", help="where to write the demo's files (default: a temp dir)")
     args = ap.parse_args(argv)
-    import kms_core
+    import kms_core  # noqa: PLC0415 - only the demo needs it
     kms = kms_core.client()
     engine = kms.engine
     say(f"kms demo — embedded engine, store {engine.store.display_url}, "
