@@ -112,6 +112,10 @@ def _imports_after(args: list[str], env=None) -> set[str]:
 def test_startup_imports_only_what_the_command_needs(kms_home):
     version = _imports_after(["--version"])
     assert not version & {"boto3", "botocore", "sqlalchemy", "cryptography", "jmespath"}
+    # `kms --help` lists the served operations from the table alone (#16.8: it used to import
+    # the engine, SQLAlchemy and cryptography: ~0.45 s of CPU).
+    help_ = _imports_after(["--help"])
+    assert not help_ & {"boto3", "botocore", "sqlalchemy", "cryptography", "kms_core.engine"}
     encrypt = _imports_after(["encrypt", "--key-id", "alias/aws/s3", "--plaintext", "x", "--query", "KeyId"])
     assert "boto3" not in encrypt and "s3transfer" not in encrypt  # embedded: no boto3
 
