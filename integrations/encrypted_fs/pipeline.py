@@ -17,8 +17,8 @@ import os
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
-from typing import TypeVar
+from concurrent.futures import ThreadPoolExecutor, wait
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -78,13 +78,20 @@ def scratch(size: int) -> bytearray:
     return buf
 
 
+def _run_here(job: Callable[[], T]) -> tuple[bool, Any]:
+    try:
+        return True, job()
+    except BaseException as exc:  # re-raised in job order by run_in_order
+        return False, exc
+
+
 def run_in_order(jobs: Iterable[Callable[[], T]],
                  consume: Callable[[T], None] | None = None) -> None:
     """Run ``jobs`` on the workers, at most ``window()`` at a time, and hand
-    their results to ``consume`` on this thread in job order.  A job that no
-    worker has started when its turn comes runs here instead (this thread
-    would otherwise wait idle, and on a busy machine a worker may be slow to
-    get a core).
+    their results to ``consume`` on this thread in job order.  Rather than
+    wait, this thread runs jobs that no worker has started yet (the next one
+    due first): it would otherwise sit idle, and on a busy machine a worker
+    may wait long for a core.
 
     The first failure in job order is raised, after every job already started
     has finished (jobs write into the caller's buffers: none may still be
@@ -92,23 +99,39 @@ def run_in_order(jobs: Iterable[Callable[[], T]],
     advanced only after a result is consumed, so it may recycle buffers."""
     pool = _get_pool()
     it = iter(jobs)
-    pending: deque[tuple[Future[T], Callable[[], T]]] = deque()
+    # [future, job, (ok, result or exception) if it ran on this thread]
+    pending: deque[list[Any]] = deque()
 
     def submit() -> None:
         job = next(it, None)
         if job is not None:
-            pending.append((pool.submit(job), job))
+            pending.append([pool.submit(job), job, None])
+
+    def steal() -> bool:
+        for entry in pending:
+            if entry[2] is None and entry[0].cancel():
+                entry[2] = _run_here(entry[1])
+                return True
+        return False
     try:
         for _ in range(window()):
             submit()
         while pending:
-            fut, job = pending.popleft()
-            result = job() if fut.cancel() else fut.result()
+            fut, _job, here = pending[0]
+            if here is None and not fut.done() and steal():
+                continue
+            pending.popleft()
+            if here is None:
+                result = fut.result()
+            elif here[0]:
+                result = here[1]
+            else:
+                raise here[1]
             if consume is not None:
                 consume(result)
             submit()
     finally:
         if pending:
-            for fut, _ in pending:
-                fut.cancel()
-            wait([fut for fut, _ in pending])
+            for entry in pending:
+                entry[0].cancel()
+            wait([entry[0] for entry in pending])
