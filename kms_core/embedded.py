@@ -11,7 +11,7 @@ import os
 import re
 from typing import Any
 
-from .errors import KMSError
+from .errors import KMSError, internal_error
 from .operation_names import OPERATION_NAMES
 from .settings import Settings
 
@@ -138,7 +138,11 @@ class KMSClient:
             from .validation import check_client_side
             checks = self._checks = (check_client_side, coerce_input)
         checks[0](operation, kwargs)
-        kwargs = checks[1](operation, kwargs)  # str/file-like blobs, as botocore's serializer does
+        try:
+            kwargs = checks[1](operation, kwargs)  # str/file-like blobs, as botocore's serializer does
+        except UnicodeEncodeError:  # a str blob with a lone surrogate: not UTF-8 text
+            raise self._client_error(KMSError("SerializationException", "A blob given as str is not "
+                                              "valid Unicode (a lone UTF-16 surrogate)"), operation, _request_id()) from None
         engine = self._engine or self.engine
         if self._ctx is None:
             from .engine import RequestContext
@@ -152,13 +156,18 @@ class KMSClient:
         try:
             resp = engine.call(operation, kwargs, ctx)
         except KMSError as err:
-            cls = self.exceptions.from_code(err.code)
-            raise cls({"Error": {"Code": err.code, "Message": err.message},
-                       "ResponseMetadata": {"RequestId": rid, "HTTPStatusCode": err.status,
-                                            "HTTPHeaders": {}, "RetryAttempts": 0}},
-                      operation) from None
+            raise self._client_error(err, operation, rid) from None
+        except Exception as e:  # a bug: the caller gets AWS's typed error; the log says where
+            raise self._client_error(internal_error(e, operation, rid), operation, rid) from None
         resp["ResponseMetadata"] = _metadata(rid)
         return resp
+
+    def _client_error(self, err: KMSError, operation: str, rid: str):
+        cls = self.exceptions.from_code(err.code)
+        return cls({"Error": {"Code": err.code, "Message": err.message},
+                    "ResponseMetadata": {"RequestId": rid, "HTTPStatusCode": err.status,
+                                         "HTTPHeaders": {}, "RetryAttempts": 0}},
+                   operation)
 
     # boto3 client conveniences
     def can_paginate(self, operation_name: str) -> bool:

@@ -34,6 +34,7 @@ lengths are counted in code points (the Smithy rule).
 """
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any, Callable
 
@@ -58,6 +59,40 @@ def _pattern(s): return f"Member must satisfy regular expression pattern: {s.pat
 
 
 _NOT_NULL = "Member must not be null"
+_NO_NUL = "Member must not contain the NUL character (U+0000)"
+
+# Text every string member must be, on every interface (server, in-process
+# client, CLI): Unicode scalar values only (a lone UTF-16 surrogate cannot be
+# encoded as UTF-8: SerializationException, as for any undecodable body), and
+# no NUL, which PostgreSQL cannot store in text and no KMS value needs
+# (ValidationException).  ``isascii`` is O(1) in CPython, so the common case
+# costs one ``in`` scan.
+_BAD_TEXT = re.compile("[\x00\ud800-\udfff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def text_ok(v: str) -> bool:
+    """True if ``v`` has neither NUL nor a lone surrogate."""
+    return "\x00" not in v if v.isascii() else _BAD_TEXT.search(v) is None
+
+
+def has_surrogate(v: str) -> bool:
+    return not v.isascii() and _SURROGATE.search(v) is not None
+
+
+def not_unicode(path: str) -> KMSError:
+    # Never echo the value: it cannot be printed or encoded.
+    return KMSError("SerializationException",
+                    f"The string at '{path or 'request'}' is not valid Unicode (a lone UTF-16 surrogate)")
+
+
+# Encryption contexts are encoded with 16-bit lengths (kms_core.envelope).
+MAX_CONTEXT_BYTES = 65535
+_EC_SHAPE = "EncryptionContextType"
+_EC_TOO_LONG = (f"Member must have at most {MAX_CONTEXT_BYTES} pairs, each key and value at most "
+                f"{MAX_CONTEXT_BYTES} bytes in UTF-8")
+# Java's int and long: AWS cannot read a wider number (kms_core.model.from_wire).
+_INT_BITS = {"integer": 31, "long": 63}
 
 
 def _hidden(shape: Shape) -> bool:
@@ -161,7 +196,7 @@ def _compile(shape: Shape, rng: tuple | None = None) -> _Checker:
         def ok(v, lo_=lo_, hi_=hi_, rx=rx, enum=enum):
             return (type(v) is str and lo_ <= len(v) <= hi_
                     and (rx is None or rx(v) is not None)
-                    and (enum is None or v in enum))
+                    and (enum is None or v in enum) and text_ok(v))
 
         def errors(v, path, out):
             if not isinstance(v, str):
@@ -200,9 +235,15 @@ def _compile(shape: Shape, rng: tuple | None = None) -> _Checker:
         def ok(v, lo_=lo_, hi_=hi_):
             return type(v) is int and lo_ <= v <= hi_
 
+        bits = _INT_BITS[t]
+
         def errors(v, path, out):
             if isinstance(v, bool) or not isinstance(v, int):
                 raise _type_error(shape, v, path)
+            if not -(1 << bits) <= v < (1 << bits):
+                # As the wire decoder says it; never str() it (4,300-digit limit).
+                raise KMSError("SerializationException",
+                               f"NUMBER_VALUE is out of range for {_PY_TYPES[t]} (at '{path}')")
             if v < lo_:
                 out.append(_msg(shape, v, path, _val_ge(lo)))
             elif v > hi_:
@@ -278,9 +319,10 @@ def _compile(shape: Shape, rng: tuple | None = None) -> _Checker:
     if t == "map":
         kc, vc = _compile(shape.key), _compile(shape.value)
         k_ok, v_ok = kc.ok, vc.ok
+        context = shape.name == _EC_SHAPE
 
         def ok(v):
-            if type(v) is not dict:
+            if type(v) is not dict or (context and not _context_ok(v)):
                 return False
             for k, x in v.items():
                 if not k_ok(k) or not v_ok(x):
@@ -350,9 +392,56 @@ def _compile(shape: Shape, rng: tuple | None = None) -> _Checker:
 
 def _strmap(v) -> bool:
     for a, b in v.items():
-        if type(a) is not str or type(b) is not str:
+        if type(a) is not str or type(b) is not str or not text_ok(a) or not text_ok(b):
             return False
     return True
+
+
+def _context_ok(v: dict) -> bool:
+    """Conservative fast check of MAX_CONTEXT_BYTES: 16,383 code points are at
+    most 65,532 bytes; longer strings go to the exact check (_text_problems)."""
+    if len(v) > MAX_CONTEXT_BYTES:
+        return False
+    for a, b in v.items():
+        if len(a) > 16383 or len(b) > 16383:
+            return False
+    return True
+
+
+def _context_fits(v: dict) -> bool:
+    return len(v) <= MAX_CONTEXT_BYTES and all(
+        len(a.encode("utf-8")) <= MAX_CONTEXT_BYTES and len(b.encode("utf-8")) <= MAX_CONTEXT_BYTES
+        for a, b in v.items() if type(a) is str and type(b) is str)
+
+
+def _text_problems(shape: Shape, v: Any, path: str, out: list[str]) -> None:
+    """Every string of ``v`` (map keys included) must be text (see ``text_ok``);
+    encryption contexts must fit their encoding.  Wrong types are left to the
+    shape checks.  Raises SerializationException for a lone surrogate, appends
+    a ValidationException message for NUL (never echoing the value)."""
+    t = shape.type
+    if t == "string":
+        if type(v) is str and not text_ok(v):
+            if has_surrogate(v):
+                raise not_unicode(path)
+            out.append(f"Value at '{path}' failed to satisfy constraint: {_NO_NUL}")
+    elif t == "structure" and isinstance(v, dict):
+        prefix = f"{path}." if path else ""
+        for n, s in shape.members.items():
+            x = v.get(n)
+            if x is not None:
+                _text_problems(s, x, prefix + camel(n), out)
+    elif t == "list" and isinstance(v, (list, tuple)):
+        for i, x in enumerate(v):
+            _text_problems(shape.member, x, f"{path}.{i + 1}.member", out)
+    elif t == "map" and isinstance(v, dict):
+        before = len(out)
+        for k, x in v.items():
+            _text_problems(shape.key, k, path, out)
+            _text_problems(shape.value, x, path, out)
+        del out[before + 1:]  # one message per map is enough
+        if len(out) == before and shape.name == _EC_SHAPE and not _context_fits(v):
+            out.append(f"Value at '{path}' failed to satisfy constraint: {_EC_TOO_LONG}")
 
 
 def _expr(shape: Shape, var: str, rng, env: dict) -> str:
@@ -362,6 +451,9 @@ def _expr(shape: Shape, var: str, rng, env: dict) -> str:
     lo, hi = rng if rng else (shape.min, shape.max)
     if t in ("string", "blob"):
         parts = [f"type({var}) is {'str' if t == 'string' else 'bytes'}"]
+        if t == "string":
+            env["_text_ok"] = text_ok
+            parts.append(f"_text_ok({var})")
         if lo is not None and lo > 0:
             parts.append(f"len({var}) >= {lo}")
         if hi is not None:
@@ -386,7 +478,9 @@ def _expr(shape: Shape, var: str, rng, env: dict) -> str:
         return f"(type({var}) is datetime and {var}.tzinfo is not None)"
     if (t == "map" and shape.key.type == "string" and shape.value.type == "string"
             and not _scalar_constraints(shape.key) and not _scalar_constraints(shape.value)):
-        return f"(type({var}) is dict and _strmap({var}))"
+        ctx = f" and _context_ok({var})" if shape.name == _EC_SHAPE else ""
+        env["_context_ok"] = _context_ok
+        return f"(type({var}) is dict and _strmap({var}){ctx})"
     # Containers: the compiled service checker, plus botocore's structure rules.
     name = f"C_{len(env)}"
     env[name] = _strict(shape, rng)
@@ -512,16 +606,17 @@ _RULES: dict[str, Callable[[dict], str | None]] = {
 class _OpValidator:
     """The slow path for one operation: every message, in model member order."""
 
-    __slots__ = ("checks", "required")
+    __slots__ = ("checks", "required", "shape")
 
     def __init__(self, op):
-        shape = op.input_shape
+        shape = self.shape = op.input_shape
         # Narrower documented ranges replace the model's (e.g. Limit 1-100).
         self.checks = {n: _compile(s, op.documented_ranges.get(n)) for n, s in shape.members.items()}
         self.required = shape.required
 
     def messages(self, params: dict) -> list[str]:
         out: list[str] = []
+        _text_problems(self.shape, params, "", out)
         for n in self.checks:
             x = params.get(n)
             if x is None:
@@ -667,6 +762,13 @@ def _timestamp_ok(v) -> bool:
         return False
 
 
+def _show_int(value: int) -> str:
+    try:
+        return str(value)
+    except ValueError:  # past Python's 4,300-digit conversion limit
+        return "<an integer of more than 4300 digits>"
+
+
 def _boto_name(name: str) -> str:
     if not name:
         return "input"
@@ -679,7 +781,7 @@ def _boto_report(shape: Shape, value: Any, name: str, out: list[str], hide: bool
     hide = hide or shape.sensitive or t == "blob"
 
     def invalid_type():
-        shown = "<redacted>" if hide else value
+        shown = "<redacted>" if hide else _show_int(value) if type(value) is int else value
         out.append(f"Invalid type for parameter {_boto_name(name)}, value: {shown}, "
                    f"type: {type(value)}, valid types: {_VALID[t]}")
 
@@ -715,7 +817,7 @@ def _boto_report(shape: Shape, value: Any, name: str, out: list[str], hide: bool
                        f"valid min length: {shape.min}")
     elif t in ("integer", "long"):
         if shape.min is not None and value < shape.min:
-            out.append(f"Invalid value for parameter {_boto_name(name)}, value: {value}, "
+            out.append(f"Invalid value for parameter {_boto_name(name)}, value: {_show_int(value)}, "
                        f"valid min value: {shape.min}")
     elif t == "list":
         if shape.min is not None and len(value) < shape.min:
