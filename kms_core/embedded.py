@@ -141,8 +141,9 @@ class KMSClient:
         try:
             kwargs = checks[1](operation, kwargs)  # str/file-like blobs, as botocore's serializer does
         except UnicodeEncodeError:  # a str blob with a lone surrogate: not UTF-8 text
-            raise self._client_error(KMSError("SerializationException", "A blob given as str is not "
-                                              "valid Unicode (a lone UTF-16 surrogate)"), operation, _request_id()) from None
+            err = KMSError("SerializationException", "A blob given as str is not valid Unicode "
+                                                     "(a lone UTF-16 surrogate)")
+            raise self._client_error(err, operation, _request_id()) from None
         engine = self._engine or self.engine
         if self._ctx is None:
             from .engine import RequestContext

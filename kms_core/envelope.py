@@ -11,7 +11,8 @@ import struct
 import threading
 import time
 from collections import OrderedDict
-from typing import Any, Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
+from typing import Any
 
 __all__ = ["MAX_CONTEXT_BYTES", "CachedKey", "DataKeyCache", "encode_context"]
 
@@ -60,7 +61,7 @@ class CachedKey:
     ``repr`` never shows key bytes.
     """
 
-    __slots__ = ("plaintext", "wrapped", "key_id", "created", "uses", "bytes", "extra")
+    __slots__ = ("bytes", "created", "extra", "key_id", "plaintext", "uses", "wrapped")
 
     def __init__(self, plaintext: bytes, wrapped: bytes, key_id: str, extra: Any = None):
         self.plaintext = plaintext

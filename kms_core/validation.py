@@ -35,15 +35,23 @@ lengths are counted in code points (the Smithy rule).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any, cast
 
 from kms_core.errors import KMSError
 from kms_core.model import OPERATIONS, Shape, camel, from_wire
 from kms_core.model import operation as _operation
 
-__all__ = ["validate", "check_client_side", "check_params", "check_wire_types",
-           "validation_messages", "client_side_report", "precompile"]
+__all__ = [
+    "check_client_side",
+    "check_params",
+    "check_wire_types",
+    "client_side_report",
+    "precompile",
+    "validate",
+    "validation_messages",
+]
 
 
 # ---------------------------------------------------------------------------
@@ -95,14 +103,27 @@ _EC_TOO_LONG = (f"Member must have at most {MAX_CONTEXT_BYTES} pairs, each key a
 _INT_BITS = {"integer": 31, "long": 63}
 
 
+# The model always gives list and map shapes their parts; these say so to mypy.
+def _member(s: Shape) -> Shape:
+    return cast(Shape, s.member)
+
+
+def _key(s: Shape) -> Shape:
+    return cast(Shape, s.key)
+
+
+def _value(s: Shape) -> Shape:
+    return cast(Shape, s.value)
+
+
 def _hidden(shape: Shape) -> bool:
     """Values AWS does not echo and we must not: blobs and sensitive strings."""
     if shape.type == "blob" or shape.sensitive:
         return True
     if shape.type == "list":
-        return _hidden(shape.member)
+        return _hidden(_member(shape))
     if shape.type == "map":
-        return _hidden(shape.key) or _hidden(shape.value)
+        return _hidden(_key(shape)) or _hidden(_value(shape))
     if shape.type == "structure":
         return any(_hidden(m) for m in shape.members.values())
     return False
@@ -172,7 +193,7 @@ class _Checker:
     ``errors(v, path, out)`` the slow path that appends AWS messages (and
     raises SerializationException on wrong Python types)."""
 
-    __slots__ = ("ok", "errors")
+    __slots__ = ("errors", "ok")
 
     def __init__(self, ok: Callable[[Any], bool], errors: Callable[[Any, str, list], None]):
         self.ok = ok
@@ -183,206 +204,233 @@ def _always(_v) -> bool:
     return True
 
 
-def _compile(shape: Shape, rng: tuple | None = None) -> _Checker:
+def _string_checker(shape: Shape, lo, hi) -> _Checker:
+    rx = shape.regex.fullmatch if shape.pattern else None
+    enum = shape.enum_set
+    lo_ = lo if lo is not None else 0
+    hi_ = hi if hi is not None else float("inf")
+
+    def ok(v, lo_=lo_, hi_=hi_, rx=rx, enum=enum):
+        return (type(v) is str and lo_ <= len(v) <= hi_
+                and (rx is None or rx(v) is not None)
+                and (enum is None or v in enum) and text_ok(v))
+
+    def errors(v, path, out):
+        if not isinstance(v, str):
+            raise _type_error(shape, v, path)
+        if enum is not None and v not in enum:
+            out.append(_msg(shape, v, path, _enum(shape)))
+        if rx is not None and rx(v) is None:
+            out.append(_msg(shape, v, path, _pattern(shape)))
+        if len(v) < lo_:
+            out.append(_msg(shape, v, path, _len_ge(lo)))
+        elif len(v) > hi_:
+            out.append(_msg(shape, v, path, _len_le(hi)))
+    return _Checker(ok, errors)
+
+
+def _blob_checker(shape: Shape, lo, hi) -> _Checker:
+    lo_ = lo if lo is not None else 0
+    hi_ = hi if hi is not None else float("inf")
+
+    def ok(v, lo_=lo_, hi_=hi_):
+        return type(v) is bytes and lo_ <= len(v) <= hi_
+
+    def errors(v, path, out):
+        if not isinstance(v, (bytes, bytearray, memoryview, str)):
+            raise _type_error(shape, v, path)
+        n = _blob_len(v)
+        if n < lo_:
+            out.append(_msg(shape, v, path, _len_ge(lo)))
+        elif n > hi_:
+            out.append(_msg(shape, v, path, _len_le(hi)))
+    return _Checker(ok, errors)
+
+
+def _integer_checker(shape: Shape, lo, hi) -> _Checker:
+    lo_ = lo if lo is not None else float("-inf")
+    hi_ = hi if hi is not None else float("inf")
+
+    def ok(v, lo_=lo_, hi_=hi_):
+        return type(v) is int and lo_ <= v <= hi_
+
     t = shape.type
-    lo, hi = rng if rng else (shape.min, shape.max)
+    bits = _INT_BITS[t]
 
-    if t == "string":
-        rx = shape.regex.fullmatch if shape.pattern else None
-        enum = shape.enum_set
-        lo_ = lo if lo is not None else 0
-        hi_ = hi if hi is not None else float("inf")
+    def errors(v, path, out):
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise _type_error(shape, v, path)
+        if not -(1 << bits) <= v < (1 << bits):
+            # As the wire decoder says it; never str() it (4,300-digit limit).
+            raise KMSError("SerializationException",
+                           f"NUMBER_VALUE is out of range for {_PY_TYPES[t]} (at '{path}')")
+        if v < lo_:
+            out.append(_msg(shape, v, path, _val_ge(lo)))
+        elif v > hi_:
+            out.append(_msg(shape, v, path, _val_le(hi)))
+    return _Checker(ok, errors)
 
-        def ok(v, lo_=lo_, hi_=hi_, rx=rx, enum=enum):
-            return (type(v) is str and lo_ <= len(v) <= hi_
-                    and (rx is None or rx(v) is not None)
-                    and (enum is None or v in enum) and text_ok(v))
 
-        def errors(v, path, out):
-            if not isinstance(v, str):
-                raise _type_error(shape, v, path)
-            if enum is not None and v not in enum:
-                out.append(_msg(shape, v, path, _enum(shape)))
-            if rx is not None and rx(v) is None:
-                out.append(_msg(shape, v, path, _pattern(shape)))
-            if len(v) < lo_:
-                out.append(_msg(shape, v, path, _len_ge(lo)))
-            elif len(v) > hi_:
-                out.append(_msg(shape, v, path, _len_le(hi)))
-        return _Checker(ok, errors)
+def _boolean_checker(shape: Shape, lo, hi) -> _Checker:
+    def ok(v):
+        return type(v) is bool
 
-    if t == "blob":
-        lo_ = lo if lo is not None else 0
-        hi_ = hi if hi is not None else float("inf")
+    def errors(v, path, out):
+        if not isinstance(v, bool):
+            raise _type_error(shape, v, path)
+    return _Checker(ok, errors)
 
-        def ok(v, lo_=lo_, hi_=hi_):
-            return type(v) is bytes and lo_ <= len(v) <= hi_
 
-        def errors(v, path, out):
-            if not isinstance(v, (bytes, bytearray, memoryview, str)):
-                raise _type_error(shape, v, path)
-            n = _blob_len(v)
-            if n < lo_:
-                out.append(_msg(shape, v, path, _len_ge(lo)))
-            elif n > hi_:
-                out.append(_msg(shape, v, path, _len_le(hi)))
-        return _Checker(ok, errors)
+def _timestamp_checker(shape: Shape, lo, hi) -> _Checker:
+    def ok(v):
+        return isinstance(v, datetime)
 
-    if t in ("integer", "long"):
-        lo_ = lo if lo is not None else float("-inf")
-        hi_ = hi if hi is not None else float("inf")
+    def errors(v, path, out):
+        if not isinstance(v, datetime):
+            raise _type_error(shape, v, path)
+    return _Checker(ok, errors)
 
-        def ok(v, lo_=lo_, hi_=hi_):
-            return type(v) is int and lo_ <= v <= hi_
 
-        bits = _INT_BITS[t]
+def _any_bad(item: _Checker, v, path: str) -> bool:
+    bad = False
+    for i, x in enumerate(v):
+        if x is None:
+            bad = True
+            continue
+        sub: list = []
+        item.errors(x, f"{path}.{i + 1}.member", sub)
+        bad = bad or bool(sub)
+    return bad
 
-        def errors(v, path, out):
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise _type_error(shape, v, path)
-            if not -(1 << bits) <= v < (1 << bits):
-                # As the wire decoder says it; never str() it (4,300-digit limit).
-                raise KMSError("SerializationException",
-                               f"NUMBER_VALUE is out of range for {_PY_TYPES[t]} (at '{path}')")
-            if v < lo_:
-                out.append(_msg(shape, v, path, _val_ge(lo)))
-            elif v > hi_:
-                out.append(_msg(shape, v, path, _val_le(hi)))
-        return _Checker(ok, errors)
 
-    if t == "boolean":
-        def ok(v):
-            return type(v) is bool
+def _list_checker(shape: Shape, lo, hi) -> _Checker:
+    m = _member(shape)
+    item = _compile(m)
+    item_ok = item.ok
+    lo_ = lo if lo is not None else 0
+    hi_ = hi if hi is not None else float("inf")
+    scalar = m.type not in ("structure", "list", "map")
 
-        def errors(v, path, out):
-            if not isinstance(v, bool):
-                raise _type_error(shape, v, path)
-        return _Checker(ok, errors)
-
-    if t == "timestamp":
-        def ok(v):
-            return isinstance(v, datetime)
-
-        def errors(v, path, out):
-            if not isinstance(v, datetime):
-                raise _type_error(shape, v, path)
-        return _Checker(ok, errors)
-
-    if t == "list":
-        m = shape.member
-        item = _compile(m)
-        item_ok = item.ok
-        lo_ = lo if lo is not None else 0
-        hi_ = hi if hi is not None else float("inf")
-        scalar = m.type not in ("structure", "list", "map")
-
-        def ok(v, lo_=lo_, hi_=hi_):
-            if type(v) is not list and type(v) is not tuple:
+    def ok(v, lo_=lo_, hi_=hi_):
+        if type(v) is not list and type(v) is not tuple:
+            return False
+        if not lo_ <= len(v) <= hi_:
+            return False
+        for x in v:  # noqa: SIM110 - a loop is faster than all() over a generator
+            if not item_ok(x):
                 return False
-            if not lo_ <= len(v) <= hi_:
-                return False
-            for x in v:
-                if not item_ok(x):
-                    return False
-            return True
+        return True
 
-        def errors(v, path, out):
-            if not isinstance(v, (list, tuple)):
-                raise _type_error(shape, v, path)
-            if len(v) < lo_:
-                out.append(_msg(shape, v, path, _len_ge(lo)))
-            elif len(v) > hi_:
-                out.append(_msg(shape, v, path, _len_le(hi)))
-            if scalar:
-                # AWS reports a list of bad scalars once, listing every
-                # constraint of the member shape.
-                bad = False
-                for i, x in enumerate(v):
-                    if x is None:
-                        bad = True
-                        continue
-                    sub: list = []
-                    item.errors(x, f"{path}.{i + 1}.member", sub)
-                    bad = bad or bool(sub)
-                if bad:
-                    inner = ", ".join(_scalar_constraints(m))
-                    out.append(_msg(shape, v, path, f"Member must satisfy constraint: [{inner}]"))
-            else:
-                for i, x in enumerate(v):
-                    p = f"{path}.{i + 1}.member"
-                    if x is None:
-                        out.append(f"Value null at '{p}' failed to satisfy constraint: {_NOT_NULL}")
-                    else:
-                        item.errors(x, p, out)
-        return _Checker(ok, errors)
-
-    if t == "map":
-        kc, vc = _compile(shape.key), _compile(shape.value)
-        k_ok, v_ok = kc.ok, vc.ok
-        context = shape.name == _EC_SHAPE
-
-        def ok(v):
-            if type(v) is not dict or (context and not _context_ok(v)):
-                return False
-            for k, x in v.items():
-                if not k_ok(k) or not v_ok(x):
-                    return False
-            return True
-
-        def errors(v, path, out):
-            if not isinstance(v, dict):
-                raise _type_error(shape, v, path)
-            bad_k = bad_v = False
-            for k, x in v.items():
-                sub: list = []
-                kc.errors(k, path, sub)
-                bad_k = bad_k or bool(sub)
-                sub = []
+    def errors(v, path, out):
+        if not isinstance(v, (list, tuple)):
+            raise _type_error(shape, v, path)
+        if len(v) < lo_:
+            out.append(_msg(shape, v, path, _len_ge(lo)))
+        elif len(v) > hi_:
+            out.append(_msg(shape, v, path, _len_le(hi)))
+        if scalar:
+            # AWS reports a list of bad scalars once, listing every
+            # constraint of the member shape.
+            if _any_bad(item, v, path):
+                inner = ", ".join(_scalar_constraints(m))
+                out.append(_msg(shape, v, path, f"Member must satisfy constraint: [{inner}]"))
+        else:
+            for i, x in enumerate(v):
+                p = f"{path}.{i + 1}.member"
                 if x is None:
-                    bad_v = True
+                    out.append(f"Value null at '{p}' failed to satisfy constraint: {_NOT_NULL}")
                 else:
-                    vc.errors(x, f"{path}.{k}", sub)
-                    bad_v = bad_v or bool(sub)
-            if bad_k:
-                inner = ", ".join(_scalar_constraints(shape.key))
-                out.append(_msg(shape, v, path, f"Map keys must satisfy constraint: [{inner}]"))
-            if bad_v:
-                inner = ", ".join(_scalar_constraints(shape.value))
-                out.append(_msg(shape, v, path, f"Map value must satisfy constraint: [{inner}]"))
-        return _Checker(ok, errors)
+                    item.errors(x, p, out)
+    return _Checker(ok, errors)
 
-    if t == "structure":
-        checks = {n: _compile(s) for n, s in shape.members.items()}
-        names = list(shape.members)
-        required = shape.required
 
-        def ok(v):
-            if type(v) is not dict:
+def _map_checker(shape: Shape, lo, hi) -> _Checker:
+    kc, vc = _compile(_key(shape)), _compile(_value(shape))
+    k_ok, v_ok = kc.ok, vc.ok
+    context = shape.name == _EC_SHAPE
+
+    def ok(v):
+        if type(v) is not dict or (context and not _context_ok(v)):
+            return False
+        for k, x in v.items():  # noqa: SIM110 - a loop is faster than all() over a generator
+            if not k_ok(k) or not v_ok(x):
                 return False
-            for r in required:
-                if v.get(r) is None:
-                    return False
-            for k, x in v.items():
-                c = checks.get(k)
-                if c is not None and x is not None and not c.ok(x):
-                    return False
-            return True
+        return True
 
-        def errors(v, path, out):
-            if not isinstance(v, dict):
-                raise _type_error(shape, v, path)
-            prefix = f"{path}." if path else ""
-            for n in names:
-                x = v.get(n)
-                p = prefix + camel(n)
-                if x is None:
-                    if n in required:
-                        out.append(f"Value null at '{p}' failed to satisfy constraint: {_NOT_NULL}")
-                    continue
-                checks[n].errors(x, p, out)
-        return _Checker(ok, errors)
+    def errors(v, path, out):
+        if not isinstance(v, dict):
+            raise _type_error(shape, v, path)
+        bad_k = bad_v = False
+        for k, x in v.items():
+            sub: list = []
+            kc.errors(k, path, sub)
+            bad_k = bad_k or bool(sub)
+            sub = []
+            if x is None:
+                bad_v = True
+            else:
+                vc.errors(x, f"{path}.{k}", sub)
+                bad_v = bad_v or bool(sub)
+        if bad_k:
+            inner = ", ".join(_scalar_constraints(_key(shape)))
+            out.append(_msg(shape, v, path, f"Map keys must satisfy constraint: [{inner}]"))
+        if bad_v:
+            inner = ", ".join(_scalar_constraints(_value(shape)))
+            out.append(_msg(shape, v, path, f"Map value must satisfy constraint: [{inner}]"))
+    return _Checker(ok, errors)
 
-    return _Checker(_always, lambda v, path, out: None)
+
+def _structure_checker(shape: Shape, lo, hi) -> _Checker:
+    checks = {n: _compile(s) for n, s in shape.members.items()}
+    names = list(shape.members)
+    required = shape.required
+
+    def ok(v):
+        if type(v) is not dict:
+            return False
+        for r in required:
+            if v.get(r) is None:
+                return False
+        for k, x in v.items():
+            c = checks.get(k)
+            if c is not None and x is not None and not c.ok(x):
+                return False
+        return True
+
+    def errors(v, path, out):
+        if not isinstance(v, dict):
+            raise _type_error(shape, v, path)
+        prefix = f"{path}." if path else ""
+        for n in names:
+            x = v.get(n)
+            p = prefix + camel(n)
+            if x is None:
+                if n in required:
+                    out.append(f"Value null at '{p}' failed to satisfy constraint: {_NOT_NULL}")
+                continue
+            checks[n].errors(x, p, out)
+    return _Checker(ok, errors)
+
+
+_CHECKERS: dict[str, Callable[[Shape, Any, Any], _Checker]] = {
+    "string": _string_checker,
+    "blob": _blob_checker,
+    "integer": _integer_checker,
+    "long": _integer_checker,
+    "boolean": _boolean_checker,
+    "timestamp": _timestamp_checker,
+    "list": _list_checker,
+    "map": _map_checker,
+    "structure": _structure_checker,
+}
+
+
+def _compile(shape: Shape, rng: tuple | None = None) -> _Checker:
+    lo, hi = rng if rng else (shape.min, shape.max)
+    build = _CHECKERS.get(shape.type)
+    if build is None:
+        return _Checker(_always, lambda v, path, out: None)
+    return build(shape, lo, hi)
 
 
 # --- generated fast predicates ---------------------------------------------
@@ -391,7 +439,7 @@ def _compile(shape: Shape, rng: tuple | None = None) -> _Checker:
 # any False sends the caller to the message-building slow path above.
 
 def _strmap(v) -> bool:
-    for a, b in v.items():
+    for a, b in v.items():  # noqa: SIM110 - a loop is faster than all() over a generator
         if type(a) is not str or type(b) is not str or not text_ok(a) or not text_ok(b):
             return False
     return True
@@ -402,7 +450,7 @@ def _context_ok(v: dict) -> bool:
     most 65,532 bytes; longer strings go to the exact check (_text_problems)."""
     if len(v) > MAX_CONTEXT_BYTES:
         return False
-    for a, b in v.items():
+    for a, b in v.items():  # noqa: SIM110 - a loop is faster than all() over a generator
         if len(a) > 16383 or len(b) > 16383:
             return False
     return True
@@ -433,12 +481,12 @@ def _text_problems(shape: Shape, v: Any, path: str, out: list[str]) -> None:
                 _text_problems(s, x, prefix + camel(n), out)
     elif t == "list" and isinstance(v, (list, tuple)):
         for i, x in enumerate(v):
-            _text_problems(shape.member, x, f"{path}.{i + 1}.member", out)
+            _text_problems(_member(shape), x, f"{path}.{i + 1}.member", out)
     elif t == "map" and isinstance(v, dict):
         before = len(out)
         for k, x in v.items():
-            _text_problems(shape.key, k, path, out)
-            _text_problems(shape.value, x, path, out)
+            _text_problems(_key(shape), k, path, out)
+            _text_problems(_value(shape), x, path, out)
         del out[before + 1:]  # one message per map is enough
         if len(out) == before and shape.name == _EC_SHAPE and not _context_fits(v):
             out.append(f"Value at '{path}' failed to satisfy constraint: {_EC_TOO_LONG}")
@@ -476,8 +524,8 @@ def _expr(shape: Shape, var: str, rng, env: dict) -> str:
         return f"(type({var}) is bool)"
     if t == "timestamp":
         return f"(type({var}) is datetime and {var}.tzinfo is not None)"
-    if (t == "map" and shape.key.type == "string" and shape.value.type == "string"
-            and not _scalar_constraints(shape.key) and not _scalar_constraints(shape.value)):
+    if (t == "map" and _key(shape).type == "string" and _value(shape).type == "string"
+            and not _scalar_constraints(_key(shape)) and not _scalar_constraints(_value(shape))):
         ctx = f" and _context_ok({var})" if shape.name == _EC_SHAPE else ""
         env["_context_ok"] = _context_ok
         return f"(type({var}) is dict and _strmap({var}){ctx})"
@@ -509,13 +557,13 @@ def _strict(shape: Shape, rng=None):
             return True
         return ok
     if t == "list":
-        item = _strict(shape.member)
+        item = _strict(_member(shape))
         return lambda v: svc(v) and all(item(x) for x in v)
     if t == "map":
-        k_ok, v_ok = _strict(shape.key), _strict(shape.value)
+        k_ok, v_ok = _strict(_key(shape)), _strict(_value(shape))
         return lambda v: svc(v) and all(k_ok(a) and v_ok(b) for a, b in v.items())
     env: dict = {"datetime": datetime, "_strmap": _strmap}
-    return eval(f"lambda v: {_expr(shape, 'v', rng, env)}", env)  # noqa: S307 - our own generated code
+    return eval(f"lambda v: {_expr(shape, 'v', rng, env)}", env)
 
 
 def _generate(op, strict: bool):
@@ -540,7 +588,7 @@ def _generate(op, strict: bool):
     for r in shape.required:
         lines.append(f"    if p.get({r!r}) is None: return False")
     lines.append("    return True")
-    exec("\n".join(lines), env)  # noqa: S102 - our own generated code
+    exec("\n".join(lines), env)
     return env["ok"]
 
 
@@ -721,7 +769,7 @@ def check_wire_types(operation_name: str, body: Any) -> dict:
     if not isinstance(body, dict):
         raise KMSError("SerializationException",
                        "Start of structure or map expected for the request body")
-    return from_wire(op.input_shape, body)
+    return from_wire(cast(Any, op).input_shape, body)
 
 
 # ---------------------------------------------------------------------------
@@ -742,7 +790,7 @@ _VALID = {
     "double": "<class 'float'>, <class 'decimal.Decimal'>, <class 'int'>",
     "float": "<class 'float'>, <class 'decimal.Decimal'>, <class 'int'>",
 }
-_PYTYPES = {
+_PYTYPES: dict[str, type | tuple[type, ...]] = {
     "structure": dict, "map": dict, "list": (list, tuple), "string": str,
     "integer": int, "long": int, "boolean": bool,
 }
@@ -754,7 +802,7 @@ _BOTO_CONSTRAINTS = ("required", "min")
 def _timestamp_ok(v) -> bool:
     if isinstance(v, datetime):
         return True
-    from botocore.utils import parse_to_aware_datetime  # rare path
+    from botocore.utils import parse_to_aware_datetime  # noqa: PLC0415 - rare path, botocore is slow to import
     try:
         parse_to_aware_datetime(v)
         return True
@@ -798,19 +846,7 @@ def _boto_report(shape: Shape, value: Any, name: str, out: list[str], hide: bool
         invalid_type()
         return
     if t == "structure":
-        for r in shape.required:
-            if r not in value:
-                out.append(f'Missing required parameter in {_boto_name(name)}: "{r}"')
-        members = shape.members
-        known = []
-        for p in value:
-            if p not in members:
-                out.append(f'Unknown parameter in {_boto_name(name)}: "{p}", '
-                           f"must be one of: {', '.join(members)}")
-            else:
-                known.append(p)
-        for p in known:
-            _boto_report(members[p], value[p], f"{name}.{p}", out, hide)
+        _boto_structure(shape, value, name, out, hide)
     elif t == "string":
         if shape.min is not None and len(value) < shape.min:
             out.append(f"Invalid length for parameter {_boto_name(name)}, value: {len(value)}, "
@@ -820,31 +856,51 @@ def _boto_report(shape: Shape, value: Any, name: str, out: list[str], hide: bool
             out.append(f"Invalid value for parameter {_boto_name(name)}, value: {_show_int(value)}, "
                        f"valid min value: {shape.min}")
     elif t == "list":
-        if shape.min is not None and len(value) < shape.min:
-            out.append(f"Invalid length for parameter {_boto_name(name)}, value: {len(value)}, "
-                       f"valid min length: {shape.min}")
-        m = shape.member
-        if m.type in _PYTYPES and m.type not in ("structure", "map", "list") and not (
-                m.required or m.min is not None):
-            mt = _PYTYPES[m.type]
-            for i, item in enumerate(value):
-                if not isinstance(item, mt):
-                    shown = "<redacted>" if (hide or m.sensitive) else item
-                    out.append(f"Invalid type for parameter {_boto_name(f'{name}[{i}]')}, "
-                               f"value: {shown}, type: {type(item)}, valid types: {_VALID[m.type]}")
-            return
-        for i, item in enumerate(value):
-            _boto_report(m, item, f"{name}[{i}]", out, hide)
+        _boto_list(shape, value, name, out, hide)
     elif t == "map":
         for k, v in value.items():
-            _boto_report(shape.key, k, f"{name} (key: {k})", out, hide)
-            _boto_report(shape.value, v, f"{name}.{k}", out, hide)
+            _boto_report(_key(shape), k, f"{name} (key: {k})", out, hide)
+            _boto_report(_value(shape), v, f"{name}.{k}", out, hide)
+
+
+def _boto_structure(shape: Shape, value: dict, name: str, out: list[str], hide: bool) -> None:
+    for r in shape.required:
+        if r not in value:
+            out.append(f'Missing required parameter in {_boto_name(name)}: "{r}"')
+    members = shape.members
+    known = []
+    for p in value:
+        if p not in members:
+            out.append(f'Unknown parameter in {_boto_name(name)}: "{p}", '
+                       f"must be one of: {', '.join(members)}")
+        else:
+            known.append(p)
+    for p in known:
+        _boto_report(members[p], value[p], f"{name}.{p}", out, hide)
+
+
+def _boto_list(shape: Shape, value: list, name: str, out: list[str], hide: bool) -> None:
+    if shape.min is not None and len(value) < shape.min:
+        out.append(f"Invalid length for parameter {_boto_name(name)}, value: {len(value)}, "
+                   f"valid min length: {shape.min}")
+    m = _member(shape)
+    if m.type in _PYTYPES and m.type not in ("structure", "map", "list") and not (
+            m.required or m.min is not None):
+        mt = _PYTYPES[m.type]
+        for i, item in enumerate(value):
+            if not isinstance(item, mt):
+                shown = "<redacted>" if (hide or m.sensitive) else item
+                out.append(f"Invalid type for parameter {_boto_name(f'{name}[{i}]')}, "
+                           f"value: {shown}, type: {type(item)}, valid types: {_VALID[m.type]}")
+        return
+    for i, item in enumerate(value):
+        _boto_report(m, item, f"{name}[{i}]", out, hide)
 
 
 def client_side_report(operation_name: str, params: Any) -> str:
     """botocore's report text for ``params`` ('' when botocore accepts them)."""
     out: list[str] = []
-    _boto_report(_operation(operation_name).input_shape, params, "", out)
+    _boto_report(cast(Any, _operation(operation_name)).input_shape, params, "", out)
     return "\n".join(out)
 
 
@@ -864,7 +920,7 @@ def check_client_side(operation: str, params: dict) -> None:
 def _client_slow(operation: str, params: Any) -> None:
     report = client_side_report(operation, params)
     if report:
-        from botocore.exceptions import ParamValidationError  # ~12 ms import: only on failure
+        from botocore.exceptions import ParamValidationError  # noqa: PLC0415 - ~12 ms import: only on failure
         raise ParamValidationError(report=report)
 
 

@@ -21,13 +21,14 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from kms_core.engine import RequestContext, get_engine
 from kms_core.errors import KMSError, internal_error
 from kms_core.model import OPERATIONS
+from kms_core.settings import Settings
 from kms_core.store import WouldBlock
 from kms_core.validation import precompile
-from kms_core.settings import Settings
 
 from . import sigv4, wire
 from .protocol import BODY_TIMEOUT  # set by the protocol when the body did not arrive in time
@@ -68,7 +69,7 @@ class ServerConfig:
         return json.dumps(asdict(self))
 
     @classmethod
-    def from_env(cls) -> "ServerConfig":
+    def from_env(cls) -> ServerConfig:
         raw = os.environ.get(CONFIG_ENV)
         return cls(**json.loads(raw)) if raw else cls()
 
@@ -115,12 +116,13 @@ class KMSApp:
     def __init__(self, config: ServerConfig | None = None, engine=None):
         self.config = config or ServerConfig()
         self.engine = engine
-        self.credentials = None
+        # Set by _setup (at lifespan startup): Any, not Optional, as every request needs them.
+        self.credentials: Any = None
         self.signing = sigv4.SigningKeys()
-        self.pool: ThreadPoolExecutor | None = None
+        self.pool: Any = None  # a ThreadPoolExecutor
         self._loop_calls = False
         self._waiting = 0  # calls sent to the pool after WouldBlock, still running
-        self.audit_log = None
+        self.audit_log: Any = None
         self.operations: frozenset[str] = frozenset()
         self.account_id = None
         self.default_region = None
@@ -154,7 +156,7 @@ class KMSApp:
         return get_engine(Settings.from_env(store_url=self.config.store_url))
 
     def _setup(self) -> None:
-        from .credentials import AccessKeys, CredentialCache
+        from .credentials import AccessKeys, CredentialCache  # noqa: PLC0415 - SQLAlchemy tables: at startup only
 
         if self.engine is None:
             self.engine = self._open_engine()
@@ -173,7 +175,7 @@ class KMSApp:
         self._loop_calls = (self.config.engine_calls == "loop"
                             and getattr(self.engine, "call_nonblocking", None) is not None)
         if self.config.audit:
-            from kms_core.audit import attach
+            from kms_core.audit import attach  # noqa: PLC0415 - optional (--no-audit), at startup only
 
             self.audit_log = attach(self.engine)
         else:

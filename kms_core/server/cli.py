@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import ipaddress
 import json
-import errno
 import logging
 import os
 import socket
 import sys
+from typing import Any
 
 from kms_core.errors import KMSError, StoreError
 
@@ -164,7 +165,7 @@ def serve_main(argv: list[str] | None = None) -> int:
         log.warning("--max-connections %d is close to the open-file limit (%d): raise `ulimit -n`",
                     max_connections, files)
 
-    from .app import CONFIG_ENV, MAX_BODY_BYTES, ServerConfig
+    from .app import CONFIG_ENV, MAX_BODY_BYTES, ServerConfig  # noqa: PLC0415 - the engine: not for --help or errors
 
     config = ServerConfig(store_url=args.store_url, dev_credentials=args.dev_credentials,
                           max_body=args.max_body or MAX_BODY_BYTES, engine_calls=args.engine_calls,
@@ -174,10 +175,10 @@ def serve_main(argv: list[str] | None = None) -> int:
     # Open the store once here: a wrong root key or an unreachable database is
     # reported once, clearly, and a new store is created before workers race.
     try:
-        from kms_core.settings import Settings
-        from kms_core.store import Store
+        from kms_core.settings import Settings  # noqa: PLC0415 - cold start of `kms`
+        from kms_core.store import Store  # noqa: PLC0415 - cold start of `kms`
 
-        from .credentials import access_keys
+        from .credentials import access_keys  # noqa: PLC0415 - cold start of `kms`
 
         store = Store(Settings.from_env(store_url=args.store_url))
         store.ensure_tables(access_keys)
@@ -190,9 +191,9 @@ def serve_main(argv: list[str] | None = None) -> int:
         log.warning("--dev-credentials: ANY access key is accepted as the account root. Development only.")
 
     os.environ[CONFIG_ENV] = config.to_env()
-    import signal
+    import signal  # noqa: PLC0415 - only when serving
 
-    import uvicorn
+    import uvicorn  # noqa: PLC0415 - only when serving (cold start of `kms`)
 
     # uvicorn shuts down gracefully on SIGTERM/SIGINT and then re-raises the
     # signal under the handlers it found; these make that a normal exit (0).
@@ -224,12 +225,12 @@ def serve_main(argv: list[str] | None = None) -> int:
 
 
 def _keys(store_url: str | None):
-    from kms_core.settings import Settings
-    from kms_core.store import Store
+    from kms_core.settings import Settings  # noqa: PLC0415 - cold start of `kms`
+    from kms_core.store import Store  # noqa: PLC0415 - cold start of `kms`
 
-    from .credentials import AccessKeys
+    from .credentials import AccessKeys  # noqa: PLC0415 - cold start of `kms`
 
-    settings = Settings.from_env(store_url=store_url)
+    settings: Any = Settings.from_env(store_url=store_url)  # its attributes are set dynamically
     return AccessKeys(Store(settings), settings.account_id)
 
 

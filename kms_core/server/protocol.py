@@ -27,11 +27,13 @@
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
 from dataclasses import dataclass
 from http import HTTPStatus
+from typing import cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -89,7 +91,7 @@ def error_response(status: int, code: str, message: str) -> bytes:
 class _Coalescing:
     """A transport that can hold one write and put it in front of the next."""
 
-    __slots__ = ("transport", "holding", "_held")
+    __slots__ = ("_held", "holding", "transport")
 
     def __init__(self, transport):
         self.transport = transport
@@ -131,14 +133,14 @@ class HttpProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._limits = limits()
         self._phase = 0  # _HEAD while a request head is arriving, _BODY while its body is
-        self._timer = None
+        self._timer: asyncio.TimerHandle | None = None
         self._timer_phase = 0
         self._head_bytes = 0
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
         self._coalescer = _Coalescing(self.transport)
-        self.transport = self._coalescer
+        self.transport = cast(asyncio.Transport, self._coalescer)
         if len(self.connections) > self._limits.max_connections and not self._evict_one():
             self.reject(503, "ServiceUnavailableException",
                         "The server has too many connections with requests in progress; retry later.")
@@ -244,7 +246,7 @@ class HttpProtocol(HttpToolsProtocol):
                 await plain(message)
                 co.flush()  # uvicorn writes no body for HEAD: the head must still go out
 
-        cycle.send = send
+        cycle.send = send  # type: ignore[method-assign]
 
     def on_message_complete(self) -> None:
         super().on_message_complete()

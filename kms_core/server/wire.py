@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 from kms_core import model
 from kms_core.errors import KMSError
@@ -115,7 +116,8 @@ def decode_request(operation: str, body: bytes) -> dict:
         return {}
     value = parse(body)
     if type(value) is dict:
-        _unknown_members(model.operation(operation).input_shape, value, "")
+        op: Any = model.operation(operation)  # Operation's attributes are set from its __slots__
+        _unknown_members(op.input_shape, value, "")
     return model.decode_request(operation, value)
 
 

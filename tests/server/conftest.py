@@ -51,12 +51,13 @@ class Server:
         self._signalled = False
         self.max_files = max_files  # `ulimit -n` (soft and hard) for the server process
 
-    def launch(self) -> "Server":
+    def launch(self) -> Server:
         self.home.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - open while the server runs; closed by stop()
         self.proc = subprocess.Popen([sys.executable, "-m", "kms_core.server", *self.args],
                                      env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     cwd=str(self.home), preexec_fn=self._limit_files)
+                                     cwd=str(self.home),
+                                     preexec_fn=self._limit_files)  # noqa: PLW1509 - only setrlimit, async-signal-safe
         return self
 
     def _limit_files(self) -> None:
@@ -65,7 +66,7 @@ class Server:
 
             resource.setrlimit(resource.RLIMIT_NOFILE, (self.max_files, self.max_files))
 
-    def wait_healthy(self, timeout: float = 40.0) -> "Server":
+    def wait_healthy(self, timeout: float = 40.0) -> Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -80,7 +81,7 @@ class Server:
         self.stop()
         pytest.fail(f"kms serve did not become healthy:\n{self.log()}")
 
-    def start(self) -> "Server":
+    def start(self) -> Server:
         return self.launch().wait_healthy()
 
     def connection(self, timeout: float = 10.0):

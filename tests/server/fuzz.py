@@ -61,33 +61,34 @@ class Fuzzer:
                   Raw("1e999"), r.choice(NASTY_TEXT)]
         t = shape.type
         if t == "string":
-            hi = shape.max or 2048
-            return r.choice(common + [
-                "x" * (hi + 1), "y" * 70_000, r.choice(NASTY_TEXT) * r.randint(1, 50),
-                (shape.enum or ["X"])[0] + "\x00", r.choice(self.known) + r.choice(NASTY_TEXT),
-                "alias/" + "a" * 300, "arn:aws:kms:us-east-1:111122223333:key/" + "\ud800" * 3])
+            return r.choice([
+                *common, "x" * ((shape.max or 2048) + 1), "y" * 70_000,
+                r.choice(NASTY_TEXT) * r.randint(1, 50), (shape.enum or ["X"])[0] + "\x00",
+                r.choice(self.known) + r.choice(NASTY_TEXT), "alias/" + "a" * 300,
+                "arn:aws:kms:us-east-1:111122223333:key/" + "\ud800" * 3])
         if t == "blob":
-            return r.choice(common + ["!!notbase64", "aGVsbG8", base64.b64encode(b"\0" * 7000).decode(),
-                                      base64.b64encode(r.randbytes(r.randint(1, 300))).decode(), "\ud800"])
+            return r.choice([*common, "!!notbase64", "aGVsbG8", base64.b64encode(b"\0" * 7000).decode(),
+                             base64.b64encode(r.randbytes(r.randint(1, 300))).decode(), "\ud800"])
         if t in ("integer", "long"):
-            return r.choice(common + [2**31, -2**31 - 1, 2**63, -2**64, 10**300, (shape.max or 0) + 1,
-                                      "12", Raw("1" * 400), Raw("-0"), Raw("1E400")])
+            return r.choice([*common, 2**31, -2**31 - 1, 2**63, -2**64, 10**300, (shape.max or 0) + 1,
+                             "12", Raw("1" * 400), Raw("-0"), Raw("1E400")])
         if t == "boolean":
-            return r.choice(common + ["true", 1])
+            return r.choice([*common, "true", 1])
         if t == "timestamp":
-            return r.choice(common + [1e20, -1e20, 2**70, "2030-01-01T00:00:00Z", Raw("1" * 5000)])
+            return r.choice([*common, 1e20, -1e20, 2**70, "2030-01-01T00:00:00Z", Raw("1" * 5000)])
         if t == "list":
             item = self.plausible(shape.member, depth + 1) if depth < 3 else "x"
-            return r.choice(common + [[item] * ((shape.max or 10) + 1), [None], [self.hostile(shape.member, depth + 1)],
-                                      [item, self.hostile(shape.member, depth + 1)], ["x"] * 2000])
+            bad = self.hostile(shape.member, depth + 1) if depth < 3 else DEEP
+            return r.choice([*common, [item] * ((shape.max or 10) + 1), [None], [bad], [item, bad],
+                             ["x"] * 2000])
         if t == "map":
-            return r.choice(common + [
-                {r.choice(NASTY_TEXT): "v"}, {"k": r.choice(NASTY_TEXT)}, {"k": "v" * 70_000},
+            return r.choice([
+                *common, {r.choice(NASTY_TEXT): "v"}, {"k": r.choice(NASTY_TEXT)}, {"k": "v" * 70_000},
                 {"k" * 70_000: "v"}, {f"k{i}": "" for i in range(3000)}, {"k": None}, {"k": {"n": "v"}},
                 Pairs((("k", "a"), ("k", "b"))), {"\ud800": "\udc00"}])
         if t == "structure":
-            return r.choice(common + [self.structure(shape, depth + 1, hostile=True),
-                                      Pairs(tuple(self.structure(shape, depth + 1).items()) * 2)])
+            return r.choice([*common, self.structure(shape, depth + 1, hostile=True),
+                             Pairs(tuple(self.structure(shape, depth + 1).items()) * 2)])
         return r.choice(common)
 
     def plausible(self, shape: Shape, depth: int = 0):
@@ -97,7 +98,7 @@ class Fuzzer:
             if shape.enum:
                 return r.choice(shape.enum)
             lo = shape.min or 1
-            return r.choice(self.known + ["alias/fuzz", "x" * lo, "arn:aws:iam::111122223333:root"])
+            return r.choice([*self.known, "alias/fuzz", "x" * lo, "arn:aws:iam::111122223333:root"])
         if t == "blob":
             return base64.b64encode(r.randbytes(r.randint(shape.min or 1, min(shape.max or 64, 64)))).decode()
         if t in ("integer", "long"):

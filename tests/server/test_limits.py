@@ -22,9 +22,9 @@ LIMITS = ("--max-header-bytes", "4096", "--header-timeout", "1", "--body-timeout
 
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory):
-    from .conftest import Server
-
     import os
+
+    from .conftest import Server
 
     srv = Server(tmp_path_factory.mktemp("kms-limited"), os.urandom(32), *LIMITS).start()
     yield srv
@@ -217,7 +217,7 @@ def test_serve_refuses_a_port_in_use(tmp_path):
         taken.listen()
         port = taken.getsockname()[1]
         proc = subprocess.run([sys.executable, "-m", "kms_core.server", "--port", str(port), "--workers", "1"],
-                              capture_output=True, text=True, timeout=60,
+                              capture_output=True, text=True, timeout=60, check=False,
                               env={**__import__("os").environ, "KMS_HOME": str(tmp_path)})
     assert proc.returncode == 1
     assert f"kms: error: port {port} on 127.0.0.1 is already in use" in proc.stderr
