@@ -439,19 +439,30 @@ def _compile(shape: Shape, rng: tuple | None = None) -> _Checker:
 # any False sends the caller to the message-building slow path above.
 
 def _strmap(v) -> bool:
-    for a, b in v.items():  # noqa: SIM110 - a loop is faster than all() over a generator
-        if type(a) is not str or type(b) is not str or not text_ok(a) or not text_ok(b):
+    for a, b in v.items():
+        if type(a) is not str or type(b) is not str:
+            return False
+        if a.isascii() and b.isascii():  # the common case: no function call
+            if "\x00" in a or "\x00" in b:
+                return False
+        elif not text_ok(a) or not text_ok(b):
             return False
     return True
 
 
 def _context_ok(v: dict) -> bool:
-    """Conservative fast check of MAX_CONTEXT_BYTES: 16,383 code points are at
-    most 65,532 bytes; longer strings go to the exact check (_text_problems)."""
+    """``_strmap`` plus a conservative check of MAX_CONTEXT_BYTES: 16,383 code
+    points are at most 65,532 bytes; longer strings go to the exact check
+    (_text_problems)."""
     if len(v) > MAX_CONTEXT_BYTES:
         return False
-    for a, b in v.items():  # noqa: SIM110 - a loop is faster than all() over a generator
-        if len(a) > 16383 or len(b) > 16383:
+    for a, b in v.items():
+        if type(a) is not str or type(b) is not str or len(a) > 16383 or len(b) > 16383:
+            return False
+        if a.isascii() and b.isascii():
+            if "\x00" in a or "\x00" in b:
+                return False
+        elif not text_ok(a) or not text_ok(b):
             return False
     return True
 
@@ -462,31 +473,46 @@ def _context_fits(v: dict) -> bool:
         for a, b in v.items() if type(a) is str and type(b) is str)
 
 
-def _text_problems(shape: Shape, v: Any, path: str, out: list[str]) -> None:
-    """Every string of ``v`` (map keys included) must be text (see ``text_ok``);
-    encryption contexts must fit their encoding.  Wrong types are left to the
-    shape checks.  Raises SerializationException for a lone surrogate, appends
-    a ValidationException message for NUL (never echoing the value)."""
+def _context_aad(v: dict) -> bool:
+    """``_context_ok`` for an operation's own encryption context: only bound
+    into ciphertexts, never stored, so NUL is allowed there as AWS allows it."""
+    if len(v) > MAX_CONTEXT_BYTES:
+        return False
+    for a, b in v.items():
+        if type(a) is not str or type(b) is not str or len(a) > 16383 or len(b) > 16383:
+            return False
+        if not (a.isascii() and b.isascii()) and (has_surrogate(a) or has_surrogate(b)):
+            return False
+    return True
+
+
+def _text_problems(shape: Shape, v: Any, path: str, out: list[str], nul_ok: bool = False) -> None:
+    """Every string of ``v`` (map keys included) must be text (see ``text_ok``;
+    ``nul_ok`` for an operation's own encryption context); encryption contexts
+    must fit their encoding.  Wrong types are left to the shape checks.  Raises
+    SerializationException for a lone surrogate, appends a ValidationException
+    message for NUL (never echoing the value)."""
     t = shape.type
     if t == "string":
         if type(v) is str and not text_ok(v):
             if has_surrogate(v):
                 raise not_unicode(path)
-            out.append(f"Value at '{path}' failed to satisfy constraint: {_NO_NUL}")
+            if not nul_ok:
+                out.append(f"Value at '{path}' failed to satisfy constraint: {_NO_NUL}")
     elif t == "structure" and isinstance(v, dict):
         prefix = f"{path}." if path else ""
         for n, s in shape.members.items():
             x = v.get(n)
-            if x is not None:
-                _text_problems(s, x, prefix + camel(n), out)
+            if x is not None:  # top-level contexts (not grant constraints, which are stored)
+                _text_problems(s, x, prefix + camel(n), out, not path and s.name == _EC_SHAPE)
     elif t == "list" and isinstance(v, (list, tuple)):
         for i, x in enumerate(v):
             _text_problems(_member(shape), x, f"{path}.{i + 1}.member", out)
     elif t == "map" and isinstance(v, dict):
         before = len(out)
         for k, x in v.items():
-            _text_problems(_key(shape), k, path, out)
-            _text_problems(_value(shape), x, path, out)
+            _text_problems(_key(shape), k, path, out, nul_ok)
+            _text_problems(_value(shape), x, path, out, nul_ok)
         del out[before + 1:]  # one message per map is enough
         if len(out) == before and shape.name == _EC_SHAPE and not _context_fits(v):
             out.append(f"Value at '{path}' failed to satisfy constraint: {_EC_TOO_LONG}")
@@ -499,9 +525,9 @@ def _expr(shape: Shape, var: str, rng, env: dict) -> str:
     lo, hi = rng if rng else (shape.min, shape.max)
     if t in ("string", "blob"):
         parts = [f"type({var}) is {'str' if t == 'string' else 'bytes'}"]
-        if t == "string":
+        if t == "string":  # text_ok inlined for ASCII, the common case
             env["_text_ok"] = text_ok
-            parts.append(f"_text_ok({var})")
+            parts.append(f"({var}.isascii() and '\\x00' not in {var} or _text_ok({var}))")
         if lo is not None and lo > 0:
             parts.append(f"len({var}) >= {lo}")
         if hi is not None:
@@ -526,9 +552,9 @@ def _expr(shape: Shape, var: str, rng, env: dict) -> str:
         return f"(type({var}) is datetime and {var}.tzinfo is not None)"
     if (t == "map" and _key(shape).type == "string" and _value(shape).type == "string"
             and not _scalar_constraints(_key(shape)) and not _scalar_constraints(_value(shape))):
-        ctx = f" and _context_ok({var})" if shape.name == _EC_SHAPE else ""
         env["_context_ok"] = _context_ok
-        return f"(type({var}) is dict and _strmap({var}){ctx})"
+        check = "_context_ok" if shape.name == _EC_SHAPE else "_strmap"
+        return f"(type({var}) is dict and {check}({var}))"
     # Containers: the compiled service checker, plus botocore's structure rules.
     name = f"C_{len(env)}"
     env[name] = _strict(shape, rng)
@@ -579,7 +605,11 @@ def _generate(op, strict: bool):
         for n, s in shape.members.items():
             kw = "if" if first else "elif"
             first = False
-            cond = _expr(s, "v", op.documented_ranges.get(n), env)
+            if s.name == _EC_SHAPE:  # the operation's own context: see _context_aad
+                env["_context_aad"] = _context_aad
+                cond = "(type(v) is dict and _context_aad(v))"
+            else:
+                cond = _expr(s, "v", op.documented_ranges.get(n), env)
             lines.append(f"        {kw} k == {n!r}:")
             lines.append(f"            if not {cond}: return False")
         lines.append("        else: " + ("return False" if strict else "continue"))

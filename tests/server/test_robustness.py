@@ -50,16 +50,27 @@ def test_lone_surrogates_are_serialization_errors(kms, key_id, case):
     assert "\ud800" not in message and "\udc00" not in message  # never echoed: it cannot be printed
 
 
-@pytest.mark.parametrize("case", ["description", "tag key", "key id", "context"])
+@pytest.mark.parametrize("case", ["description", "tag key", "key id", "grant constraint"])
 def test_nul_characters_are_validation_errors(kms, key_id, case):
     calls = {
         "description": lambda: kms.create_key(Description="a\x00b"),
         "tag key": lambda: kms.tag_resource(KeyId=key_id, Tags=[{"TagKey": "a\x00", "TagValue": "v"}]),
         "key id": lambda: kms.describe_key(KeyId=key_id + "\x00"),
-        "context": lambda: kms.encrypt(KeyId=key_id, Plaintext=b"x", EncryptionContext={"a\x00": "b"}),
+        "grant constraint": lambda: kms.create_grant(  # stored with the grant
+            KeyId=key_id, GranteePrincipal="arn:aws:iam::111122223333:root", Operations=["Decrypt"],
+            Constraints={"EncryptionContextSubset": {"a": "\x00"}}),
     }
     code, message = _code(calls[case])
     assert code == "ValidationException" and "NUL character" in message
+
+
+def test_nul_is_allowed_in_an_operations_own_encryption_context(kms, key_id):
+    """Only bound into the ciphertext, never stored: accepted, as AWS accepts it."""
+    ctx = {"a\x00": "\x00b"}
+    blob = kms.encrypt(KeyId=key_id, Plaintext=b"x", EncryptionContext=ctx)["CiphertextBlob"]
+    assert kms.decrypt(CiphertextBlob=blob, EncryptionContext=ctx)["Plaintext"] == b"x"
+    with pytest.raises(kms.exceptions.InvalidCiphertextException):
+        kms.decrypt(CiphertextBlob=blob, EncryptionContext={"a": "\x00b"})
 
 
 def test_oversized_encryption_context_is_a_validation_error(kms, key_id):
