@@ -6,6 +6,7 @@ import base64
 import json
 import logging
 
+import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
@@ -228,3 +229,39 @@ def test_every_request_is_audited_once_even_when_it_fails_unexpectedly(engine, m
     assert by_id[in_engine[2]] == ("ListKeys", "KMSInternalException")
     assert by_id[after_engine[2]] == ("GenerateRandom", None)  # the engine's own (success) record
     assert by_id[before_engine[2]] == ("DescribeKey", "KMSInternalException")
+
+
+def test_extra_asgi_apps_mount_under_a_prefix(engine):
+    """A web console (or any ASGI app) is served under its prefix; POST / and /health stay the server's."""
+    app, key = _app(engine)
+    seen = []
+
+    async def console(scope, receive, send):
+        seen.append((scope["path"], scope["root_path"]))
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"console"})
+
+    app.mount("/console", console)
+
+    def get(path):
+        sent = []
+
+        async def receive():
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(msg):
+            sent.append(msg)
+
+        scope = {"type": "http", "method": "GET", "path": path, "raw_path": path.encode(), "query_string": b"",
+                 "headers": [], "client": ("127.0.0.1", 1), "root_path": ""}
+        asyncio.run(app(scope, receive, send))
+        return sent[0]["status"], sent[1]["body"]
+
+    assert get("/console/keys") == (200, b"console")
+    assert get("/console") == (200, b"console")
+    assert seen == [("/console/keys", "/console"), ("/console", "/console")]
+    assert get("/consolex")[0] == 404 and get("/health")[0] == 200
+    assert _request(app, key, "ListKeys", {})[0] == 200
+    for bad in ("/", "/health"):
+        with pytest.raises(ValueError):
+            app.mount(bad, console)
