@@ -6,8 +6,12 @@ the operation's input shape -> ``engine.call(op, params, ctx)`` -> encoding.
 The ``RequestContext`` carries everything a policy authorizer or an audit
 recorder inside the engine needs (principal, access key, source IP, user
 agent, request id, region, account).  Requests refused before the engine
-(bad auth, bad JSON, unknown operation, oversized body) are reported to
-``engine.record_rejected(ctx, operation, error)`` when the engine has it.
+(bad auth, bad JSON, unknown operation, oversized body, a late body, a bug)
+are reported to ``engine.record_rejected(ctx, operation, error)`` when the
+engine has it, so every request is audited exactly once.  Anything unexpected
+becomes ``KMSInternalException`` at this boundary (``_engine_call``), logged
+without request data.  HTTP limits and timeouts live in ``protocol.py``;
+other ASGI apps (a web console) are added with :meth:`KMSApp.mount`.
 """
 from __future__ import annotations
 
@@ -356,11 +360,11 @@ class KMSApp:
                     scope.get("query_string", b"").decode("latin-1"), headers, body)
                 cred = await self._authenticate(signed)
                 params = self._decode(op, target, headers, body)
+                ctx = self._context(scope, headers, request_id, signed, cred)
             except KMSError as e:
                 raise _Rejected(e, op) from None
             except Exception as e:  # a bug before dispatch: still typed, logged and audited
                 raise _Rejected(internal_error(e, op, request_id), op) from None
-            ctx = self._context(scope, headers, request_id, signed, cred)
             return 200, await self._run(op, params, ctx)
         except _Rejected as r:
             if getattr(self.engine, "record_rejected", None) is not None:  # audit writes may block

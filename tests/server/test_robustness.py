@@ -100,7 +100,7 @@ def test_huge_integers_are_serialization_errors(kms):
 
 
 def test_an_unexpected_engine_error_is_typed_and_logged(kms, engine, monkeypatch, caplog):
-    def broken(params, ctx):
+    def broken(*_args):
         raise AttributeError("secret-ish detail")
 
     monkeypatch.setitem(engine._handlers, "ListKeys", broken)
