@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -75,6 +76,20 @@ def set_limits(value: Limits | None) -> None:
 # Connections without a request being answered, oldest first: the ones a new
 # connection may push out when the worker is full.
 _evictable: dict[HttpProtocol, None] = {}
+
+
+_evictions = [0, 0.0]  # closed since the last log line, when that line was written
+
+
+def _note_eviction(limit: int) -> None:
+    """Log evictions at most every 10 s: under a flood, one line per connection
+    would itself be a denial of service on the log."""
+    _evictions[0] += 1
+    now = time.monotonic()
+    if now - _evictions[1] >= 10.0:
+        log.warning("connection limit (%d per worker) reached: closed %d idle or slow connection(s) "
+                    "to make room", limit, _evictions[0])
+        _evictions[0], _evictions[1] = 0, now
 
 
 def error_response(status: int, code: str, message: str) -> bytes:
@@ -153,8 +168,7 @@ class HttpProtocol(HttpToolsProtocol):
     def _evict_one(self) -> bool:
         for victim in _evictable:
             if victim is not self:
-                log.info("connection limit (%d) reached: closing the oldest idle or slow connection",
-                         self._limits.max_connections)
+                _note_eviction(self._limits.max_connections)
                 victim.reject(503, "ServiceUnavailableException",
                               "The server has too many connections; this idle one was closed.")
                 return True
