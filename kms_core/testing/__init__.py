@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 from kms_core.clock import FakeClock, SystemClock, WallClock
 
 if TYPE_CHECKING:
-    from .mock import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, MockKMS, mock_kms, patch_client
+    from .mock import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, MockKMS, bypass, mock_kms, patch_client
 
 __all__ = ["DEFAULT_ACCOUNT_ID", "DEFAULT_REGION", "FakeClock", "MockKMS", "SystemClock", "WallClock",
-           "mock_kms", "patch_client"]
+           "bypass", "mock_kms", "patch_client"]
 
-_FROM_MOCK = {"DEFAULT_ACCOUNT_ID", "DEFAULT_REGION", "MockKMS", "mock_kms", "patch_client"}
+_FROM_MOCK = {"DEFAULT_ACCOUNT_ID", "DEFAULT_REGION", "MockKMS", "bypass", "mock_kms", "patch_client"}
 
 
 def __getattr__(name: str) -> Any:

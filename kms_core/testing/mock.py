@@ -36,7 +36,7 @@ from kms_core.store import IN_MEMORY_URLS
 
 log = logging.getLogger("kms_core.testing")
 
-__all__ = ["DEFAULT_ACCOUNT_ID", "DEFAULT_REGION", "MockKMS", "mock_kms", "patch_client"]
+__all__ = ["DEFAULT_ACCOUNT_ID", "DEFAULT_REGION", "MockKMS", "bypass", "mock_kms", "patch_client"]
 
 # moto's account and region, so that assertions carried over from a moto suite
 # (ARNs with 123456789012) still hold.
@@ -138,11 +138,15 @@ def _request_id() -> str:
     return rid()
 
 
+def _current_run() -> _Run | None:
+    with _active_lock:
+        return _active[-1] if _active else None
+
+
 def _route(request: Any = None, **_kwargs: Any) -> _Response | None:
     """The ``before-send.kms`` handler: the innermost active mock answers."""
-    with _active_lock:
-        run = _active[-1] if _active else None
-    if run is None or request is None:
+    run = _current_run()
+    if run is None or request is None or getattr(request, "_kms_local_bypass", False):
         return None
     # A session may hold this handler twice (built-in, and registered on boto3's
     # default session at start()): answer each request once.
@@ -160,6 +164,18 @@ def patch_client(client: Any) -> Any:
     """Route a client made from a session that existed before ``kms_core.testing``
     was imported (sessions created later need nothing).  Returns the client."""
     client.meta.events.register("before-send.kms", _route, unique_id=_HANDLER_ID)
+    return client
+
+
+def _mark_bypass(request: Any = None, **_kwargs: Any) -> None:
+    if request is not None:
+        request._kms_local_bypass = True
+
+
+def bypass(client: Any) -> Any:
+    """Let this client reach its own endpoint even while a mock is active (e.g.
+    a client of a real ``kms serve`` beside ``mock_kms``).  Returns the client."""
+    client.meta.events.register_first("before-send.kms", _mark_bypass, unique_id=_HANDLER_ID + ".bypass")
     return client
 
 
@@ -211,7 +227,9 @@ class MockKMS:
                                               else DEFAULT_ACCOUNT_ID)
         self.clock: Clock = clock if clock is not None else (
             engine.clock if engine is not None else SystemClock())
-        self.principal = principal
+        # Every AWS request has a principal, and key policies and grants apply to it: the
+        # account root by default (not the embedded client's unevaluated local caller).
+        self.principal: str = principal or f"arn:aws:iam::{self.account_id}:root"
         self.store_url = store_url or "sqlite://"
         self._engine = engine
         self._runs: list[_Run] = []
@@ -346,7 +364,7 @@ def mock_kms(func: Any = None, /, *, region: str | None = None, account_id: str 
     (123456789012, moto's), ``clock`` (e.g. ``FakeClock()``; default the real
     time, unaffected by freezegun/time-machine), ``principal`` (the IAM ARN
     requests are evaluated as, for key policies and grants; default the account
-    root), ``engine`` (an existing engine instead of a fresh one) or
+    root; key policies and grants are evaluated for it, as in AWS), ``engine`` (an existing engine instead of a fresh one) or
     ``store_url`` (another store, e.g. a file, instead of ``sqlite://``).
     """
     mock = MockKMS(region=region, account_id=account_id, clock=clock, principal=principal,
