@@ -3,7 +3,11 @@ pytester session with ``-p kms_core.testing.plugin`` (what the ``pytest11``
 entry point does once the package is installed)."""
 from __future__ import annotations
 
+import boto3  # noqa: F401 - imported here so that inline pytester runs need not re-import it
 import pytest
+
+import kms_core.testing.mock  # noqa: F401 - likewise (the engine, botocore)
+import kms_core.testing.plugin  # noqa: F401 - likewise
 
 pytest_plugins = ["pytester"]
 
