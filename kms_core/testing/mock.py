@@ -363,8 +363,8 @@ def mock_kms(func: Any = None, /, *, region: str | None = None, account_id: str 
     region for clients that name none; us-east-1), ``account_id``
     (123456789012, moto's), ``clock`` (e.g. ``FakeClock()``; default the real
     time, unaffected by freezegun/time-machine), ``principal`` (the IAM ARN
-    requests are evaluated as, for key policies and grants; default the account
-    root; key policies and grants are evaluated for it, as in AWS), ``engine`` (an existing engine instead of a fresh one) or
+    requests are evaluated as, for key policies and grants, as in AWS; default
+    the account root), ``engine`` (an existing engine instead of a fresh one) or
     ``store_url`` (another store, e.g. a file, instead of ``sqlite://``).
     """
     mock = MockKMS(region=region, account_id=account_id, clock=clock, principal=principal,

@@ -79,7 +79,8 @@ def test_errors_have_botocores_shape(pair):
         lambda c: c.create_alias(AliasName="alias/aws/x", TargetKeyId=key["KeyId"]),
     ]
     for case in cases:
-        a, b = _failure(lambda: case(embedded)), _failure(lambda: case(real))
+        a = _failure(lambda case=case: case(embedded))
+        b = _failure(lambda case=case: case(real))
         assert _comparable(a.response) == _comparable(b.response)
         assert str(a) == str(b)
         assert a.operation_name == b.operation_name
@@ -135,7 +136,6 @@ def test_meta_paginators_waiters(pair):
 
 
 def test_parameter_validation_false_reaches_the_engine(pair):
-    _, _, mock = pair
     checked = kms_core.client("kms", region_name="us-east-1")
     unchecked = kms_core.client("kms", region_name="us-east-1", config=Config(parameter_validation=False))
     real_unchecked = boto3.client("kms", region_name="us-east-1", config=Config(parameter_validation=False))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import boto3  # noqa: F401 - imported here so that inline pytester runs need not re-import it
 import pytest
 
-import kms_core.testing.mock  # noqa: F401 - likewise (the engine, botocore)
+import kms_core.testing.mock  # the engine, botocore: likewise
 import kms_core.testing.plugin  # noqa: F401 - likewise
 
 pytest_plugins = ["pytester"]
