@@ -81,25 +81,40 @@ _saved_env: dict[str, str | None] = {}
 
 
 class _Run:
-    """One activation of a mock: its engine, until it stops."""
+    """One activation of a mock: its engine (opened on the first request), until it stops."""
 
     def __init__(self, mock: MockKMS):
         self.mock = mock
         self.owns_engine = mock._engine is None
-        if mock._engine is not None:
-            self.engine = mock._engine
+        self._engine: Engine | None = mock._engine
+        self._lock = threading.Lock()
+
+    @property
+    def engine(self) -> Engine:
+        engine = self._engine
+        if engine is None:
+            with self._lock:
+                if self._engine is None:
+                    self._engine = self._open()
+                engine = self._engine
+        return engine
+
+    def _open(self) -> Engine:
+        mock = self.mock
+        settings: Any
+        if mock.store_url in IN_MEMORY_URLS:  # nothing to read from the environment
+            settings = Settings(home=Path(os.devnull), store_url=mock.store_url, region=mock.region,
+                                account_id=mock.account_id)
         else:
-            if mock.store_url in IN_MEMORY_URLS:  # nothing to read from the environment
-                settings = Settings(home=Path(os.devnull), store_url=mock.store_url, region=mock.region,
-                                    account_id=mock.account_id)
-            else:
-                settings = Settings.from_env(store_url=mock.store_url, region=mock.region,
-                                             account_id=mock.account_id)
-            self.engine = Engine.open(settings, mock.clock)
+            settings = Settings.from_env(store_url=mock.store_url, region=mock.region,
+                                         account_id=mock.account_id)
+        return Engine.open(settings, mock.clock)
 
     def close(self) -> None:
-        if self.owns_engine:
-            self.engine.close()
+        with self._lock:
+            engine, self._engine = self._engine, None
+        if self.owns_engine and engine is not None:
+            engine.close()
 
     def respond(self, request: Any) -> _Response:
         headers = request.headers
