@@ -185,3 +185,33 @@ def test_existing_store_option(tmp_path, monkeypatch):
         key_id = boto3.client("kms", region_name="us-east-1").create_key()["KeyMetadata"]["KeyId"]
     with mock_kms(store_url=url):  # the same file: the key is still there
         assert boto3.client("kms", region_name="us-east-1").describe_key(KeyId=key_id)
+
+
+def test_patch_client_routes_a_client_from_an_older_session():
+    from kms_core.testing import patch_client
+    from kms_core.testing.mock import _route
+
+    session = botocore.session.Session()
+    session.unregister("before-send.kms", _route)  # as if made before kms_core.testing was imported
+    client = session.create_client("kms", region_name="us-east-1", endpoint_url=DEAD, config=NO_RETRY,
+                                   aws_access_key_id="a", aws_secret_access_key="b")
+    with mock_kms():
+        with pytest.raises(EndpointConnectionError):
+            client.list_keys()
+        assert patch_client(client).list_keys()["Keys"] == []
+
+
+@mock_kms
+class TestClassWithSetupMethod:
+    def setup_method(self, method):
+        self.kms = boto3.client("kms", region_name="us-east-1")
+        self.key_id = self.kms.create_key()["KeyMetadata"]["KeyId"]
+
+    def teardown_method(self, method):
+        assert len(self.kms.list_keys()["Keys"]) == 1  # still inside this test's own mock
+
+    def test_one(self):
+        assert self.kms.describe_key(KeyId=self.key_id)["KeyMetadata"]["KeyState"] == "Enabled"
+
+    def test_two(self):
+        assert [k["KeyId"] for k in self.kms.list_keys()["Keys"]] == [self.key_id]
