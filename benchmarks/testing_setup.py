@@ -8,6 +8,8 @@ Measures, per simulated test:
 * ``store``  — a fresh in-memory store and engine (``sqlite://``), opened and closed;
 * ``empty``  — entering and leaving the mock around an empty test:
   ``with mock_kms(): pass`` vs ``with mock_aws(): pass``;
+* ``+engine`` — the same, with the engine ``mock_kms`` opens on the first KMS
+  request (a fresh in-memory store), vs ``mock_aws`` as above;
 * ``typical`` — a small KMS test: the mock, ``boto3.client("kms")``,
   CreateKey, Encrypt, Decrypt;
 * ``file store`` (once, for reference) — what a fresh store per test cost
@@ -53,6 +55,11 @@ def fresh_store() -> None:
 def empty_kms() -> None:
     with mock_kms():
         pass
+
+
+def engine_kms() -> None:
+    with mock_kms() as mock:
+        assert mock.engine is not None  # what the first KMS request opens
 
 
 def empty_moto() -> None:
@@ -116,8 +123,9 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--tests", type=int, default=40, help="simulated tests per measurement")
     a = p.parse_args()
-    cases = {"store": (fresh_store, None), "empty": (empty_kms, empty_moto), "typical": (typical_kms, typical_moto)}
-    for fn in (fresh_store, empty_kms, empty_moto, typical_kms, typical_moto):
+    cases = {"store": (fresh_store, None), "empty": (empty_kms, empty_moto), "+engine": (engine_kms, empty_moto),
+             "typical": (typical_kms, typical_moto)}
+    for fn in (fresh_store, empty_kms, engine_kms, empty_moto, typical_kms, typical_moto):
         fn()  # warm: imports, botocore's model, the template store
     results: dict[str, list[tuple[float, float | None]]] = {name: [] for name in cases}
     for r in range(a.rounds):

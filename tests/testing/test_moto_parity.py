@@ -48,7 +48,7 @@ def test_under_moto_only_moto_departures_fail(pytester, monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     source = SUITE.read_text().replace(IMPORT_LINE, "from moto import mock_aws as mock_kms")
     pytester.makepyfile(test_under_moto=source)
-    result = pytester.runpytest("-p", "no:xdist", "-p", "no:cacheprovider", "-q")
+    result = pytester.runpytest("-p", "no:xdist", "-p", "no:cacheprovider", "-p", "no:benchmark", "-q")
     outcomes = result.parseoutcomes()
     failed = {line.split("::")[1].split(" ")[0] for line in result.outlines if line.startswith("FAILED ")}
     assert failed == set(MOTO_DEPARTS), result.stdout.str()[-3000:]

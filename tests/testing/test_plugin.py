@@ -11,7 +11,7 @@ import kms_core.testing.plugin  # noqa: F401 - likewise
 
 pytest_plugins = ["pytester"]
 
-PLUGIN = ("-p", "kms_core.testing.plugin", "-p", "no:cacheprovider")
+PLUGIN = ("-p", "kms_core.testing.plugin", "-p", "no:cacheprovider", "-p", "no:benchmark")
 
 
 def run(pytester: pytest.Pytester, *args: str, xdist: bool = False) -> pytest.RunResult:
