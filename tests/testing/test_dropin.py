@@ -148,3 +148,18 @@ def test_parameter_validation_false_reaches_the_engine(pair):
     a = _failure(lambda: unchecked.create_key(Description=5))
     b = _failure(lambda: real_unchecked.create_key(Description=5))
     assert a.response["Error"]["Code"] == b.response["Error"]["Code"] == "SerializationException"
+
+
+def test_every_aws_operation_reaches_the_engine(pair):
+    # The mock passes every operation of AWS's model to the engine (it answers
+    # UnsupportedOperationException for any it does not serve), as the server does.
+    embedded, real, _ = pair
+    for call in (lambda c: c.describe_custom_key_stores(), lambda c: c.get_public_key(KeyId="alias/none")):
+        try:
+            expected = call(embedded)
+        except ClientError as err:
+            got = _failure(lambda call=call: call(real))
+            assert got.response["Error"] == err.response["Error"]
+            assert got.response["Error"]["Code"] != "UnknownOperationException"
+        else:
+            assert sorted(call(real)) == sorted(expected)
