@@ -13,12 +13,12 @@ __all__ = ["KMSError", "__version__", "client"]
 def client(*args, **kwargs):
     """``kms_core.client("kms", region_name=..., ...)``: called as ``boto3.client`` is
     (see ``kms_core.embedded.client``)."""
-    from .embedded import client as _client  # noqa: PLC0415 - cold start: loaded on first need
+    from .embedded import client as _client  # noqa: PLC0415 - cold start: import kms_core stays cheap
     return _client(*args, **kwargs)
 
 
 def __getattr__(name):
     if name == "KMSError":
-        from .errors import KMSError  # noqa: PLC0415 - cold start: loaded on first need
+        from .errors import KMSError  # noqa: PLC0415 - cold start: import kms_core stays cheap
         return KMSError
     raise AttributeError(name)
