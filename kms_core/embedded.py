@@ -98,10 +98,10 @@ def _error_response(err: KMSError, rid: str) -> dict:
     """The response dict botocore parses from AWS's answer for this error:
     Error.Code/Message, ResponseMetadata, and the members of a modeled error
     shape (every KMS exception's ``message``) at the top level."""
+    import json  # noqa: PLC0415 - cold start: loaded on first need
     from email.utils import formatdate  # noqa: PLC0415 - cold start: loaded on first need
-
-    from .server.wire import encode_error  # noqa: PLC0415 - cold start: loaded on first need
-    body = encode_error(err.code, err.message)
+    # the body AWS sends (as kms serve does), for its Content-Length
+    body = json.dumps({"__type": err.code, "message": err.message}, separators=(",", ":")).encode("utf-8")
     resp: dict = {"Error": {"Message": err.message, "Code": err.code},
                   "ResponseMetadata": {"RequestId": rid, "HTTPStatusCode": err.status, "HTTPHeaders": {
                       "x-amzn-requestid": rid, "content-type": "application/x-amz-json-1.1",

@@ -125,7 +125,7 @@ import_parameters = Table(
     Column("valid_to", Double, nullable=False),
 )
 
-# The in-memory store (tests): kms_core/testing/memory.py, docs/testing.md.
+# The in-memory store (tests): kms_core/memory_store.py, docs/testing.md.
 IN_MEMORY_URLS = ("sqlite://", "sqlite:///:memory:", "sqlite+pysqlite://", "sqlite+pysqlite:///:memory:")
 
 
@@ -183,7 +183,7 @@ class Store:
         if not self._is_sqlite:
             return create_engine(self.url, pool_pre_ping=True, pool_size=5, max_overflow=10)
         if self.in_memory:  # one shared connection: each new one would open a new, empty database
-            from .testing.memory import memory_engine  # noqa: PLC0415 - in-memory (test) stores only
+            from .memory_store import memory_engine  # noqa: PLC0415 - in-memory (test) stores only
             return memory_engine(self.url)
         # NullPool: SQLite connections are cheap and this avoids sharing one
         # across threads; the hot path never touches the store anyway.
@@ -273,7 +273,7 @@ class Store:
     def _root_key(self, *, new_store: bool) -> bytes:
         s = self.settings
         if self.in_memory:  # nothing outlives the process: the key never leaves memory, no file, no message
-            from .testing.memory import ROOT_KEY  # noqa: PLC0415 - in-memory (test) stores only
+            from .memory_store import ROOT_KEY  # noqa: PLC0415 - in-memory (test) stores only
             return ROOT_KEY
         if s.root_key is not None:
             return s.root_key

@@ -22,6 +22,8 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine as SAEngine
 from sqlalchemy.pool import StaticPool
 
+from kms_core.settings import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, Settings
+
 ROOT_KEY = os.urandom(32)
 
 _template_lock = threading.RLock()
@@ -62,7 +64,6 @@ def _new_connection() -> sqlite3.Connection:
 
 def _build_template() -> sqlite3.Connection:
     """A store created the ordinary way (schema, root-key canary), copied out."""
-    from kms_core.settings import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, Settings  # noqa: PLC0415 - import cycle
     from kms_core.store import Store  # noqa: PLC0415 - import cycle (store imports this module)
 
     store = Store(Settings(home=Path(os.devnull), store_url="sqlite://", region=DEFAULT_REGION,
