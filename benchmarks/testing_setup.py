@@ -89,10 +89,17 @@ def file_store() -> None:
 
 
 def per_test_ms(fn, n: int) -> float:
-    t = time.perf_counter()
+    """CPU ms per test (this process's CPU time: steadier than wall time on a shared machine;
+    both sides run in this process).  ``--wall`` measures wall time instead."""
+    clock = time.perf_counter if Options.wall else time.process_time
+    t = clock()
     for _ in range(n):
         fn()
-    return (time.perf_counter() - t) / n * 1000
+    return (clock() - t) / n * 1000
+
+
+class Options:
+    wall = False
 
 
 def rss_kb() -> int:
@@ -122,7 +129,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--tests", type=int, default=40, help="simulated tests per measurement")
+    p.add_argument("--wall", action="store_true", help="wall time instead of CPU time")
     a = p.parse_args()
+    Options.wall = a.wall
     cases = {"store": (fresh_store, None), "empty": (empty_kms, empty_moto), "+engine": (engine_kms, empty_moto),
              "typical": (typical_kms, typical_moto)}
     for fn in (fresh_store, empty_kms, engine_kms, empty_moto, typical_kms, typical_moto):
@@ -138,7 +147,9 @@ def main() -> None:
                 o = per_test_ms(ours, a.tests)
                 m = per_test_ms(moto, a.tests) if moto is not None else None
             results[name].append((o, m))
-    print(f"loadavg {os.getloadavg()[0]:.1f}; {a.rounds} rounds x {a.tests} tests; ms per test (min–max over rounds)")
+    unit = "wall" if Options.wall else "CPU"
+    print(f"loadavg {os.getloadavg()[0]:.1f}; {a.rounds} rounds x {a.tests} tests; "
+          f"{unit} ms per test (min–max over rounds)")
     for name, rows in results.items():
         ours = [o for o, _ in rows]
         line = f"{name:8s} mock_kms {min(ours):7.2f}–{max(ours):7.2f}"
