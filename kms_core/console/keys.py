@@ -129,6 +129,8 @@ class KeyViews:
         error = None
         rows: list[dict] = []
         total = 0
+        if qp.get("refresh"):
+            self.index.invalidate()
         try:
             all_rows = await run_in_threadpool(self.index.rows, self.con, request, session)
             needle = q.lower()
