@@ -57,7 +57,7 @@ def served(tmp_path_factory):
     alice, bob = keys.create("alice")["AccessKey"], keys.create("bob")["AccessKey"]
     store.dispose()
     port = _port()
-    log = open(home / "server.log", "wb")
+    log = open(home / "server.log", "wb")  # noqa: SIM115 - the server writes it until the fixture ends
     proc = subprocess.Popen([sys.executable, "-m", "kms_core.server", "--host", "127.0.0.1", "--port", str(port),
                              "--workers", "1"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(home))
     url = f"http://localhost:{port}"  # "localhost" is a secure context: Chromium keeps Secure cookies
@@ -258,7 +258,7 @@ def test_console_end_to_end(served, browser):
                  "Encrypt"):
         assert name in events, name
     assert alice in events
-    ui.go(f"/audit?operation=PutKeyPolicy&principal=alice")
+    ui.go("/audit?operation=PutKeyPolicy&principal=alice")
     assert "PutKeyPolicy" in ui.css("table.events").text
     ui.shot("audit")
     ui.shot("audit-narrow", 420)

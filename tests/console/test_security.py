@@ -28,7 +28,7 @@ def test_session_cookie_flags_and_security_headers(web, access_key):
     r = web.post("/console/signin", data={"csrf_token": csrf_of(page.text), "access_key_id": access_key["AccessKeyId"],
                                           "secret_access_key": access_key["SecretAccessKey"]})
     assert r.status_code == 303
-    cookie = [c for c in r.headers.get_list("set-cookie") if c.startswith("kms_console_session=")][0]
+    cookie = next(c for c in r.headers.get_list("set-cookie") if c.startswith("kms_console_session="))
     flags = {f.strip().lower() for f in cookie.split(";")[1:]}
     assert {"httponly", "secure", "samesite=strict", "path=/console"} <= flags
     # Every page carries the CSP, including errors and static assets.
