@@ -180,3 +180,32 @@ def test_actions_go_through_the_engine_as_the_principal(web, access_key, console
 @pytest.mark.parametrize("path", ["/console/keys/../../etc/passwd", "/console/static/../web.py"])
 def test_no_path_tricks(web, path):
     assert web.get(path).status_code in (303, 404)
+
+
+def test_dev_credentials_mode_is_explicit(engine):
+    from starlette.testclient import TestClient
+
+    from kms_core.server.app import KMSApp, ServerConfig
+
+    app = KMSApp(ServerConfig(dev_credentials=True), engine=engine)
+    try:
+        with TestClient(app, base_url="https://kms.test", follow_redirects=False) as web:
+            page = web.get("/console/signin")
+            assert "Local development mode" in page.text and "LOCAL DEVELOPMENT MODE" in page.text
+            r = web.post("/console/signin", data={"csrf_token": csrf_of(page.text), "mode": "dev"})
+            assert r.status_code == 303
+            keys = web.get("/console/keys")
+            assert "arn:aws:iam::111122223333:root" in keys.text and "LOCAL DEVELOPMENT MODE" in keys.text
+    finally:
+        app.audit_log.close()
+
+
+def test_console_can_be_turned_off(engine):
+    from starlette.testclient import TestClient
+
+    from kms_core.server.app import KMSApp, ServerConfig
+
+    app = KMSApp(ServerConfig(console=False, audit=False), engine=engine)
+    with TestClient(app, base_url="https://kms.test", follow_redirects=False) as web:
+        r = web.get("/console/signin")
+        assert r.status_code == 404 and "UnknownOperationException" in r.text
