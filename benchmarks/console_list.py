@@ -2,7 +2,7 @@
 
     python benchmarks/console_list.py [--keys 10000] [--rounds 5]
 
-Creates N customer managed keys (each with an alias) in a fresh SQLite store,
+Creates N customer managed keys (every tenth with an alias) in a fresh SQLite store,
 mounts the console on the server's ASGI app with the audit log on (as `kms
 serve` runs it), signs in and times the list views: first page, a search, a
 sort by key id descending, the last page, with the principal's key/alias index
@@ -39,8 +39,9 @@ def main() -> int:
     t0 = time.perf_counter()
     for i in range(args.keys):  # unaudited setup, like an existing store
         kid = engine.call("CreateKey", {})["KeyMetadata"]["KeyId"]
-        engine.call("CreateAlias", {"AliasName": f"alias/app-{i:05d}", "TargetKeyId": kid})
-    print(f"created {args.keys} keys in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+        if i % 10 == 0:
+            engine.call("CreateAlias", {"AliasName": f"alias/app-{i:05d}", "TargetKeyId": kid})
+    print(f"created {args.keys} keys in {time.perf_counter() - t0:.1f}s ({tmp})", file=sys.stderr)
     key = AccessKeys(engine.store, engine.settings.account_id).create("bench")["AccessKey"]
     app = KMSApp(ServerConfig(), engine=engine)
     with TestClient(app, base_url="https://bench.local", follow_redirects=False) as web:
@@ -48,7 +49,7 @@ def main() -> int:
         csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
         web.post("/console/signin", data={"csrf_token": csrf, "access_key_id": key["AccessKeyId"],
                                           "secret_access_key": key["SecretAccessKey"]})
-        views = {"first page": "/console/keys", "search 'app-0421'": "/console/keys?q=app-0421",
+        views = {"first page": "/console/keys", "search 'app-0042'": "/console/keys?q=app-0042",
                  "sort key id desc": "/console/keys?sort=keyid&order=desc",
                  "last page (100/page)": f"/console/keys?size=100&page={args.keys // 100}"}
         print(f"{'view':24} {'cold ms (median, range)':>28} {'warm ms (median, range)':>28}")

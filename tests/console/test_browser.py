@@ -133,6 +133,7 @@ class UI:
             return
         self.shots.mkdir(parents=True, exist_ok=True)
         self.d.set_window_size(width, 900)
+        self.d.execute_script("window.scrollTo(0, 0)")
         self.d.save_screenshot(str(self.shots / f"{name}.png"))
         self.d.set_window_size(1280, 900)
 
