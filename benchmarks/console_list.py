@@ -26,7 +26,8 @@ def main() -> int:
     ap.add_argument("--keys", type=int, default=10000)
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="console-bench-"))
+    # A RAM disk when there is one: creating 10 000 keys is 11 000 commits.
+    tmp = Path(tempfile.mkdtemp(prefix="console-bench-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
     os.environ.update(KMS_HOME=str(tmp), KMS_ROOT_KEY=base64.b64encode(os.urandom(32)).decode())
     from starlette.testclient import TestClient
 

@@ -59,6 +59,6 @@ def routes(con) -> list[Route]:
             verification = None
         return await con.render(request, "audit.html", session, nav="audit", events=events, filters=filters,
                                 limit=limit, limits=LIMITS, verification=verification, read_error=error,
-                                bad_time=bad_time)
+                                bad_time=bad_time, auditing=con.backend.auditing)
 
     return [Route("/console/audit", page, methods=["GET"])]

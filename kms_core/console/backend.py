@@ -93,6 +93,11 @@ class Backend:
             out.append(ev)
         return out
 
+    @property
+    def auditing(self) -> bool:
+        """Whether this server records requests (``kms serve --no-audit`` turns it off)."""
+        return getattr(self.engine, "auditor", None) is not None
+
     def verification(self) -> Verification:
         """The chain's verification status, re-checked at most every VERIFY_TTL seconds."""
         now = time.monotonic()

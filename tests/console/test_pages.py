@@ -122,3 +122,16 @@ def test_audit_filters(web, access_key, console_app):
     future = web.get("/console/audit?start=2999-01-01T00:00").text
     assert "No events match" in future
     assert "not a date" in web.get("/console/audit?start=yesterday").text
+
+
+def test_audit_page_says_when_the_log_is_off(engine):
+    from starlette.testclient import TestClient
+
+    from kms_core.server.app import KMSApp, ServerConfig
+    from kms_core.server.credentials import AccessKeys
+
+    app = KMSApp(ServerConfig(audit=False), engine=engine)
+    key = AccessKeys(engine.store, engine.settings.account_id).create("alice")["AccessKey"]
+    with TestClient(app, base_url="https://kms.test", follow_redirects=False) as web:
+        sign_in(web, key)
+        assert "AuditLogOff" in web.get("/console/audit").text
