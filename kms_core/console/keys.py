@@ -23,7 +23,7 @@ GRANT_OPERATIONS = ("Decrypt", "Encrypt", "GenerateDataKey", "GenerateDataKeyWit
                     "ReEncryptTo", "CreateGrant", "RetireGrant", "DescribeKey", "GenerateDataKeyPair",
                     "GenerateDataKeyPairWithoutPlaintext", "Sign", "Verify", "GetPublicKey",
                     "GenerateMac", "VerifyMac", "DeriveSharedSecret")
-_INDEX_TTL = 5.0  # seconds a principal's key/alias index is reused between page views
+_INDEX_TTL = 15.0  # seconds a principal's key/alias index is reused between page views (Refresh renews it)
 
 
 def _bad(message: str) -> KMSError:
