@@ -17,18 +17,17 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from selenium import webdriver  # a test dependency: missing means failing, never skipping
+from selenium.common.exceptions import WebDriverException
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.expected_conditions import staleness_of
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
-webdriver = pytest.importorskip("selenium.webdriver")
-from selenium.common.exceptions import WebDriverException  # noqa: E402
-from selenium.webdriver.chrome.options import Options  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.expected_conditions import staleness_of  # noqa: E402
-from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
-
-from kms_core.server.credentials import AccessKeys  # noqa: E402
-from kms_core.settings import Settings  # noqa: E402
-from kms_core.store import Store  # noqa: E402
+from kms_core.server.credentials import AccessKeys
+from kms_core.settings import Settings
+from kms_core.store import Store
 
 CHROMEDRIVER = "/usr/bin/chromedriver"
 ACCOUNT = "111122223333"
