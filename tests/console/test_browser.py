@@ -22,7 +22,6 @@ from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from kms_core.server.credentials import AccessKeys
@@ -98,6 +97,18 @@ def browser():
     shutil.rmtree(profile, ignore_errors=True)
 
 
+def _gone(element):
+    """The old page is gone.  Besides "stale element", chromedriver can answer "node does not
+    belong to the document" while the next page loads: both mean the same."""
+    def check(_driver) -> bool:
+        try:
+            element.is_enabled()
+        except WebDriverException:  # StaleElementReferenceException is one
+            return True
+        return False
+    return check
+
+
 class UI:
     def __init__(self, drv, url: str):
         self.d, self.url = drv, url
@@ -119,7 +130,8 @@ class UI:
         """Click a button or link (each one loads a page) and wait for the next page."""
         old = self.css("html")
         self.d.find_element(By.XPATH, f"//button[normalize-space()='{text}'] | //a[normalize-space()='{text}']").click()
-        WebDriverWait(self.d, 10).until(staleness_of(old))
+        WebDriverWait(self.d, 10).until(_gone(old))
+        WebDriverWait(self.d, 10).until(lambda d: d.execute_script("return document.readyState") == "complete")
 
     def flash(self) -> str:
         return self.css(".flash").text
