@@ -29,7 +29,7 @@ from starlette.templating import Jinja2Templates
 
 from kms_core.errors import KMSError
 
-from . import filters
+from . import audit_view, filters, keys
 from .backend import Backend, RequestContext
 from .sessions import ABSOLUTE, Session, Sessions
 
@@ -73,8 +73,6 @@ class Console:
                                  autoescape=True)
         filters.install(env)
         self.templates = Jinja2Templates(env=env)
-        from . import audit_view, keys  # views import this module's helpers  # noqa: PLC0415
-
         routes = [
             Route(PREFIX, self.home), Route(PREFIX + "/", self.home),
             Route(PREFIX + "/signin", self.signin_page, methods=["GET"]),
