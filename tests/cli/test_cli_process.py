@@ -115,7 +115,12 @@ def test_startup_imports_only_what_the_command_needs(kms_home):
     # `kms --help` lists the served operations from the table alone (#16.8: it used to import
     # the engine, SQLAlchemy and cryptography: ~0.45 s of CPU).
     help_ = _imports_after(["--help"])
-    assert not help_ & {"boto3", "botocore", "sqlalchemy", "cryptography", "kms_core.engine"}
+    assert not help_ & {"boto3", "botocore", "sqlalchemy", "cryptography"}
+    code = ("import sys, contextlib, io; from kms_core.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()): main(['--help'])\n"
+            "print('kms_core.engine' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          check=True).stdout.strip() == "False"
     encrypt = _imports_after(["encrypt", "--key-id", "alias/aws/s3", "--plaintext", "x", "--query", "KeyId"])
     assert "boto3" not in encrypt and "s3transfer" not in encrypt  # embedded: no boto3
 
