@@ -63,6 +63,7 @@ class ServerConfig:
     threads: int = 4  # enough to overlap store reads; more only adds GIL contention
     engine_calls: str = "loop"  # "loop" or "threads": where engine calls run (see KMSApp._run)
     audit: bool = True  # attach kms_core.audit's log (docs/audit-log.md) to the engine
+    console: bool = True  # serve the web console under /console/ (docs/console.md)
     # HTTP limits, enforced by kms_core.server.protocol before any authentication
     max_header_bytes: int = 16 * 1024
     header_timeout: float = 10.0
@@ -130,6 +131,7 @@ class KMSApp:
         self.operations: frozenset[str] = frozenset()
         self.account_id = None
         self.default_region = None
+        self.console = None
         self._ready = False
         # Extra ASGI apps served under a path prefix (e.g. a web console):
         # see ``mount``.  Consulted only for requests that are not ``POST /``.
@@ -185,6 +187,10 @@ class KMSApp:
         else:
             log.warning("the audit log is OFF (--no-audit): requests are not recorded")
         self._watch_auditor()
+        if self.config.console:
+            from kms_core.console import mount  # noqa: PLC0415 - optional part (its web stack)
+
+            self.console = mount(self)
         if self.config.dev_credentials:
             log.warning(
                 "DEVELOPMENT CREDENTIALS MODE: any access key is accepted as the account root "
@@ -271,6 +277,9 @@ class KMSApp:
             await self._send(send, 200 if self._ready else 503, body, None, method == "HEAD")
             return
         if method != "POST" or path != "/":
+            if self.console is not None and (path == "/console" or path.startswith("/console/")):
+                await self.console(scope, receive, send)
+                return
             mounted = self._mounted(path) if self.mounts else None
             if mounted is not None:
                 prefix, app = mounted
