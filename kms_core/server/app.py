@@ -11,7 +11,8 @@ are reported to ``engine.record_rejected(ctx, operation, error)`` when the
 engine has it, so every request is audited exactly once.  Anything unexpected
 becomes ``KMSInternalException`` at this boundary (``_engine_call``), logged
 without request data.  HTTP limits and timeouts live in ``protocol.py``;
-other ASGI apps (a web console) are added with :meth:`KMSApp.mount`.
+the web console is served under ``/console/``; other ASGI apps are added with
+:meth:`KMSApp.mount`.
 """
 from __future__ import annotations
 
@@ -147,7 +148,7 @@ class KMSApp:
         mounted app gets the ``lifespan``-less scope with ``root_path`` set.
         """
         prefix = "/" + prefix.strip("/")
-        if prefix == "/" or prefix == "/health":
+        if prefix in ("/", "/health") or (prefix == "/console" and self.console is not None):
             raise ValueError(f"cannot mount an app at {prefix!r}")
         self.mounts.append((prefix, app))
 

@@ -232,16 +232,16 @@ def test_every_request_is_audited_once_even_when_it_fails_unexpectedly(engine, m
 
 
 def test_extra_asgi_apps_mount_under_a_prefix(engine):
-    """A web console (or any ASGI app) is served under its prefix; POST / and /health stay the server's."""
+    """Any ASGI app is served under its prefix; POST / and /health stay the server's."""
     app, key = _app(engine)
     seen = []
 
-    async def console(scope, receive, send):
+    async def extra(scope, receive, send):
         seen.append((scope["path"], scope["root_path"]))
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
-        await send({"type": "http.response.body", "body": b"console"})
+        await send({"type": "http.response.body", "body": b"extra"})
 
-    app.mount("/console", console)
+    app.mount("/extra", extra)
 
     def get(path):
         sent = []
@@ -257,11 +257,11 @@ def test_extra_asgi_apps_mount_under_a_prefix(engine):
         asyncio.run(app(scope, receive, send))
         return sent[0]["status"], sent[1]["body"]
 
-    assert get("/console/keys") == (200, b"console")
-    assert get("/console") == (200, b"console")
-    assert seen == [("/console/keys", "/console"), ("/console", "/console")]
-    assert get("/consolex")[0] == 404 and get("/health")[0] == 200
+    assert get("/extra/keys") == (200, b"extra")
+    assert get("/extra") == (200, b"extra")
+    assert seen == [("/extra/keys", "/extra"), ("/extra", "/extra")]
+    assert get("/extrax")[0] == 404 and get("/health")[0] == 200
     assert _request(app, key, "ListKeys", {})[0] == 200
     for bad in ("/", "/health"):
         with pytest.raises(ValueError):
-            app.mount(bad, console)
+            app.mount(bad, extra)
