@@ -61,7 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     common(sp)
     sp.add_argument("--key-id", required=True, help="destination KMS key id, alias or ARN")
     sp.add_argument("--from-key-id", help="only data keys wrapped under this KMS key")
-    for name, text in (("reencrypt", "re-encrypt a column under a fresh data key"),
+    for name, text in (("reencrypt", "re-encrypt a randomized column under a fresh data key "
+                                      "(a deterministic column keeps its key)"),
                        ("encrypt-column", "encrypt an existing plaintext column in place"),
                        ("decrypt-column", "decrypt a column in place (leaving the product)")):
         sp = sub.add_parser(name, help=text)
@@ -98,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
             kw = {} if args.command == "reencrypt" else {"alter": not args.no_alter}
             n = fn(engine, column, batch_size=args.batch_size, progress=progress, **kw)
             print(f"{args.command}: {n} values processed")
+            if args.command == "reencrypt" and getattr(column.type, "deterministic", False):
+                print("deterministic column: its data key stays (equality lookups and UNIQUE need "
+                      "one key); values under any other key were moved onto it. To rotate what "
+                      "protects it, run `kms db rewrap` or rotate its KMS key.")
         return 0
     except KeyboardInterrupt:
         print("kms db: interrupted; committed batches are kept, run the same command "

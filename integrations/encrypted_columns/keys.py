@@ -161,6 +161,17 @@ class Keyring:
         self._remember(conn, ck, entry, fresh)
         return entry
 
+    def scoped_key(self, conn: Connection, kms_key: str, scope: str) -> fmt.DataKey:
+        """The data key named by ``scope`` in the key table, made if missing:
+        a deterministic column's key (``table.column``), which never changes
+        once made, or a randomized re-encryption job's target key."""
+        return self._scoped_key(conn, kms_key, scope)[0]
+
+    def forget_write_keys(self, kms_key: str) -> None:
+        """Stop writing with this process's cached keys for ``kms_key``."""
+        _drop(self.write, lambda ck: ck[1] == kms_key)
+        self.generation += 1
+
     def _scoped_key(self, conn: Connection, kms_key: str, scope: str):
         row = _select_scope(conn, scope)
         if row is not None:
@@ -232,9 +243,9 @@ class Keyring:
     def _on_rollback(self, conn: Connection) -> None:
         if conn.info.pop("_enc_cols_pending", None):
             self.generation += 1
-        for ck in conn.info.pop("_enc_cols_new_ids", ()):
-            with self.read._lock:
-                self.read._entries.pop(ck, None)
+        new_ids = conn.info.pop("_enc_cols_new_ids", ())
+        if new_ids:
+            _drop(self.read, new_ids.__contains__)
 
     # -- warm-up ----------------------------------------------------------
     def warm_up_sync(self, conn: Connection, columns: Iterable, load_all: bool = True) -> int:
@@ -253,12 +264,21 @@ class Keyring:
                     self._read_row(conn, row)
         for col in columns:
             t = col.type
-            scope = t._scope() if t.deterministic else None
+            scope = t.key_scope() if t.deterministic else None
             self.write_key(conn.dialect, t.key_id, t._mode, scope)
         return self.kms_calls - start
 
 
 KEYRING = Keyring()
+
+
+def _drop(cache: DataKeyCache, doomed) -> None:
+    # kms_core.envelope.DataKeyCache offers no selective removal (only clear(),
+    # which would cost every other KMS key a GenerateDataKey): drop entries
+    # under its own lock.  tests/db/test_db_tools.py covers both callers.
+    with cache._lock:
+        for ck in [ck for ck in cache._entries if doomed(ck)]:
+            del cache._entries[ck]
 
 
 def _after_fork_in_child() -> None:

@@ -190,25 +190,47 @@ def _key_of(col: Column, raw) -> bytes | None:
 
 # ---------------------------------------------------------------- reencrypt
 def reencrypt(engine: Engine, column, *, batch_size: int = 500, progress: bool = True) -> int:
-    """Re-encrypt every value of ``column`` under a fresh data key.
+    """Re-encrypt ``column``; returns the values rewritten.
 
-    The fresh key is recorded in the key table (scope ``reencrypt:<table>.<column>``)
-    so a rerun after an interruption resumes with the same key.  A deterministic
-    column's active key switches at the end; other processes pick it up when
-    their cached key expires (``write_max_age``), so run it again after that to
-    catch values they wrote meanwhile.  Returns values re-encrypted.
+    Randomized columns (and EncryptedJSON): every value moves to a fresh data
+    key, recorded in the key table (scope ``reencrypt:<table>.<column>``) so a
+    rerun after an interruption resumes with the same key.
+
+    Deterministic columns keep their one data key for good: equality lookups
+    and UNIQUE compare stored bytes, so two keys live at once (during a run,
+    after a kill, or in a process that cached the old key) would make equal
+    values differ.  Here the run moves onto the column's key any value stored
+    under another data key (left by an earlier version's rotation, or copied
+    in) and rewrites nothing else.  To rotate what protects the column's key,
+    rewrap it (``rewrap``) or rotate its KMS key.
     """
     install_listeners()
     col = _column(column)
     t = col.type
-    scope = t._scope()
+    if isinstance(t, EncryptedType) and t.deterministic:
+        return _converge(engine, col, batch_size, progress)
+    scope = t.key_scope()
     job = "reencrypt:" + scope
     with engine.begin() as conn:
         _TABLE.create(conn, checkfirst=True)
-        target = KEYRING._scoped_key(conn, t.key_id, job)[0]
+        target = KEYRING.scoped_key(conn, t.key_id, job)
+    done, _ = _move(engine, col, target, batch_size, progress, f"reencrypt {scope}")
+    with engine.begin() as conn:  # finish: the job key becomes an ordinary read key
+        conn.execute(update(_TABLE).where(_TABLE.c.scope == job).values(scope=None))
+    KEYRING.forget_write_keys(t.key_id)
+    return done
+
+
+def _move(engine: Engine, col: Column, target: fmt.DataKey, batch_size: int, progress: bool,
+          desc: str) -> tuple[int, list[tuple]]:
+    """Rewrite every value not under ``target`` under it, batch by batch; the
+    UPDATE checks the old value, so a value the application changed meanwhile
+    is left as it is.  Returns (values rewritten, primary keys of the rows a
+    UNIQUE constraint kept from being rewritten)."""
+    t = col.type
     raw_type = _raw_type(col, engine.dialect)
-    done = 0
-    with _bar(_count(engine, col), f"reencrypt {scope}", progress) as bar:
+    done, rejected = 0, []
+    with _bar(_count(engine, col), desc, progress) as bar:
         for conn, rows in _pages(engine, col, raw_type, batch_size):
             todo = [r for r in rows if _key_of(col, r[-1]) != target.key_id]
             decrypt, encrypt = _processors(t, conn.dialect)
@@ -217,17 +239,56 @@ def reencrypt(engine: Engine, column, *, batch_size: int = 500, progress: bool =
                 items = [(r, encrypt(decrypt(r), r)) for r in todo]
             finally:
                 FORCED_KEY.reset(token)
-            _write_many(conn, col, raw_type, items)
-            done += len(items)
+            n, refused = _write_unique(conn, col, raw_type, items)
+            done += n
+            rejected += refused
             bar.update(len(rows))
-    with engine.begin() as conn:  # finish: the fresh key becomes the column's key
-        if t.deterministic:
-            conn.execute(update(_TABLE).where(_TABLE.c.scope == scope).values(scope=None))
-            conn.execute(update(_TABLE).where(_TABLE.c.scope == job).values(scope=scope))
-        else:
-            conn.execute(update(_TABLE).where(_TABLE.c.scope == job).values(scope=None))
-    _forget_write_keys(t)
+    return done, rejected
+
+
+def _converge(engine: Engine, col: Column, batch_size: int, progress: bool) -> int:
+    """Move a deterministic column's stray values onto its one data key."""
+    t = col.type
+    scope = t.key_scope()
+    with engine.begin() as conn:
+        _TABLE.create(conn, checkfirst=True)
+        target = KEYRING.scoped_key(conn, t.key_id, scope)
+    done, conflicts = _move(engine, col, target, batch_size, progress, f"reencrypt {scope}")
+    if conflicts:
+        shown = ", ".join(repr(pk[0] if len(pk) == 1 else pk) for pk in conflicts[:20])
+        more = f" and {len(conflicts) - 20} more" if len(conflicts) > 20 else ""
+        raise EncryptedColumnError(
+            f"{len(conflicts)} value(s) of {scope} duplicate other rows' values but were "
+            f"stored under another data key, where UNIQUE could not see them (primary keys "
+            f"{shown}{more}); {done} other value(s) were moved. Keep one row of each pair, then "
+            "run reencrypt again.", code="ConflictException")
+    with engine.begin() as conn:  # retire a job an earlier version left behind
+        conn.execute(update(_TABLE).where(_TABLE.c.scope == "reencrypt:" + scope).values(scope=None))
     return done
+
+
+def _write_unique(conn: Connection, col: Column, raw_type, items) -> tuple[int, list[tuple]]:
+    """``_write_many``; if a UNIQUE constraint rejects the batch, row by row
+    (each under a savepoint), leaving the rejected rows as they are.  Returns
+    (rows written, primary keys of the rejected rows)."""
+    if not items:
+        return 0, []
+    try:
+        with conn.begin_nested():
+            _write_many(conn, col, raw_type, items)
+        return len(items), []
+    except sa_exc.IntegrityError:
+        pass
+    npk = len(col.table.primary_key.columns)
+    done, rejected = 0, []
+    for item in items:
+        try:
+            with conn.begin_nested():
+                _write_many(conn, col, raw_type, [item])
+            done += 1
+        except sa_exc.IntegrityError:  # equals a value already under the target key
+            rejected.append(tuple(item[0][:npk]))
+    return done, rejected
 
 
 def _processors(t, dialect):
@@ -244,13 +305,6 @@ def _processors(t, dialect):
 
 def _opened(sealed, pk):
     return None if sealed is None else sealed.decrypt(*pk)
-
-
-def _forget_write_keys(t) -> None:
-    with KEYRING.write._lock:
-        for ck in [ck for ck in KEYRING.write._entries if ck[1] == t.key_id]:
-            KEYRING.write._entries.pop(ck, None)
-    KEYRING.generation += 1
 
 
 # ---------------------------------------------------------------- plaintext <-> encrypted
@@ -395,7 +449,7 @@ def encrypt_column(engine: Engine, column, *, batch_size: int = 500, alter: bool
     raw_type = _raw_type(col, engine.dialect) if isinstance(t, EncryptedJSON) else \
         sa_types.NullType()
     done = 0
-    with _bar(_count(engine, col), f"encrypt {t._scope()}", progress) as bar:
+    with _bar(_count(engine, col), f"encrypt {t.key_scope()}", progress) as bar:
         for conn, rows in _pages(engine, col, raw_type, batch_size):
             decrypt, encrypt = _processors(t, conn.dialect)
             items = [(row, encrypt(_from_plain(t, row[-1]), row)) for row in rows
@@ -421,7 +475,7 @@ def decrypt_column(engine: Engine, column, *, batch_size: int = 500, alter: bool
     raw_type = _raw_type(col, engine.dialect) if isinstance(t, EncryptedJSON) else \
         sa_types.NullType()
     done = 0
-    with _bar(_count(engine, col), f"decrypt {t._scope()}", progress) as bar:
+    with _bar(_count(engine, col), f"decrypt {t.key_scope()}", progress) as bar:
         for conn, rows in _pages(engine, col, raw_type, batch_size):
             decrypt, _ = _processors(t, conn.dialect)
             items = [(row, _to_plain(t, decrypt(row), conn.dialect)) for row in rows

@@ -104,7 +104,8 @@ class _Bound(SchemaEventTarget):
                 "use the type on a Column of a Table (or a mapped_column)")
         return self._context
 
-    def _scope(self) -> str:
+    def key_scope(self) -> str:
+        """``table.column``: names a deterministic column's data key in the key table."""
         return f"{self._table_name}.{self._column_name}"
 
     def _decrypt(self, blob, dialect, context: bytes) -> bytes:
@@ -253,7 +254,7 @@ class EncryptedType(_Bound, TypeDecorator):
             if old[4] is not None:  # give back the unused part of the last block
                 old[4].uses -= length_hint(old[1])
             ctx, token = self._ctx(), current.get()
-            scope = self._scope() if self.deterministic else None
+            scope = self.key_scope() if self.deterministic else None
             forced = forced_key.get()
             if forced is not None:  # a rotation tool writing under its target key
                 entry, dk = None, forced  # looked up again for every value
