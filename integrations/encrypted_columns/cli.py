@@ -79,11 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.batch_size < 1:
         print("kms db: --batch-size must be at least 1", file=sys.stderr)
         return 2
-    from sqlalchemy import create_engine
+    from sqlalchemy import create_engine  # noqa: PLC0415 - cold start: `kms db --help` loads no SQLAlchemy
+    from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415 - as above
 
-    from . import configure, tools
+    from . import configure, tools  # noqa: PLC0415 - as above
     if args.endpoint_url:
-        import kms_core
+        import kms_core  # noqa: PLC0415 - as above
         configure(kms=kms_core.client(endpoint_url=args.endpoint_url))
     engine = create_engine(args.url)
     progress = not args.no_progress
@@ -112,7 +113,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kms db: {err}", file=sys.stderr)
         return 1
     except Exception as err:  # database/driver errors: one line, no traceback
-        from sqlalchemy.exc import SQLAlchemyError
         if isinstance(err, SQLAlchemyError):
             print(f"kms db: database error: {type(err).__name__}: "
                   f"{str(err).splitlines()[0]}", file=sys.stderr)

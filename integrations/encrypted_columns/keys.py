@@ -19,11 +19,12 @@ import datetime as _dt
 import os
 import threading
 import weakref
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
-from sqlalchemy import (Column, DateTime, Engine, LargeBinary, MetaData, String, Table, event,
-                        exc as sa_exc, insert, select)
+from sqlalchemy import Column, DateTime, Engine, LargeBinary, MetaData, String, Table, event, insert, select
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 
 from kms_core.envelope import CachedKey, DataKeyCache
@@ -104,7 +105,7 @@ class Keyring:
         if self.settings.kms is None:
             with self._lock:
                 if self.settings.kms is None:
-                    import kms_core  # lazily: importing the types does no I/O
+                    import kms_core  # noqa: PLC0415 - importing the types loads no KMS engine
                     self.settings.kms = kms_core.client()
         return self.settings.kms
 
@@ -119,7 +120,7 @@ class Keyring:
             raise _kms_error("GenerateDataKey", kms_key, err) from err
         dk = fmt.DataKey(key_id, resp["Plaintext"])
         row = {"id": key_id.hex(), "kms_key_id": resp["KeyId"], "wrapped": resp["CiphertextBlob"],
-               "created": _dt.datetime.now(_dt.timezone.utc)}
+               "created": _dt.datetime.now(_dt.UTC)}
         return dk, row
 
     def unwrap(self, row) -> fmt.DataKey:
@@ -151,6 +152,8 @@ class Keyring:
                 entry.uses += 1
                 return entry
         if mode == fmt.DETERMINISTIC:
+            if scope is None:
+                raise EncryptedColumnError("a deterministic column's key needs its scope")
             dk, fresh = self._scoped_key(conn, kms_key, scope)
         else:
             dk, row = self.generate(kms_key)
@@ -296,12 +299,12 @@ def _off_loop(fn, **kwargs):
     """Call KMS; inside SQLAlchemy's asyncio greenlet, in a worker thread so
     the event loop keeps running while KMS answers."""
     try:
-        from sqlalchemy.util.concurrency import await_, in_greenlet
+        from sqlalchemy.util.concurrency import await_, in_greenlet  # noqa: PLC0415 - needs greenlet (optional)
         async_ctx = in_greenlet()
     except ImportError:  # greenlet not installed: no asyncio use possible
         async_ctx = False
     if async_ctx:
-        import asyncio
+        import asyncio  # noqa: PLC0415 - only under SQLAlchemy's asyncio
         return await_(asyncio.to_thread(fn, **kwargs))
     return fn(**kwargs)
 
@@ -315,25 +318,24 @@ def _kms_error(op: str, kms_key: str, err: Exception) -> EncryptedColumnError:
 FORCED_KEY: contextvars.ContextVar = contextvars.ContextVar("encrypted_columns_forced",
                                                           default=None)
 _current: contextvars.ContextVar = contextvars.ContextVar("encrypted_columns_conn", default=None)
-_tokens: "weakref.WeakKeyDictionary[Engine, str]" = weakref.WeakKeyDictionary()
-_engines: "weakref.WeakKeyDictionary[Any, weakref.ref]" = weakref.WeakKeyDictionary()
-_installed = False
+_tokens: weakref.WeakKeyDictionary[Engine, str] = weakref.WeakKeyDictionary()
+_engines: weakref.WeakKeyDictionary[Any, weakref.ref] = weakref.WeakKeyDictionary()
+_installed = threading.Event()  # set once the listeners are in place
 _install_lock = threading.Lock()
 
 
 def install_listeners() -> None:
     """Register the engine-wide listeners once (no I/O)."""
-    global _installed
-    if _installed:
+    if _installed.is_set():
         return
     with _install_lock:
-        if _installed:
+        if _installed.is_set():
             return
         event.listen(Engine, "before_execute", _before_execute)
         event.listen(Engine, "commit", KEYRING._on_commit)
         event.listen(Engine, "rollback", KEYRING._on_rollback)
         event.listen(Engine, "handle_error", _unwrap_our_errors)
-        _installed = True
+        _installed.set()
 
 
 class _Execution:

@@ -17,27 +17,31 @@ import datetime as _dt
 import decimal
 import json
 import uuid
-from typing import Iterator
+from collections.abc import Iterator
+from typing import Any
 
-from sqlalchemy import (JSON, Column, LargeBinary, and_, bindparam, func, inspect, select,
-                        tuple_, type_coerce, update)
+from sqlalchemy import JSON, Column, LargeBinary, and_, bindparam, func, inspect, select, tuple_, type_coerce, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import types as sa_types
 from sqlalchemy.engine import Connection, Engine
+from tqdm import tqdm
 
 from . import format as fmt
 from .errors import DecryptionError, EncryptedColumnError, UnknownDataKeyError
-from .keys import (_TABLE, FORCED_KEY, KEYRING, _raise_if_missing, data_key_context,
-                   install_listeners)
+from .keys import _TABLE, FORCED_KEY, KEYRING, _raise_if_missing, data_key_context, install_listeners
 from .rows import RowValue
 from .types import META, EncryptedJSON, EncryptedType
 
-__all__ = ["rewrap", "reencrypt", "encrypt_column", "decrypt_column"]
+__all__ = ["decrypt_column", "encrypt_column", "reencrypt", "rewrap"]
 
 
 def _bar(total: int, desc: str, progress: bool):
-    from tqdm import tqdm
     return tqdm(total=total, desc=desc, unit="row", disable=not progress, leave=False)
+
+
+def _type(col: Column) -> Any:
+    """The column's EncryptedType or EncryptedJSON (checked by ``_column``)."""
+    return col.type
 
 
 def _column(target) -> Column:
@@ -60,10 +64,11 @@ def _describe(kms, key_id: str) -> str:
     try:
         return kms.describe_key(KeyId=key_id)["KeyMetadata"]["Arn"]
     except Exception as err:
-        code = getattr(err, "response", {}).get("Error", {}).get("Code")
+        error = getattr(err, "response", {}).get("Error", {})
+        code = error.get("Code")
         if code is None:
             raise
-        msg = err.response["Error"].get("Message", "")
+        msg = error.get("Message", "")
         raise EncryptedColumnError(f"KMS key {key_id!r}: {msg}", code=code) from err
 
 
@@ -206,7 +211,7 @@ def reencrypt(engine: Engine, column, *, batch_size: int = 500, progress: bool =
     """
     install_listeners()
     col = _column(column)
-    t = col.type
+    t = _type(col)
     if isinstance(t, EncryptedType) and t.deterministic:
         return _converge(engine, col, batch_size, progress)
     scope = t.key_scope()
@@ -227,7 +232,7 @@ def _move(engine: Engine, col: Column, target: fmt.DataKey, batch_size: int, pro
     UPDATE checks the old value, so a value the application changed meanwhile
     is left as it is.  Returns (values rewritten, primary keys of the rows a
     UNIQUE constraint kept from being rewritten)."""
-    t = col.type
+    t = _type(col)
     raw_type = _raw_type(col, engine.dialect)
     done, rejected = 0, []
     with _bar(_count(engine, col), desc, progress) as bar:
@@ -248,7 +253,7 @@ def _move(engine: Engine, col: Column, target: fmt.DataKey, batch_size: int, pro
 
 def _converge(engine: Engine, col: Column, batch_size: int, progress: bool) -> int:
     """Move a deterministic column's stray values onto its one data key."""
-    t = col.type
+    t = _type(col)
     scope = t.key_scope()
     with engine.begin() as conn:
         _TABLE.create(conn, checkfirst=True)
@@ -336,7 +341,7 @@ def _from_plain(t, raw):
         if py is bytes:
             return raw
         raw = raw.decode("utf-8")
-    if py is None or isinstance(raw, py) and not (py is int and isinstance(raw, bool)):
+    if py is None or (isinstance(raw, py) and not (py is int and isinstance(raw, bool))):
         return raw
     if py is bool:
         return str(raw).lower() in ("1", "t", "true", "y", "yes")
@@ -416,7 +421,7 @@ def _alter_to_plain(engine: Engine, col: Column) -> None:
     if not any(b in current for b in ("bytea", "binary", "blob")):
         return  # already plain (a rerun)
     table, c = _quoted(engine, col)
-    inner = col.type.type_
+    inner = _type(col).type_
     ddl = inner.compile(dialect=engine.dialect)
     if name == "postgresql":
         sql = (f"ALTER TABLE {table} ALTER COLUMN {c} TYPE {ddl} "
@@ -441,7 +446,7 @@ def encrypt_column(engine: Engine, column, *, batch_size: int = 500, alter: bool
     """
     install_listeners()
     col = _column(column)
-    t = col.type
+    t = _type(col)
     with engine.begin() as conn:
         _TABLE.create(conn, checkfirst=True)
     if alter and isinstance(t, EncryptedType):
@@ -471,7 +476,7 @@ def decrypt_column(engine: Engine, column, *, batch_size: int = 500, alter: bool
     """
     install_listeners()
     col = _column(column)
-    t = col.type
+    t = _type(col)
     raw_type = _raw_type(col, engine.dialect) if isinstance(t, EncryptedJSON) else \
         sa_types.NullType()
     done = 0

@@ -43,9 +43,9 @@ def _hook_kills(url: str, n: int) -> None:
 
 def zygote(url: str, spec: str, batch_size: str, log: str) -> None:
     import sqlalchemy as sa
+    import tqdm  # noqa: F401 - imported once, before forking
 
     import kms_core
-    import tqdm  # noqa: F401 - imported once, before forking
 
     kms_core.client().list_keys(Limit=1)  # imports the embedded engine (each child opens its own)
 
@@ -65,7 +65,7 @@ def zygote(url: str, spec: str, batch_size: str, log: str) -> None:
             try:
                 rc = cli.main(["reencrypt", "--url", url, "--column", spec,
                                "--batch-size", batch_size, "--no-progress"])
-            except BaseException as err:  # noqa: BLE001 - reported through the exit code
+            except BaseException as err:
                 print(f"crash_procs: {type(err).__name__}: {err}", flush=True)
                 rc = 3
             sys.stdout.flush()

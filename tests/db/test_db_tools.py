@@ -7,8 +7,14 @@ import decimal
 import pytest
 import sqlalchemy as sa
 
-from integrations.encrypted_columns import EncryptedJSON, EncryptedType, SIGN_ONLY, key_table
-from integrations.encrypted_columns import EncryptedColumnError, tools
+from integrations.encrypted_columns import (
+    SIGN_ONLY,
+    EncryptedColumnError,
+    EncryptedJSON,
+    EncryptedType,
+    key_table,
+    tools,
+)
 from integrations.encrypted_columns.keys import FORCED_KEY, KEYRING
 
 
