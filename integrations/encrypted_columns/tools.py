@@ -7,7 +7,8 @@ last committed batch ended.  Nothing here needs a KMS key rotation: rotating
 a KMS key (EnableKeyRotation / RotateKeyOnDemand) changes no stored data.
 
 * ``rewrap``: rewrap data keys under another KMS key (ReEncrypt), rows untouched.
-* ``reencrypt``: re-encrypt a column under a fresh data key.
+* ``reencrypt``: re-encrypt a randomized column under a fresh data key; a
+  deterministic column keeps its one key (values under any other are moved onto it).
 * ``encrypt_column``: encrypt an existing plaintext column in place.
 * ``decrypt_column``: the reverse, for leaving the product.
 """

@@ -114,7 +114,7 @@ def writer(url: str, module: str, seed: str, stopfile: str) -> None:
     print(json.dumps({"ready": len(healthy)}), flush=True)
     k = 0
     while not os.path.exists(stopfile):
-        time.sleep(0.005)  # a steady load, not a busy loop on a shared machine
+        time.sleep(0.02)  # a steady load, not a busy loop on a shared machine
         k += 1
         i = rng.choice(healthy)
         stats["lookups"] += 1
