@@ -297,7 +297,9 @@ if hasattr(os, "register_at_fork"):
 
 def _off_loop(fn, **kwargs):
     """Call KMS; inside SQLAlchemy's asyncio greenlet, in a worker thread so
-    the event loop keeps running while KMS answers."""
+    the event loop keeps running while KMS answers.  (sqlalchemy.util.concurrency
+    is how SQLAlchemy's own asyncio layer bridges sync code to the loop; it has
+    no other public spelling.  tests/db/test_db_async.py covers this path.)"""
     try:
         from sqlalchemy.util.concurrency import await_, in_greenlet  # noqa: PLC0415 - needs greenlet (optional)
         async_ctx = in_greenlet()

@@ -104,6 +104,16 @@ def test_reencrypt_interrupted_and_resumed(db, people, counting_kms, fresh_cache
     assert _key_ids(db, people.c.email) == old_email_keys
 
 
+def test_reencrypt_stops_this_process_writing_under_its_cached_key(db, people, counting_kms):
+    cached = _key_ids(db, people.c.name)  # the fixture's insert left this process's write key cached
+    assert tools.reencrypt(db, people.c.name, batch_size=50, progress=False) == 30
+    with db.begin() as conn:
+        conn.execute(people.insert(), [{"id": 98, "name": "after"}])
+        raw = conn.execute(sa.select(sa.type_coerce(people.c.name, sa.LargeBinary))
+                           .where(people.c.id == 98)).scalar_one()
+    assert bytes(raw)[2:10].hex() not in cached
+
+
 def _raw(db, col):
     with db.connect() as conn:
         return [None if r is None else bytes(r) for r in conn.execute(
