@@ -28,4 +28,7 @@ def specs() -> tuple[str, ...]:
     return tuple(_REGISTRY)
 
 
+# Each family registers itself on import; imported last because they import ``register``.
+from . import ecc, ed25519, hmac, mldsa, rsa  # noqa: E402, F401
+
 __all__ = ["Encrypter", "KeyAgreement", "KeyType", "Mac", "Material", "Signer", "get", "register", "specs"]
