@@ -157,3 +157,31 @@ def test_data_key_pairs(pair_spec):
                                          serialization.PublicFormat.SubjectPublicKeyInfo) == public
     assert _code(lambda: ops.new_data_key_pair("ML_DSA_44", "us-east-1"))[0] == "ValidationException"
     assert _code(lambda: ops.new_data_key_pair("SM2", "eu-west-1"))[0] == "UnsupportedOperationException"
+
+
+def test_fuzz_operations_answer_kmserror_only(materials):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    recs = [Rec(s, u) for s, u in (("RSA_2048", "SIGN_VERIFY"), ("RSA_2048", "ENCRYPT_DECRYPT"),
+                                   ("ECC_NIST_P256", "KEY_AGREEMENT"), ("ECC_NIST_EDWARDS25519", "SIGN_VERIFY"),
+                                   ("ML_DSA_44", "SIGN_VERIFY"))]
+    names = st.sampled_from(["ECDSA_SHA_256", "RSASSA_PSS_SHA_256", "ED25519_PH_SHA_512", "ML_DSA_SHAKE_256",
+                             "RSAES_OAEP_SHA_1", "ECDH", "HMAC_SHA_256", "x"])
+    calls = [ops.sign, ops.verify, ops.encrypt, ops.decrypt, ops.derive_shared_secret, ops.get_public_key]
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.sampled_from(recs), st.sampled_from(calls), st.binary(max_size=300), names,
+           st.sampled_from(["RAW", "DIGEST", "EXTERNAL_MU"]), st.booleans())
+    def run(rec, call, data, alg, mt, dry):
+        p = {"Message": data, "Signature": data, "Plaintext": data, "CiphertextBlob": data, "PublicKey": data,
+             "SigningAlgorithm": alg, "EncryptionAlgorithm": alg, "KeyAgreementAlgorithm": alg,
+             "MessageType": mt, "DryRun": dry}
+        try:
+            out = call(rec, materials[rec.key_spec], p) if call is not ops.get_public_key \
+                else call(rec, materials[rec.key_spec])
+        except KMSError:
+            return
+        assert out["KeyId"] == ARN and (not dry or call is ops.get_public_key)  # GetPublicKey has no DryRun
+
+    run()
