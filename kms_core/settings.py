@@ -25,6 +25,13 @@ class Settings:
     imports ``inspect`` (~9 ms), a cold-start cost for Lambda-style processes."""
 
     __slots__ = ("home", "store_url", "region", "account_id", "root_key", "root_key_file", "cache_ttl")
+    home: Path
+    store_url: str
+    region: str
+    account_id: str
+    root_key: bytes | None
+    root_key_file: Path | None
+    cache_ttl: float
 
     def __init__(self, home: Path, store_url: str, region: str, account_id: str,
                  root_key: bytes | None = None, root_key_file: Path | None = None,

@@ -28,7 +28,12 @@ def specs() -> tuple[str, ...]:
     return tuple(_REGISTRY)
 
 
-# Each family registers itself on import; imported last because they import ``register``.
+# The built-in families register here, after the registry they register into:
+# SYMMETRIC_DEFAULT by instance, the other families on import.
+from .symmetric import SymmetricDefault  # noqa: E402
+
+register(SymmetricDefault())
+
 from . import ecc, ed25519, hmac, mldsa, rsa  # noqa: E402, F401
 
 __all__ = ["Encrypter", "KeyAgreement", "KeyType", "Mac", "Material", "Signer", "get", "register", "specs"]
