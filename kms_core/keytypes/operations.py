@@ -199,12 +199,18 @@ def decrypt(rec: KeyView, material: Material, p: dict) -> dict[str, Any]:
 
 
 # -- GenerateDataKeyPair --------------------------------------------------------------------------------
-def new_data_key_pair(pair_spec: str, region: str) -> tuple[bytes, bytes]:
-    """A fresh key pair for GenerateDataKeyPair: (PKCS#8 DER private key, DER SPKI public key)."""
+def check_data_key_pair_spec(pair_spec: str, region: str) -> None:
+    """GenerateDataKeyPair's KeyPairSpec: one of AWS's, offered in this Region, implemented."""
     if pair_spec not in specs.DATA_KEY_PAIR_SPECS:
         raise validation(f"1 validation error detected: Value '{pair_spec}' at 'keyPairSpec' failed to satisfy "
                          f"constraint: Member must satisfy enum value set: [{', '.join(specs.DATA_KEY_PAIR_SPECS)}]")
     specs.check_region(pair_spec, region)
+    get(pair_spec)
+
+
+def new_data_key_pair(pair_spec: str, region: str) -> tuple[bytes, bytes]:
+    """A fresh key pair for GenerateDataKeyPair: (PKCS#8 DER private key, DER SPKI public key)."""
+    check_data_key_pair_spec(pair_spec, region)
     kt = get(pair_spec)
     private = kt.generate()
     public = kt.public_key_der(Material("", 0, private))
@@ -213,7 +219,8 @@ def new_data_key_pair(pair_spec: str, region: str) -> tuple[bytes, bytes]:
 
 
 __all__ = [
-    "DRY_RUN_MESSAGE", "KeyView", "asymmetric_decrypt", "asymmetric_encrypt", "create_key_spec", "decrypt",
+    "DRY_RUN_MESSAGE", "KeyView", "asymmetric_decrypt", "asymmetric_encrypt", "check_data_key_pair_spec",
+    "create_key_spec", "decrypt",
     "derive_shared_secret", "encrypt", "generate_mac", "get_public_key", "metadata_algorithms",
     "new_data_key_pair", "require_usage", "sign", "verify", "verify_mac",
 ]

@@ -10,6 +10,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 
+from kms_core.envelope import encode_context
 from kms_core.errors import invalid_ciphertext, validation
 
 from . import _asymmetric as common
@@ -21,6 +22,8 @@ _OAEP_HASH: dict[str, type[hashes.HashAlgorithm]] = {
     "RSAES_OAEP_SHA_1": hashes.SHA1, "RSAES_OAEP_SHA_256": hashes.SHA256,
 }
 PUBLIC_EXPONENT = 65537
+# The canonical form of "no encryption context" (envelope.encode_context of {}).
+_NO_CONTEXT = (b"", encode_context({}))
 
 
 def oaep(algorithm: str) -> padding.OAEP:
@@ -38,12 +41,16 @@ class RsaEncrypter(Encrypter):
     def __init__(self, kt: RsaKeyType):
         self.kt = kt
 
-    def _check(self, algorithm: str) -> None:
+    def _check(self, algorithm: str, context: bytes) -> None:
         if algorithm not in self.kt.encryption_algorithms:
             raise specs.algorithm_incompatible(algorithm, self.kt.key_spec)
+        if bytes(context) not in _NO_CONTEXT:
+            # AWS: an encryption context is valid only with symmetric encryption keys.
+            # *unconfirmed* message.
+            raise validation("EncryptionContext is not supported for asymmetric KMS keys.")
 
     def encrypt(self, material: Material, plaintext: bytes, algorithm: str, context: bytes) -> bytes:
-        self._check(algorithm)
+        self._check(algorithm, context)
         limit = specs.rsa_max_plaintext(self.kt.bits, algorithm)
         if len(plaintext) > limit:
             raise validation(f"Algorithm {algorithm} and key spec {self.kt.key_spec} cannot encrypt "
@@ -52,7 +59,7 @@ class RsaEncrypter(Encrypter):
         return bytes(key.encrypt(bytes(plaintext), oaep(algorithm)))
 
     def decrypt(self, material: Material, ciphertext: bytes, algorithm: str, context: bytes) -> bytes:
-        self._check(algorithm)
+        self._check(algorithm, context)
         try:
             return bytes(common.private_key(material).decrypt(bytes(ciphertext), oaep(algorithm)))
         except ValueError:
