@@ -335,7 +335,8 @@ class Engine:
             md["ExpirationModel"] = rec.expiration_model or "KEY_MATERIAL_EXPIRES"
             if rec.valid_to is not None:
                 md["ValidTo"] = ts(rec.valid_to)
-        if rec.current_version and rec.current_version in rec.material_ids:
+        # AWS: "present for symmetric encryption keys with AWS_KMS or EXTERNAL origin".
+        if rec.key_spec == SYMMETRIC and rec.current_version and rec.current_version in rec.material_ids:
             md["CurrentKeyMaterialId"] = rec.material_ids[rec.current_version]
         return md
 

@@ -264,3 +264,29 @@ def test_docs_ecdh_exchange(kms):
 
 def test_every_registered_spec_has_facts():
     assert set(keytypes.specs()) <= set(spec_facts.SPECS)
+
+
+def test_key_material_ids_only_for_symmetric_keys(kms):
+    """AWS: KeyMaterialId / CurrentKeyMaterialId are present only for symmetric encryption keys."""
+    rsa_key = _key(kms, "RSA_2048", "ENCRYPT_DECRYPT")
+    sym = kms.create_key()["KeyMetadata"]
+    assert "CurrentKeyMaterialId" in sym
+    assert "CurrentKeyMaterialId" not in kms.describe_key(KeyId=rsa_key)["KeyMetadata"]
+    ct = kms.encrypt(KeyId=rsa_key, Plaintext=b"p", EncryptionAlgorithm="RSAES_OAEP_SHA_1")["CiphertextBlob"]
+    assert "KeyMaterialId" not in kms.decrypt(KeyId=rsa_key, CiphertextBlob=ct, EncryptionAlgorithm="RSAES_OAEP_SHA_1")
+    moved = kms.re_encrypt(CiphertextBlob=ct, SourceKeyId=rsa_key, SourceEncryptionAlgorithm="RSAES_OAEP_SHA_1",
+                           DestinationKeyId=sym["KeyId"])
+    assert "SourceKeyMaterialId" not in moved and "DestinationKeyMaterialId" in moved
+    back = kms.re_encrypt(CiphertextBlob=moved["CiphertextBlob"], DestinationKeyId=rsa_key,
+                          DestinationEncryptionAlgorithm="RSAES_OAEP_SHA_256")
+    assert "SourceKeyMaterialId" in back and "DestinationKeyMaterialId" not in back
+    assert "KeyMaterialId" in kms.decrypt(CiphertextBlob=moved["CiphertextBlob"])
+
+
+def test_asymmetric_encryption_refuses_an_encryption_context(kms):
+    rsa_key = _key(kms, "RSA_2048", "ENCRYPT_DECRYPT")
+    assert _err(lambda: kms.encrypt(KeyId=rsa_key, Plaintext=b"p", EncryptionAlgorithm="RSAES_OAEP_SHA_1",
+                                    EncryptionContext={"a": "b"}))[0] == "ValidationException"
+    ct = kms.encrypt(KeyId=rsa_key, Plaintext=b"p", EncryptionAlgorithm="RSAES_OAEP_SHA_1")["CiphertextBlob"]
+    assert _err(lambda: kms.decrypt(KeyId=rsa_key, CiphertextBlob=ct, EncryptionAlgorithm="RSAES_OAEP_SHA_1",
+                                    EncryptionContext={"a": "b"}))[0] == "ValidationException"
