@@ -290,3 +290,40 @@ def test_asymmetric_encryption_refuses_an_encryption_context(kms):
     ct = kms.encrypt(KeyId=rsa_key, Plaintext=b"p", EncryptionAlgorithm="RSAES_OAEP_SHA_1")["CiphertextBlob"]
     assert _err(lambda: kms.decrypt(KeyId=rsa_key, CiphertextBlob=ct, EncryptionAlgorithm="RSAES_OAEP_SHA_1",
                                     EncryptionContext={"a": "b"}))[0] == "ValidationException"
+
+
+def test_policy_conditions_on_signing_and_mac_algorithms(make_client):
+    """kms:SigningAlgorithm, kms:MessageType, kms:MacAlgorithm, kms:EncryptionAlgorithm (the
+    algorithm actually asked for) in key-policy conditions."""
+    admin = make_client()
+    bob_arn = "arn:aws:iam::111122223333:user/bob"
+
+    def policy(condition: dict) -> str:
+        return json.dumps({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:root"}, "Action": "kms:*",
+             "Resource": "*", "Condition": {"StringEquals": {"aws:PrincipalArn": "arn:aws:iam::111122223333:root"}}},
+            {"Effect": "Allow", "Principal": {"AWS": bob_arn}, "Action": "kms:*", "Resource": "*",
+             "Condition": {"StringEquals": condition}}]})
+
+    bob = make_client(principal=bob_arn)
+    rsa_sign = admin.create_key(KeySpec="RSA_2048", KeyUsage="SIGN_VERIFY", BypassPolicyLockoutSafetyCheck=True,
+                                Policy=policy({"kms:SigningAlgorithm": "RSASSA_PSS_SHA_256",
+                                               "kms:MessageType": "RAW"}))["KeyMetadata"]["KeyId"]
+    bob.sign(KeyId=rsa_sign, Message=b"m", SigningAlgorithm="RSASSA_PSS_SHA_256")
+    assert _err(lambda: bob.sign(KeyId=rsa_sign, Message=b"m", SigningAlgorithm="RSASSA_PKCS1_V1_5_SHA_256"))[0] == \
+        "AccessDeniedException"
+    assert _err(lambda: bob.sign(KeyId=rsa_sign, Message=hashlib.sha256(b"m").digest(), MessageType="DIGEST",
+                                 SigningAlgorithm="RSASSA_PSS_SHA_256"))[0] == "AccessDeniedException"
+    rsa_enc = admin.create_key(KeySpec="RSA_2048", KeyUsage="ENCRYPT_DECRYPT", BypassPolicyLockoutSafetyCheck=True,
+                               Policy=policy({"kms:EncryptionAlgorithm": "RSAES_OAEP_SHA_256"}))["KeyMetadata"]["KeyId"]
+    bob.encrypt(KeyId=rsa_enc, Plaintext=b"p", EncryptionAlgorithm="RSAES_OAEP_SHA_256")
+    assert _err(lambda: bob.encrypt(KeyId=rsa_enc, Plaintext=b"p", EncryptionAlgorithm="RSAES_OAEP_SHA_1"))[0] == \
+        "AccessDeniedException"
+    mac_key = admin.create_key(KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC", BypassPolicyLockoutSafetyCheck=True,
+                               Policy=policy({"kms:MacAlgorithm": "HMAC_SHA_256"}))["KeyMetadata"]["KeyId"]
+    bob.generate_mac(KeyId=mac_key, Message=b"m", MacAlgorithm="HMAC_SHA_256")
+    wrapping = admin.create_key(BypassPolicyLockoutSafetyCheck=True,
+                                Policy=policy({"kms:DataKeyPairSpec": "ECC_NIST_P256"}))["KeyMetadata"]["KeyId"]
+    bob.generate_data_key_pair(KeyId=wrapping, KeyPairSpec="ECC_NIST_P256")
+    assert _err(lambda: bob.generate_data_key_pair(KeyId=wrapping, KeyPairSpec="RSA_2048"))[0] == \
+        "AccessDeniedException"
