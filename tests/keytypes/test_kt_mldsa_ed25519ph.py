@@ -3,6 +3,7 @@ Ed25519ph by RFC 8032's known-answer vector.  OpenSSL 3.0 has neither."""
 from __future__ import annotations
 
 import hashlib
+import sys
 
 import pytest
 from cryptography.exceptions import InvalidSignature
@@ -141,3 +142,14 @@ def test_pure_ed25519_reproduces_rfc_8032_test_1():
                             serialization.NoEncryption())
     kt = keytypes.get("ECC_NIST_EDWARDS25519")
     assert kt.signer().sign(material(kt.key_spec, der), b"", "RAW", "ED25519_SHA_512") == expected
+
+
+def test_ed25519ph_without_pycryptodome_is_unsupported_not_a_crash(monkeypatch, materials):
+    for name in ("Crypto", "Crypto.Hash", "Crypto.PublicKey", "Crypto.Signature"):
+        monkeypatch.setitem(sys.modules, name, None)  # import of it raises ImportError
+    kt, m = keytypes.get("ECC_NIST_EDWARDS25519"), materials["ECC_NIST_EDWARDS25519"]
+    with pytest.raises(KMSError) as err:
+        kt.signer().sign(m, b"\0" * 64, "DIGEST", "ED25519_PH_SHA_512")
+    assert err.value.code == "UnsupportedOperationException"
+    pure = kt.signer().sign(m, b"pure", "RAW", "ED25519_SHA_512")
+    assert kt.signer().verify(m, b"pure", "RAW", "ED25519_SHA_512", pure)
