@@ -1,5 +1,8 @@
 """The key-type half of the KMS operations on asymmetric and HMAC keys.
 
+(Encrypt, Decrypt and ReEncrypt need nothing here: the engine's crypto handlers use the key
+type's ``Encrypter`` for every spec, and the RSA one applies AWS's limits and rules.)
+
 An engine handler resolves the key, checks its state and authorizes the call, then hands
 the key's record and current material to one of these functions, which apply AWS's rules
 for the key's spec and usage (key usage, algorithms, message types, limits, DryRun) and
@@ -149,55 +152,6 @@ def derive_shared_secret(rec: KeyView, material: Material, p: dict) -> dict[str,
     return {"KeyId": rec.arn, "SharedSecret": secret, "KeyAgreementAlgorithm": alg, "KeyOrigin": rec.origin}
 
 
-# -- Encrypt / Decrypt / ReEncrypt with asymmetric keys -------------------------------------------------
-def _no_context(p: dict, name: str) -> None:
-    if p.get(name):
-        # AWS: "An encryption context is valid only for cryptographic operations with a
-        # symmetric encryption KMS key."  *unconfirmed* message.
-        raise validation(f"{name} is not supported for asymmetric KMS keys.")
-
-
-def asymmetric_encrypt(rec: KeyView, material: Material, plaintext: bytes, algorithm: str | None,
-                       context_param: str, p: dict) -> bytes:
-    """Encrypt (and ReEncrypt's destination half) under an RSA ENCRYPT_DECRYPT key.  AWS's
-    default algorithm is SYMMETRIC_DEFAULT, which an RSA key refuses."""
-    _no_context(p, context_param)
-    encrypter = get(rec.key_spec).encrypter()
-    assert encrypter is not None  # ENCRYPT_DECRYPT on an asymmetric spec: RSA
-    return encrypter.encrypt(material, bytes(plaintext), algorithm or specs.SYMMETRIC_DEFAULT, b"")
-
-
-def asymmetric_decrypt(rec: KeyView, material: Material, ciphertext: bytes, algorithm: str | None,
-                       context_param: str, p: dict) -> bytes:
-    _no_context(p, context_param)
-    encrypter = get(rec.key_spec).encrypter()
-    assert encrypter is not None
-    return encrypter.decrypt(material, bytes(ciphertext), algorithm or specs.SYMMETRIC_DEFAULT, b"")
-
-
-def encrypt(rec: KeyView, material: Material, p: dict) -> dict[str, Any]:
-    require_usage(rec, specs.ENCRYPT_DECRYPT, "Encrypt")
-    alg = p.get("EncryptionAlgorithm")
-    blob = asymmetric_encrypt(rec, material, p["Plaintext"], alg, "EncryptionContext", p)
-    _dry_run(p)
-    return {"CiphertextBlob": blob, "KeyId": rec.arn, "EncryptionAlgorithm": alg}
-
-
-def decrypt(rec: KeyView, material: Material, p: dict) -> dict[str, Any]:
-    """Decrypt of an RSA ciphertext: the caller must name the key (KMS cannot put metadata in
-    an RSA ciphertext), so the handler calls this when KeyId names an asymmetric key."""
-    require_usage(rec, specs.ENCRYPT_DECRYPT, "Decrypt")
-    alg = p.get("EncryptionAlgorithm")
-    if p.get("DryRun") and "IGNORE_CIPHERTEXT" in (p.get("DryRunModifiers") or ()):
-        _no_context(p, "EncryptionContext")
-        if alg not in get(rec.key_spec).encryption_algorithms:
-            raise specs.algorithm_incompatible(alg or specs.SYMMETRIC_DEFAULT, rec.key_spec)
-        _dry_run(p)
-    plaintext = asymmetric_decrypt(rec, material, p["CiphertextBlob"], alg, "EncryptionContext", p)
-    _dry_run(p)
-    return {"KeyId": rec.arn, "Plaintext": plaintext, "EncryptionAlgorithm": alg}
-
-
 # -- GenerateDataKeyPair --------------------------------------------------------------------------------
 def check_data_key_pair_spec(pair_spec: str, region: str) -> None:
     """GenerateDataKeyPair's KeyPairSpec: one of AWS's, offered in this Region, implemented."""
@@ -219,8 +173,7 @@ def new_data_key_pair(pair_spec: str, region: str) -> tuple[bytes, bytes]:
 
 
 __all__ = [
-    "DRY_RUN_MESSAGE", "KeyView", "asymmetric_decrypt", "asymmetric_encrypt", "check_data_key_pair_spec",
-    "create_key_spec", "decrypt",
-    "derive_shared_secret", "encrypt", "generate_mac", "get_public_key", "metadata_algorithms",
+    "DRY_RUN_MESSAGE", "KeyView", "check_data_key_pair_spec", "create_key_spec",
+    "derive_shared_secret", "generate_mac", "get_public_key", "metadata_algorithms",
     "new_data_key_pair", "require_usage", "sign", "verify", "verify_mac",
 ]

@@ -92,24 +92,18 @@ def test_get_public_key_response(materials):
         "UnsupportedOperationException"
 
 
-def test_rsa_encrypt_decrypt_require_algorithm_and_refuse_context(materials):
-    rec, m = Rec("RSA_2048", "ENCRYPT_DECRYPT"), materials["RSA_2048"]
-    out = ops.encrypt(rec, m, {"Plaintext": b"p", "EncryptionAlgorithm": "RSAES_OAEP_SHA_256"})
-    assert out["KeyId"] == ARN and out["EncryptionAlgorithm"] == "RSAES_OAEP_SHA_256"
-    back = ops.decrypt(rec, m, {"CiphertextBlob": out["CiphertextBlob"], "EncryptionAlgorithm": "RSAES_OAEP_SHA_256"})
-    assert back == {"KeyId": ARN, "Plaintext": b"p", "EncryptionAlgorithm": "RSAES_OAEP_SHA_256"}
-    assert _code(lambda: ops.encrypt(rec, m, {"Plaintext": b"p"})) == (
+def test_rsa_encrypter_refuses_an_encryption_context_and_symmetric_default(materials):
+    from kms_core import keytypes
+    from kms_core.envelope import encode_context
+
+    enc, m = keytypes.get("RSA_2048").encrypter(), materials["RSA_2048"]
+    ct = enc.encrypt(m, b"p", "RSAES_OAEP_SHA_256", encode_context({}))  # no context: its canonical form
+    assert enc.decrypt(m, ct, "RSAES_OAEP_SHA_256", b"") == b"p"
+    for call in (lambda: enc.encrypt(m, b"p", "RSAES_OAEP_SHA_256", encode_context({"a": "b"})),
+                 lambda: enc.decrypt(m, ct, "RSAES_OAEP_SHA_256", encode_context({"a": "b"}))):
+        assert _code(call)[0] == "ValidationException"
+    assert _code(lambda: enc.encrypt(m, b"p", "SYMMETRIC_DEFAULT", b"")) == (
         "InvalidKeyUsageException", "Algorithm SYMMETRIC_DEFAULT is incompatible with key spec RSA_2048.")
-    assert _code(lambda: ops.encrypt(rec, m, {"Plaintext": b"p", "EncryptionAlgorithm": "RSAES_OAEP_SHA_1",
-                                              "EncryptionContext": {"a": "b"}}))[0] == "ValidationException"
-    assert _code(lambda: ops.decrypt(rec, m, {"CiphertextBlob": b"x" * 256,
-                                              "EncryptionAlgorithm": "RSAES_OAEP_SHA_256"})) == (
-        "InvalidCiphertextException", "")
-    dry = {"CiphertextBlob": b"junk", "EncryptionAlgorithm": "RSAES_OAEP_SHA_1", "DryRun": True,
-           "DryRunModifiers": ["IGNORE_CIPHERTEXT"]}
-    assert _code(lambda: ops.decrypt(rec, m, dry))[0] == "DryRunOperationException"
-    assert _code(lambda: ops.decrypt(Rec("RSA_2048", "SIGN_VERIFY"), m, dry)) == (
-        "InvalidKeyUsageException", f"{ARN} key usage is SIGN_VERIFY which is not valid for Decrypt.")
 
 
 def test_derive_shared_secret_response(materials):
@@ -165,17 +159,17 @@ def test_fuzz_operations_answer_kmserror_only(materials):
 
     recs = [Rec(s, u) for s, u in (("RSA_2048", "SIGN_VERIFY"), ("RSA_2048", "ENCRYPT_DECRYPT"),
                                    ("ECC_NIST_P256", "KEY_AGREEMENT"), ("ECC_NIST_EDWARDS25519", "SIGN_VERIFY"),
-                                   ("ML_DSA_44", "SIGN_VERIFY"))]
+                                   ("ML_DSA_44", "SIGN_VERIFY"), ("HMAC_256", "GENERATE_VERIFY_MAC"))]
     names = st.sampled_from(["ECDSA_SHA_256", "RSASSA_PSS_SHA_256", "ED25519_PH_SHA_512", "ML_DSA_SHAKE_256",
                              "RSAES_OAEP_SHA_1", "ECDH", "HMAC_SHA_256", "x"])
-    calls = [ops.sign, ops.verify, ops.encrypt, ops.decrypt, ops.derive_shared_secret, ops.get_public_key]
+    calls = [ops.sign, ops.verify, ops.generate_mac, ops.verify_mac, ops.derive_shared_secret, ops.get_public_key]
 
     @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(st.sampled_from(recs), st.sampled_from(calls), st.binary(max_size=300), names,
            st.sampled_from(["RAW", "DIGEST", "EXTERNAL_MU"]), st.booleans())
     def run(rec, call, data, alg, mt, dry):
-        p = {"Message": data, "Signature": data, "Plaintext": data, "CiphertextBlob": data, "PublicKey": data,
-             "SigningAlgorithm": alg, "EncryptionAlgorithm": alg, "KeyAgreementAlgorithm": alg,
+        p = {"Message": data, "Signature": data, "Mac": data, "PublicKey": data,
+             "SigningAlgorithm": alg, "MacAlgorithm": alg, "KeyAgreementAlgorithm": alg,
              "MessageType": mt, "DryRun": dry}
         try:
             out = call(rec, materials[rec.key_spec], p) if call is not ops.get_public_key \
