@@ -77,8 +77,8 @@ def check_user_name(name: str) -> str:
 
 def _iso(d: dt.datetime) -> str:
     if d.tzinfo is None:  # SQLite returns naive datetimes; we always store UTC
-        d = d.replace(tzinfo=dt.timezone.utc)
-    return d.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        d = d.replace(tzinfo=dt.UTC)
+    return d.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class AccessKeys:
@@ -93,7 +93,7 @@ class AccessKeys:
         """Create a key; returns IAM's CreateAccessKey response shape (with the secret)."""
         check_user_name(user_name)
         akid, secret = new_access_key_id(), new_secret()
-        now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
         sealed = self.store.seal(secret.encode("ascii"), _aad(akid))
         with self.store.transaction() as conn:
             conn.execute(
