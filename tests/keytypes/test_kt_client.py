@@ -327,3 +327,42 @@ def test_policy_conditions_on_signing_and_mac_algorithms(make_client):
     bob.generate_data_key_pair(KeyId=wrapping, KeyPairSpec="ECC_NIST_P256")
     assert _err(lambda: bob.generate_data_key_pair(KeyId=wrapping, KeyPairSpec="RSA_2048"))[0] == \
         "AccessDeniedException"
+
+
+def test_fuzz_signing_mac_and_agreement_requests_answer_aws_errors_only(kms):
+    """Through validation and the handlers, on real keys: any mix of algorithm, message type,
+    message and signature gives a result or an AWS error (4xx), never another exception."""
+    from botocore.exceptions import ClientError
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    keys = [_key(kms, s, u) for s, u in (("RSA_2048", "SIGN_VERIFY"), ("ECC_NIST_P256", "SIGN_VERIFY"),
+                                         ("ECC_NIST_EDWARDS25519", "SIGN_VERIFY"), ("ML_DSA_44", "SIGN_VERIFY"),
+                                         ("HMAC_256", "GENERATE_VERIFY_MAC"), ("ECC_NIST_P384", "KEY_AGREEMENT"),
+                                         ("RSA_3072", "ENCRYPT_DECRYPT"))]
+    algs = st.sampled_from(["ECDSA_SHA_256", "RSASSA_PSS_SHA_512", "ED25519_PH_SHA_512", "ED25519_SHA_512",
+                            "ML_DSA_SHAKE_256", "SM2DSA", "HMAC_SHA_256", "ECDH", "RSAES_OAEP_SHA_1", "bogus"])
+    calls = st.sampled_from(["sign", "verify", "generate_mac", "verify_mac", "derive_shared_secret",
+                             "get_public_key", "encrypt", "decrypt"])
+
+    @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.sampled_from(keys), calls, st.binary(min_size=1, max_size=300), algs,
+           st.sampled_from(["RAW", "DIGEST", "EXTERNAL_MU"]), st.booleans())
+    def run(key_id, call, data, alg, mt, dry):
+        args = {
+            "sign": {"Message": data, "SigningAlgorithm": alg, "MessageType": mt, "DryRun": dry},
+            "verify": {"Message": data, "Signature": data, "SigningAlgorithm": alg, "MessageType": mt},
+            "generate_mac": {"Message": data, "MacAlgorithm": alg},
+            "verify_mac": {"Message": data, "Mac": data, "MacAlgorithm": alg},
+            "derive_shared_secret": {"PublicKey": data, "KeyAgreementAlgorithm": alg},
+            "get_public_key": {},
+            "encrypt": {"Plaintext": data, "EncryptionAlgorithm": alg},
+            "decrypt": {"CiphertextBlob": data, "EncryptionAlgorithm": alg},
+        }[call]
+        try:
+            getattr(kms, call)(KeyId=key_id, **args)
+        except ClientError as err:
+            assert err.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+            assert err.response["Error"]["Code"].endswith("Exception")
+
+    run()
