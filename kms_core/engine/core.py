@@ -69,10 +69,10 @@ class Engine:
         self.store = store
         self.settings = settings
         self.clock = clock or SystemClock()
-        # Epoch seconds now, read through the clock (tests move it); bound once: hot path.
+        # Epoch seconds now, read through the clock (tests move it, or patch time.time: never
+        # bind time.time itself); the bound method is looked up once (hot path).
         stamp = getattr(self.clock, "timestamp", None)
-        self.now: Callable[[], float] = (time.time if type(self.clock) is SystemClock
-                                         else stamp if stamp is not None
+        self.now: Callable[[], float] = (stamp if stamp is not None
                                          else lambda: float(self.clock.now().timestamp()))
         self.repo = KeyRepository(store, settings.cache_ttl)
         self.access = Authorizer(self)
