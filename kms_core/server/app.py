@@ -358,6 +358,9 @@ class KMSApp:
                 return wire.encode_response(op, self.engine.call_nonblocking(op, params, ctx))
             except WouldBlock:
                 pass
+            finally:  # durable audit log: no response before its event is committed
+                if self.audit_log is not None:
+                    await self.audit_log.committed()
             # While a call that needs the database runs in the pool, the rest go
             # there too: it may hold the engine's lock during its store access,
             # and waiting for that lock here would stall the whole event loop.
