@@ -86,7 +86,7 @@ def main() -> int:
                 admin = sa.create_engine(args.pg, isolation_level="AUTOCOMMIT")
                 with admin.connect() as conn:
                     conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 print(f"PostgreSQL not reachable ({type(e).__name__}); skipped")
                 return 0
             sep = "&" if "?" in args.pg else "?"

@@ -240,6 +240,23 @@ class AuditLog:
         self._wake.set()
         return done.wait(timeout)
 
+    def _flush_bounded(self, timeout: float) -> bool:
+        """``flush(timeout)``, cut to 2 s once appends are seen failing."""
+        if not self._thread.is_alive():
+            return not self._pending
+        done = threading.Event()
+        self._pending.append(done)
+        self._wake.set()
+        deadline = time.monotonic() + timeout
+        failing_deadline = None
+        while not done.wait(0.05):
+            now = time.monotonic()
+            if self._failing is not None and failing_deadline is None:
+                failing_deadline = now + 2.0
+            if now >= min(deadline, failing_deadline or deadline):
+                return False
+        return True
+
     def close(self, timeout: float = 30.0) -> None:
         """Flush, stop the writer and detach from the engine (idempotent).  While
         the store cannot be written, waits at most a couple of seconds: a process
@@ -250,12 +267,10 @@ class AuditLog:
         if eng is not None and getattr(eng, "auditor", None) is self:
             eng.auditor = None
         self._closed = True
-        if self._failing is not None:
-            timeout = min(timeout, 2.0)
-        self.flush(timeout)
+        self._flush_bounded(timeout)
         self._stop = True
         self._wake.set()
-        self._thread.join(timeout)
+        self._thread.join(timeout if self._failing is None else 0.5)
         if self._thread.is_alive():  # the database stayed unreachable: stop retrying
             self._give_up.set()
             self._thread.join(5.0)
