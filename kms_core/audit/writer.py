@@ -62,7 +62,8 @@ _INTERNAL = "An internal error occurred."
 
 
 def _default_durability() -> str:
-    mode = (os.environ.get(DURABILITY_ENV) or DURABLE).strip().lower()
+    # Buffered by default: durable costs too much to impose (docs/audit-log.md, "Cost").
+    mode = (os.environ.get(DURABILITY_ENV) or BUFFERED).strip().lower()
     if mode not in (DURABLE, BUFFERED):
         raise ValueError(f"{DURABILITY_ENV} must be {DURABLE!r} or {BUFFERED!r}")
     return mode
@@ -102,7 +103,8 @@ class AuditLog:
         # counts the ones it has committed and wakes whoever waits for them.
         self._queue_lock = threading.Lock()
         self._queued = 0
-        self._committed = 0
+        self._committed = 0   # requests settled so far (in queue order)
+        self._lost: list[tuple[int, int]] = []  # (first, last) numbers settled without a commit
         self._done = threading.Condition()
         self._async_waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future]] = []
         self._ticket = threading.local()
@@ -205,6 +207,11 @@ class AuditLog:
                 if left <= 0 or self._stop:
                     raise AuditUnavailable(self._why_late())
                 self._done.wait(left)
+        self._check_lost(n)
+
+    def _check_lost(self, n: int) -> None:
+        if self._lost and any(a <= n <= b for a, b in self._lost):
+            raise AuditUnavailable("the event could not be written")
 
     def _why_late(self) -> str:
         if self._failing is not None:
@@ -229,6 +236,7 @@ class AuditLog:
                 await fut
         except TimeoutError:
             raise AuditUnavailable(self._why_late()) from None
+        self._check_lost(n)
 
     # -- control ---------------------------------------------------------------------
     def flush(self, timeout: float | None = 30.0) -> bool:
@@ -319,10 +327,12 @@ class AuditLog:
             self._unwritten += len(raw)
             events = []
         backoff = 0.05
+        committed = False
         while events:
             try:
                 self._append(events)
                 self.appended += len(events)
+                committed = True
                 if self._failing is not None:
                     log.warning("audit: appending works again; accepting requests")
                     self._failing = None
@@ -338,11 +348,13 @@ class AuditLog:
                     break
                 self._give_up.wait(backoff)
                 backoff = min(backoff * 2, 1.0)
-        self._release(len(raw))
+        self._release(len(raw), committed)
 
-    def _release(self, count: int) -> None:
+    def _release(self, count: int, committed: bool) -> None:
         """``count`` more queued requests are settled: wake whoever waits for them."""
         with self._done:
+            if not committed:
+                self._lost.append((self._committed + 1, self._committed + count))
             self._committed += count
             done = self._committed
             self._done.notify_all()
@@ -427,7 +439,7 @@ def _flush_all_at_exit() -> None:
 def attach(engine, **options) -> AuditLog:
     """Audit every request ``engine`` serves; returns the :class:`AuditLog`.
 
-    Options: ``durability`` (``"durable"``, the default, or ``"buffered"``; the
+    Options: ``durability`` (``"buffered"``, the default, or ``"durable"``; the
     environment variable ``KMS_AUDIT_DURABILITY`` sets the default),
     ``max_pending`` (queue bound, default 50 000 events: beyond it requests wait,
     at most ``commit_timeout``, then are refused), ``batch_size`` (the most
