@@ -162,10 +162,15 @@ class ChainAppender:
         self._conn: Connection | None = None
 
     def append(self, events: list[tuple[str, dict]]) -> None:
+        conn = self._connection()
         try:
-            self._append_on(self._connection(), events)
+            self._append_on(conn, events)
         except BaseException:
-            self.drop_connection()  # a fresh one for the retry
+            # A lost connection is replaced for the retry.  One that is merely refused
+            # (SQLite: disk full) is kept: while it stays open SQLite keeps its -wal and
+            # -shm files, so the store stays readable on a full disk.
+            if conn.invalidated or conn.closed or conn.in_transaction():
+                self.drop_connection()
             raise
 
     def _connection(self) -> Connection:

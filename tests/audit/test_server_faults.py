@@ -123,17 +123,19 @@ def small_fs(tmp_path):
         subprocess.run(["umount", "-l", str(where)], check=False)
 
 
-def _fill(fs: Path) -> Path:
+def _fill(fs: Path, leave: int = 256 * 1024) -> Path:
+    """Fill the filesystem but ``leave`` bytes: the audit log's own growth then
+    exhausts it, as in production (a full disk that something else filled
+    entirely can make even SQLite's reads fail, which is not the audit log's to fix)."""
     filler = fs / "filler"
-    chunk = b"\0" * 65536
+    st = os.statvfs(fs)
+    size = max(0, st.f_bavail * st.f_frsize - leave)
     with contextlib.suppress(OSError), open(filler, "wb") as f:  # (the store may fill it already)
-        while True:
-            f.write(chunk)
+        while size > 0:
+            n = min(size, 65536)
+            f.write(b"\0" * n)
             f.flush()
-    with contextlib.suppress(OSError), open(filler, "ab") as f:  # the last partial chunk
-        while True:
-            f.write(b"\0" * 512)
-            f.flush()
+            size -= n
     return filler
 
 
