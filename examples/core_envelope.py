@@ -45,7 +45,10 @@ def main() -> int:
         unseal(kms, sealed, {"purpose": "example", "record": "43"})
     except kms.exceptions.InvalidCiphertextException:
         print("a different encryption context is refused, as it should be")
+    # As in AWS, a key is never deleted at once: it waits out a 7-30 day window.
     kms.schedule_key_deletion(KeyId=key_id, PendingWindowInDays=7)
+    print(f"scheduled {key_id} for deletion in 7 days; until then it stays in the key store "
+          "(KMS_HOME, or the server's store)")
     return 0
 
 

@@ -16,6 +16,9 @@ Run locally against the embedded engine:
     export DB_PASSWORD=$(kms env encrypt 's3cret' --function-name orders-api)
     export API_CONFIG=$(kms env encrypt '{"url": "https://api.example", "retries": 3}' --function-name orders-api)
     python examples/lambda_handler.py
+
+The first `kms env encrypt` creates the AWS-managed key alias/aws/lambda in that
+store (as Lambda does in an account); it stays there and is reused afterwards.
 """
 from __future__ import annotations
 

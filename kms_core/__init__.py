@@ -7,16 +7,16 @@ cheap.
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["client", "KMSError", "__version__"]
+__all__ = ["KMSError", "__version__", "client"]
 
 
 def client(**kwargs):
-    from .embedded import client as _client
+    from .embedded import client as _client  # noqa: PLC0415 - cold start: import kms_core stays cheap
     return _client(**kwargs)
 
 
 def __getattr__(name):
     if name == "KMSError":
-        from .errors import KMSError
+        from .errors import KMSError  # noqa: PLC0415 - cold start: import kms_core stays cheap
         return KMSError
     raise AttributeError(name)

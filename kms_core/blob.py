@@ -54,6 +54,11 @@ def parse_header(blob: bytes) -> Header:
     return Header(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}", mv, blob[:HEADER_LEN])
 
 
+def header_bytes(key_id: bytes, material_version: int) -> bytes:
+    """The 21 header bytes for a key id (16 raw bytes) and material version."""
+    return _HDR.pack(VERSION, key_id, material_version)
+
+
 def seal(aead: AESGCM, key_id: str | bytes, material_version: int, plaintext: bytes,
          context_aad: bytes, nonce: bytes | None = None) -> bytes:
     """Encrypt under one key-material version.  ``key_id`` is the UUID string
@@ -62,7 +67,7 @@ def seal(aead: AESGCM, key_id: str | bytes, material_version: int, plaintext: by
     if isinstance(key_id, bytes):
         kid = key_id
     else:
-        import uuid  # only for string ids; the engine passes bytes (keeps uuid off cold starts)
+        import uuid  # noqa: PLC0415 - only for string ids; the engine passes bytes (keeps uuid off cold starts)
         kid = uuid.UUID(key_id).bytes
     header = _HDR.pack(VERSION, kid, material_version)
     nonce = nonce if nonce is not None else os.urandom(NONCE_LEN)
@@ -77,5 +82,5 @@ def open_(aead: AESGCM, header: Header, blob: bytes, context_aad: bytes) -> byte
         raise invalid_ciphertext() from None
 
 
-__all__ = ["VERSION", "OVERHEAD", "MAX_BLOB", "Header", "parse_header", "seal", "open_",
-           "encode_context"]
+__all__ = ["MAX_BLOB", "OVERHEAD", "VERSION", "Header", "encode_context", "header_bytes", "open_",
+           "parse_header", "seal"]

@@ -81,17 +81,31 @@ def core_demo(kms, workdir: Path) -> None:
     say("6. re-encrypted it under the new key material with ReEncrypt (the plaintext never left KMS)")
 
 
+def _key_ids(kms) -> set[str]:
+    return {k["KeyId"] for page in kms.get_paginator("list_keys").paginate() for k in page["Keys"]}
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="kms demo", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="kms demo", description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("--workdir", help="where to write the demo's files (default: a temp dir)")
+    ap.add_argument("--temporary", action="store_true",
+                    help="use a throw-away key store (a temporary KMS_HOME) instead of $KMS_HOME")
     args = ap.parse_args(argv)
-    import kms_core
-    kms = kms_core.client()
-    engine = kms.engine
-    say(f"kms demo — embedded engine, store {engine.store.display_url}, "
-        f"region {engine.settings.region}, account {engine.settings.account_id}")
     with tempfile.TemporaryDirectory(prefix="kms-demo-") as tmp:
-        workdir = Path(args.workdir or tmp)
+        if args.temporary:
+            os.environ["KMS_HOME"] = str(Path(tmp) / "kms-home")
+            for var in ("KMS_STORE_URL", "KMS_ROOT_KEY", "KMS_ROOT_KEY_FILE"):
+                os.environ.pop(var, None)
+        import kms_core  # noqa: PLC0415 - only the demo needs it
+
+        kms = kms_core.client()
+        engine = kms.engine
+        say(f"kms demo — embedded engine, store {engine.store.display_url}, "
+            f"region {engine.settings.region}, account {engine.settings.account_id}")
+        if not args.temporary:
+            say("(the keys this demo creates stay in that store; `kms demo --temporary` uses a throw-away one)")
+        before = _key_ids(kms)
+        workdir = Path(args.workdir or tmp) / "files"
         workdir.mkdir(parents=True, exist_ok=True)
         core_demo(kms, workdir)
         for ep in sorted(entry_points(group="kms.demos"), key=lambda e: e.name):
@@ -99,8 +113,30 @@ def main(argv: list[str] | None = None) -> int:
             part = workdir / ep.name
             part.mkdir(exist_ok=True)
             ep.load()(kms, part, say)
+        _say_what_stays(kms, before, args.temporary)
     say("\ndone.")
     return 0
+
+
+def _say_what_stays(kms, before: set[str], temporary: bool) -> None:
+    made = sorted(_key_ids(kms) - before)
+    if temporary:
+        say(f"\nThe demo made {len(made)} key(s) in a throw-away store, now removed.")
+        return
+    say(f"\nThe demo left {len(made)} new key(s) in {kms.engine.store.display_url}:")
+    managed = []
+    for key_id in made:
+        meta = kms.describe_key(KeyId=key_id)["KeyMetadata"]
+        say(f"  {key_id}  {meta['KeyManager']:<8} {meta.get('Description', '')[:60]}")
+        if meta["KeyManager"] == "AWS":
+            managed.append(key_id)
+    customer = [k for k in made if k not in managed]
+    if customer:
+        say("Remove the customer-managed ones as in AWS (a 7–30 day waiting period):")
+        for key_id in customer:
+            say(f"  kms schedule-key-deletion --key-id {key_id} --pending-window-in-days 7")
+    if managed:
+        say("AWS-managed keys cannot be deleted (as in AWS); they are reused by the next run.")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import json
 import math
 import os
 import re
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -80,14 +81,54 @@ class Shape:
         return f"Shape({self.name!r}, {self.type!r})"
 
 
+@dataclass(frozen=True, slots=True)
+class KeyRequirement:
+    """Which keys an operation accepts; ``None`` accepts any.
+
+    A key whose KeyUsage is not listed gets InvalidKeyUsageException; a KeySpec not listed
+    gets ``spec_error``; an Origin not listed gets UnsupportedOperationException."""
+
+    key_usages: tuple[str, ...] | None = None
+    key_specs: tuple[str, ...] | None = None
+    origins: tuple[str, ...] | None = None
+    spec_error: str = "UnsupportedOperationException"
+
+
+ANY_KEY = KeyRequirement()
+
+
 class Operation:
     """One KMS operation and everything the project derives from it."""
 
-    __slots__ = ("name", "py_name", "cli_name", "input_shape", "output_shape",
-                 "errors", "alias_ok", "alias_members", "key_members",
-                 "permission", "paginated", "paginator", "blob_members",
-                 "timestamp_members", "summary", "documented_ranges",
-                 "key_state_rule", "deprecated")
+    __slots__ = ("alias_members", "alias_ok", "aws_managed_ok", "blob_members", "cli_name",
+                 "creates_managed_key", "deprecated", "documented_ranges", "errors", "handler",
+                 "input_shape", "key_members", "key_policy", "key_state_rule", "name",
+                 "output_shape", "paginated", "paginator", "permission", "py_name",
+                 "requirement", "summary", "timestamp_members")
+
+    name: str
+    py_name: str
+    cli_name: str
+    input_shape: Shape
+    output_shape: Shape
+    errors: tuple[str, ...]
+    alias_ok: bool                        # its key members accept alias names and alias ARNs
+    alias_members: tuple[str, ...]
+    key_members: tuple[str, ...]
+    permission: tuple[str, ...]           # the IAM / key-policy actions it needs
+    key_policy: bool                      # False: IAM-only (no key policy or grant applies)
+    key_state_rule: str | None            # a KEY_STATE_RULES name; None: names no key
+    requirement: KeyRequirement           # which keys it accepts (KeyUsage, KeySpec, Origin)
+    aws_managed_ok: bool                  # False: an AWS-managed key's policy never allows it
+    creates_managed_key: bool             # naming alias/aws/<service> creates that key
+    handler: str | None                   # module of kms_core.engine.handlers serving it
+    paginated: bool
+    paginator: dict[str, Any] | None
+    blob_members: tuple[str, ...]
+    timestamp_members: tuple[str, ...]
+    summary: str
+    documented_ranges: dict[str, tuple[int, int]]
+    deprecated: bool
 
     def __init__(self, **kw):
         for k in self.__slots__:
@@ -111,6 +152,69 @@ ALIAS_OPERATIONS = frozenset({
 
 # IAM actions that differ from "kms:<Operation>".
 _PERMISSIONS = {"ReEncrypt": ("kms:ReEncryptFrom", "kms:ReEncryptTo")}
+
+# IAM-only operations: no key policy or grant applies (reference §5.1).  RetireGrant has
+# its own rule (the grant's retiring principal, its grantee, the account).
+_NOT_KEY_POLICY = frozenset({"CreateKey", "ListKeys", "ListAliases", "GenerateRandom",
+                             "ListRetirableGrants", "RetireGrant"})
+
+# Which keys each operation accepts (reference §2.3 and each operation's docs).
+SYMMETRIC_SPECS = ("SYMMETRIC_DEFAULT",)
+ASYMMETRIC_SPECS = ("RSA_2048", "RSA_3072", "RSA_4096", "ECC_NIST_P256", "ECC_NIST_P384",
+                    "ECC_NIST_P521", "ECC_SECG_P256K1", "ECC_NIST_EDWARDS25519",
+                    "ML_DSA_44", "ML_DSA_65", "ML_DSA_87", "SM2")
+_ENCRYPT = KeyRequirement(key_usages=("ENCRYPT_DECRYPT",))
+_DATA_KEY = KeyRequirement(key_usages=("ENCRYPT_DECRYPT",), key_specs=SYMMETRIC_SPECS,
+                           spec_error="InvalidKeyUsageException")
+_ROTATION = KeyRequirement(key_specs=SYMMETRIC_SPECS, origins=("AWS_KMS", "AWS_CLOUDHSM"))
+_REQUIREMENTS: dict[str, KeyRequirement] = {
+    "Encrypt": _ENCRYPT, "Decrypt": _ENCRYPT, "ReEncrypt": _ENCRYPT,
+    "GenerateDataKey": _DATA_KEY, "GenerateDataKeyWithoutPlaintext": _DATA_KEY,
+    "GenerateDataKeyPair": _DATA_KEY, "GenerateDataKeyPairWithoutPlaintext": _DATA_KEY,
+    "Sign": KeyRequirement(key_usages=("SIGN_VERIFY",)),
+    "Verify": KeyRequirement(key_usages=("SIGN_VERIFY",)),
+    "GenerateMac": KeyRequirement(key_usages=("GENERATE_VERIFY_MAC",)),
+    "VerifyMac": KeyRequirement(key_usages=("GENERATE_VERIFY_MAC",)),
+    "DeriveSharedSecret": KeyRequirement(key_usages=("KEY_AGREEMENT",)),
+    "GetPublicKey": KeyRequirement(key_specs=ASYMMETRIC_SPECS),
+    "EnableKeyRotation": _ROTATION, "DisableKeyRotation": _ROTATION,
+    "GetKeyRotationStatus": KeyRequirement(origins=("AWS_KMS", "AWS_CLOUDHSM")),
+    "RotateKeyOnDemand": KeyRequirement(key_specs=SYMMETRIC_SPECS),
+    "ListKeyRotations": KeyRequirement(key_specs=SYMMETRIC_SPECS),
+    "GetParametersForImport": KeyRequirement(origins=("EXTERNAL",)),
+    "ImportKeyMaterial": KeyRequirement(origins=("EXTERNAL",)),
+    "DeleteImportedKeyMaterial": KeyRequirement(origins=("EXTERNAL",)),
+}
+
+# Administrative operations an AWS-managed key's policy never allows (its keys are
+# managed by AWS: no aliases, no policy changes, no state changes).
+_NOT_FOR_AWS_MANAGED = frozenset({
+    "DisableKey", "EnableKey", "ScheduleKeyDeletion", "CancelKeyDeletion", "UpdateKeyDescription",
+    "TagResource", "UntagResource", "EnableKeyRotation", "DisableKeyRotation", "RotateKeyOnDemand",
+    "CreateAlias", "UpdateAlias", "PutKeyPolicy", "ImportKeyMaterial", "DeleteImportedKeyMaterial"})
+
+# Operations that create the predefined AWS-managed key when they name alias/aws/<service>.
+_CREATES_MANAGED = frozenset({"Encrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext",
+                              "GenerateDataKeyPair", "GenerateDataKeyPairWithoutPlaintext",
+                              "DescribeKey", "ReEncrypt"})
+
+# Where the engine serves each operation: a module of kms_core.engine.handlers holding a
+# function named after the operation's Python name (``encrypt``).  Absent: not served.
+_HANDLERS: dict[str, str] = {
+    **dict.fromkeys(("CreateKey", "DescribeKey", "ListKeys", "UpdateKeyDescription", "EnableKey",
+                     "DisableKey", "ScheduleKeyDeletion", "CancelKeyDeletion"), "lifecycle"),
+    **dict.fromkeys(("CreateAlias", "UpdateAlias", "DeleteAlias", "ListAliases"), "aliases"),
+    **dict.fromkeys(("Encrypt", "Decrypt", "ReEncrypt", "GenerateDataKey",
+                     "GenerateDataKeyWithoutPlaintext", "GenerateRandom"), "crypto"),
+    **dict.fromkeys(("EnableKeyRotation", "DisableKeyRotation", "GetKeyRotationStatus",
+                     "RotateKeyOnDemand", "ListKeyRotations"), "rotation"),
+    **dict.fromkeys(("TagResource", "UntagResource", "ListResourceTags", "GetKeyPolicy",
+                     "ListKeyPolicies", "PutKeyPolicy"), "tags_policies"),
+    **dict.fromkeys(("CreateGrant", "ListGrants", "ListRetirableGrants", "RetireGrant",
+                     "RevokeGrant"), "grants"),
+    **dict.fromkeys(("GetParametersForImport", "ImportKeyMaterial", "DeleteImportedKeyMaterial"),
+                    "imports"),
+}
 
 # Key-state rules (reference §2.2).  For each rule: state -> (error code,
 # message template with {arn}); states not listed are allowed.  The messages
@@ -146,7 +250,7 @@ KEY_STATE_RULES: dict[str, dict[str, tuple[str, str]]] = {
     "rotation": {"Disabled": ("DisabledException", "{arn} is disabled."),
                  "PendingImport": _PI, "PendingDeletion": _PD,
                  "PendingReplicaDeletion": _PD},
-    # GetParametersForImport / ImportKeyMaterial / DeleteImportedKeyMaterial
+    # GetParametersForImport / ImportKeyMaterial (DeleteImportedKeyMaterial: any state)
     "import": {"PendingDeletion": _PD, "PendingReplicaDeletion": _PD},
 }
 _STATE_RULE_OF = {
@@ -163,7 +267,7 @@ _STATE_RULE_OF = {
     "EnableKeyRotation": "rotation", "DisableKeyRotation": "rotation",
     "RotateKeyOnDemand": "rotation",
     "GetParametersForImport": "import", "ImportKeyMaterial": "import",
-    "DeleteImportedKeyMaterial": "import",
+    "UpdateAlias": "not_pending_deletion",  # the new target; the old one may be in any state
 }
 
 
@@ -205,6 +309,11 @@ def _load():
             documented_ranges={m: tuple(r) for m, r in o.get("documented_ranges", {}).items()},
             key_state_rule=_STATE_RULE_OF.get(name, "any" if key_members else None),
             deprecated=bool(o.get("deprecated")),
+            key_policy=name not in _NOT_KEY_POLICY,
+            requirement=_REQUIREMENTS.get(name, ANY_KEY),
+            aws_managed_ok=name not in _NOT_FOR_AWS_MANAGED,
+            creates_managed_key=name in _CREATES_MANAGED,
+            handler=_HANDLERS.get(name),
         )
     return raw["metadata"], raw["source"], shapes, ops
 

@@ -125,6 +125,15 @@ import_parameters = Table(
     Column("valid_to", Double, nullable=False),
 )
 
+# Durability of a commit on SQLite.  WAL with synchronous=NORMAL may roll back the last commits
+# after an OS crash or power loss (SQLite's documentation), and a key created or rotated —
+# and already used to encrypt data — would be gone with them.  FULL fsyncs the WAL at every
+# commit, so a write is on disk when the call returns (cost: benchmarks/store_durability.py).
+# PostgreSQL (synchronous_commit=on) and InnoDB (flush_log_at_trx_commit=1) are durable by
+# default.
+SQLITE_SYNCHRONOUS = "FULL"
+
+
 class WouldBlock(Exception):
     """Raised inside ``Store.no_io()`` instead of touching the database."""
 
@@ -191,7 +200,7 @@ class Store:
                 cur.execute("PRAGMA journal_mode = WAL")
             except Exception:  # read-only media: keep the default journal
                 pass
-            cur.execute("PRAGMA synchronous = NORMAL")
+            cur.execute(f"PRAGMA synchronous = {SQLITE_SYNCHRONOUS}")
             cur.close()
 
         @event.listens_for(eng, "begin")

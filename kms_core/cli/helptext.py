@@ -149,7 +149,7 @@ def operation_help(op, table: dict) -> str:
         doc = html_to_text(arg.documentation, width, indent="      ", max_blocks=4)
         if arg.shape is not None and arg.shape.enum:
             doc += "\n\n      Possible values: " + ", ".join(arg.shape.enum)
-        if arg.shape is not None and arg.kind in ("map", "structure") or (
+        if (arg.shape is not None and arg.kind in ("map", "structure")) or (
                 arg.kind == "list" and arg.shape is not None and arg.shape.member.type == "structure"):
             doc += "\n\n      Shorthand syntax: " + _shorthand_example(arg) + "   (or JSON)"
         if arg.kind == "blob":

@@ -21,7 +21,7 @@ def to_wire(value):
         return base64.b64encode(bytes(value)).decode("ascii")
     if isinstance(value, datetime.datetime):
         if value.tzinfo is None:
-            value = value.replace(tzinfo=datetime.timezone.utc)
+            value = value.replace(tzinfo=datetime.UTC)
         # Rounded to microseconds: what a datetime holds; avoids float noise in the last digit.
         return round(value.timestamp(), 6)
     return value
@@ -89,7 +89,7 @@ def _format_dict(scalar_keys, item, identifier, stream) -> None:
 
 
 def _all_scalar_keys(list_of_dicts) -> list:
-    keys = set()
+    keys: set[str] = set()
     for item in list_of_dicts:
         if isinstance(item, dict):
             keys.update(k for k, v in item.items() if not isinstance(v, (dict, list)))

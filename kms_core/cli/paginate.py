@@ -40,7 +40,7 @@ def decode_token(token: str, input_tokens: list[str]) -> tuple[dict, int]:
             except ValueError:
                 parts = [token]
         values = [None if p == "None" else p for p in parts]
-        return dict(zip(input_tokens, values)), skip
+        return dict(zip(input_tokens, values, strict=False)), skip
 
 
 def _as_list(value) -> list:
@@ -120,7 +120,7 @@ class Pages:
     def _next_token(self, page: dict) -> dict:
         if self._more_results is not None and not page.get(self._more_results):
             return {}
-        return {inp: (page.get(out) or None) for out, inp in zip(self._output_tokens, self._input_tokens)}
+        return {inp: (page.get(out) or None) for out, inp in zip(self._output_tokens, self._input_tokens, strict=False)}
 
     def build_full_result(self) -> dict:
         result: dict = {}

@@ -19,7 +19,7 @@ def _read(prefix: str, value: str, mode: str):
         if mode == "rb":
             with open(path, "rb") as f:
                 return f.read()
-        with open(path, "r") as f:
+        with open(path) as f:
             return f.read()
     except UnicodeDecodeError:
         raise ParamFileError(

@@ -24,11 +24,11 @@ import binascii
 import datetime
 import json
 
+from kms_core.model import Operation, Shape
+
 from . import shorthand
 from .argparsing import USAGE, ArgParser, UsageError  # noqa: F401 - re-exported
 from .paramfiles import ParamFileError, get_paramfile
-from kms_core.model import Operation, Shape
-
 from .spec import member_doc, xform_name
 
 SCALAR_TYPES = {"string", "float", "integer", "long", "boolean", "double", "blob", "timestamp"}
@@ -270,7 +270,7 @@ def _timestamp(value, cli_name: str):
         return value
     text = str(value).strip()
     try:
-        return datetime.datetime.fromtimestamp(float(text), datetime.timezone.utc)
+        return datetime.datetime.fromtimestamp(float(text), datetime.UTC)
     except ValueError:
         pass
     try:
@@ -278,7 +278,7 @@ def _timestamp(value, cli_name: str):
     except ValueError:
         raise ParamError(cli_name, f"Invalid timestamp value: {text!r} (use ISO 8601 or "
                                    "seconds since the epoch)") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.UTC)
 
 
 def _looks_like_json(value) -> bool:
@@ -296,10 +296,7 @@ def _complex(shape: Shape, value, cli_name: str):
     if _supports_shorthand(shape) and not _looks_like_json(value):
         parser = shorthand.ShorthandParser()
         try:
-            if isinstance(value, list):
-                parsed = [parser.parse(v) for v in value]
-            else:
-                parsed = parser.parse(value)
+            parsed = [parser.parse(v) for v in value] if isinstance(value, list) else parser.parse(value)
             shorthand.coerce(parsed, shape)
         except shorthand.ShorthandParseError as e:
             raise ParamError(cli_name, str(e)) from None

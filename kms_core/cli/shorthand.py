@@ -50,7 +50,7 @@ class ShorthandParseError(Exception):
         if "\n" in self.value[self.index :]:
             next_newline = self.index + self.value[self.index :].index("\n")
             consumed, remaining = self.value[:next_newline], self.value[next_newline:]
-        return "%s\n%s%s" % (consumed, " " * num_spaces + "^", remaining)
+        return "{}\n{}{}".format(consumed, " " * num_spaces + "^", remaining)
 
 
 class ShorthandParseSyntaxError(ShorthandParseError):
@@ -275,12 +275,16 @@ def _visit(parent, shape, name, value) -> None:
             for k, v in value.items():
                 _visit(value, shape.value, k, v)
     elif value is not None:
-        if kind in ("integer", "long"):
-            parent[name] = int(value)
-        elif kind in ("double", "float"):
-            parent[name] = float(value)
-        elif kind == "boolean":
-            if value.lower() == "true":
-                parent[name] = True
-            elif value.lower() == "false":
-                parent[name] = False
+        _coerce_scalar(parent, kind, name, value)
+
+
+def _coerce_scalar(parent, kind: str, name, value) -> None:
+    if kind in ("integer", "long"):
+        parent[name] = int(value)
+    elif kind in ("double", "float"):
+        parent[name] = float(value)
+    elif kind == "boolean":
+        if value.lower() == "true":
+            parent[name] = True
+        elif value.lower() == "false":
+            parent[name] = False

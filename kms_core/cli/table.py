@@ -47,7 +47,7 @@ class _Section:
         if max_width is None or not unscaled:
             return unscaled
         scale = max_width / float(sum(unscaled))
-        scaled = [int(round(scale * w)) for w in unscaled]
+        scaled = [round(scale * w) for w in unscaled]
         off_by = sum(scaled) - max_width
         while off_by != 0:
             order = range(len(scaled)) if off_by > 0 else reversed(range(len(scaled)))
@@ -105,7 +105,7 @@ class _Indented:
 class _MultiTable:
     def __init__(self, terminal_width: int):
         self.sections: list[_Section] = []
-        self.current: _Section | None = None
+        self.current: _Section = _Section(None, 0)  # replaced by the first new_section()
         self.terminal_width = terminal_width
 
     def new_section(self, title, indent_level=0):
@@ -118,7 +118,7 @@ class _MultiTable:
             for i, s in enumerate(self.sections):  # too wide: one "header | value" row per column
                 if len(s.rows) == 1 and s.headers:
                     vertical = _Section(s.title, s.indent_level)
-                    for header, element in zip(s.headers, s.rows[0]):
+                    for header, element in zip(s.headers, s.rows[0], strict=False):
                         vertical.add_row([header, element])
                     self.sections[i] = vertical
             width = self._max_width()
@@ -133,7 +133,7 @@ class _MultiTable:
             if s.headers:
                 widths = s.column_widths(padding=4, max_width=w)
                 line = "".join(_center(h, cw, "|" if i == 0 else "", "|")
-                               for i, (cw, h) in enumerate(zip(widths, s.headers)))
+                               for i, (cw, h) in enumerate(zip(widths, s.headers, strict=False)))
                 self._line_break(out, widths)
                 out.write(line + "\n")
             if s.rows:
@@ -143,7 +143,7 @@ class _MultiTable:
                 self._line_break(out, widths)
                 for row in s.rows:
                     out.write("".join(_align_left(el, cw, "|" if i == 0 else "", "|")
-                                      for i, (cw, el) in enumerate(zip(widths, row))) + "\n")
+                                      for i, (cw, el) in enumerate(zip(widths, row, strict=False))) + "\n")
                 self._line_break(out, widths)
 
     @staticmethod
@@ -172,21 +172,7 @@ def _build(table: _MultiTable, title, current, indent_level=0) -> bool:
         table.new_section(title, indent_level=indent_level)
     if isinstance(current, list):
         if isinstance(current[0], dict):
-            headers, more = set(), set()
-            for item in current:
-                h, m = _group(item)
-                headers.update(h)
-                more.update(m)
-            headers, more = sorted(headers), sorted(more)
-            table.current.add_header(headers)
-            for i, element in enumerate(current):
-                if i and more:
-                    table.new_section(title, indent_level=indent_level)
-                    table.current.add_header(headers)
-                table.current.add_row([element.get(h, "") for h in headers])
-                for key in more:
-                    if key in element:
-                        _build(table, key, element[key], indent_level + 1)
+            _build_rows_of_dicts(table, title, current, indent_level)
         else:
             for item in current:
                 if _scalar(item):
@@ -205,6 +191,25 @@ def _build(table: _MultiTable, title, current, indent_level=0) -> bool:
         for key in more:
             _build(table, key, current[key], indent_level + 1)
     return True
+
+
+def _build_rows_of_dicts(table: _MultiTable, title, current: list, indent_level: int) -> None:
+    headers_seen: set = set()
+    more_seen: set = set()
+    for item in current:
+        h, m = _group(item)
+        headers_seen.update(h)
+        more_seen.update(m)
+    headers, more = sorted(headers_seen), sorted(more_seen)
+    table.current.add_header(headers)
+    for i, element in enumerate(current):
+        if i and more:
+            table.new_section(title, indent_level=indent_level)
+            table.current.add_header(headers)
+        table.current.add_row([element.get(h, "") for h in headers])
+        for key in more:
+            if key in element:
+                _build(table, key, element[key], indent_level + 1)
 
 
 def format_table(title: str, data, stream) -> None:

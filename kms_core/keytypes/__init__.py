@@ -28,4 +28,10 @@ def specs() -> tuple[str, ...]:
     return tuple(_REGISTRY)
 
 
+# The built-in families register here; each module defines its KeyType classes.
+from .symmetric import SymmetricDefault  # noqa: E402 - after the registry it registers into
+
+register(SymmetricDefault())
+
+
 __all__ = ["Encrypter", "KeyAgreement", "KeyType", "Mac", "Material", "Signer", "get", "register", "specs"]

@@ -25,7 +25,7 @@ def test_an_unexpected_exception_still_gets_one_event(engine, make_client):
     kms = make_client()
     key = kms.create_key()["KeyMetadata"]["KeyId"]
 
-    def boom(params, ctx):
+    def boom(*args):
         raise RuntimeError("internal detail: SECRET-IN-EXCEPTION-TEXT")
 
     engine._handlers["Encrypt"] = boom

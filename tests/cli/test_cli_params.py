@@ -171,3 +171,21 @@ def test_undecodable_command_line_bytes_are_kept(kms_proc, cli, key, tmp_path):
     (tmp_path / "c.bin").write_bytes(base64.b64decode(enc.out))
     dec = cli("decrypt", "--ciphertext-blob", f"fileb://{tmp_path}/c.bin", "--query", "Plaintext", "--output", "text")
     assert base64.b64decode(dec.out) == raw
+
+
+@pytest.mark.parametrize("args, code, operation", [
+    (("generate-random", "--number-of-bytes", "1025"), "ValidationException", "GenerateRandom"),
+    (("generate-data-key", "--key-id", "alias/p", "--key-spec", "AES_512"), "ValidationException", "GenerateDataKey"),
+    (("describe-key", "--key-id", "alias/none"), "NotFoundException", "DescribeKey"),
+    (("create-alias", "--alias-name", "alias/aws/x", "--target-key-id", "alias/none"), None, "CreateAlias"),
+])
+def test_service_errors_are_the_aws_cli_line_and_nothing_else(cli, args, code, operation):
+    # The AWS CLI prints exactly one line per service error, with no class-name prefix
+    # (a prefix like "ValidationException: An error occurred …" used to leak for codes
+    # outside the model's exception list).
+    res = cli(*args)
+    assert res.rc == 255 and res.out == ""
+    assert res.err.startswith("An error occurred (") and res.err.count("\n") == 1
+    assert f"when calling the {operation} operation: " in res.err
+    if code is not None:
+        assert res.err.startswith(f"An error occurred ({code}) ")

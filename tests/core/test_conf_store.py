@@ -319,3 +319,15 @@ def test_killed_writer_leaves_a_consistent_store(tmp_path, kms_home, root_key, p
             assert len(kms.list_resource_tags(KeyId=kid)["Tags"]) == 1
         # The store still takes writes.
         kms.create_alias(AliasName="alias/after-crash", TargetKeyId=keys[0]["KeyId"])
+
+
+def test_sqlite_commits_are_durable_when_the_call_returns(make_engine):
+    # WAL + synchronous=NORMAL can lose the last commits on power loss (SQLite's documentation):
+    # a key created, used to encrypt, then gone.  Every connection the store opens — writers,
+    # readers, the audit writer's — must fsync the WAL at each commit (synchronous=FULL, 2).
+    eng = make_engine()
+    key_id = kms_core.client(engine=eng).create_key()["KeyMetadata"]["KeyId"]
+    assert key_id
+    with eng.store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"

@@ -1,0 +1,146 @@
+"""Key lifecycle: CreateKey, DescribeKey, ListKeys, UpdateKeyDescription, Enable/DisableKey,
+Schedule/CancelKeyDeletion."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from kms_core import keytypes
+from kms_core.errors import KMSError, validation
+
+from .. import paging
+from ..records import (
+    DAY,
+    DISABLED,
+    ENABLED,
+    PENDING_DELETION,
+    PENDING_IMPORT,
+    SYMMETRIC,
+    Params,
+    RequestContext,
+    Result,
+    ts,
+)
+from ..repository import new_key_id
+from ..templates import check_policy_document, default_policy
+from .tags_policies import check_tags
+
+if TYPE_CHECKING:
+    from ..core import Engine
+
+
+def _key_type(p: Params) -> tuple[str, str]:
+    """(KeySpec, KeyUsage) for CreateKey, as the registered key types allow them."""
+    if p.get("KeySpec") and p.get("CustomerMasterKeySpec"):
+        raise validation("You cannot specify KeySpec and CustomerMasterKeySpec in the same request. "
+                         "CustomerMasterKeySpec is deprecated.")
+    spec = p.get("KeySpec") or p.get("CustomerMasterKeySpec") or SYMMETRIC
+    if spec not in keytypes.specs():
+        raise KMSError("UnsupportedOperationException",
+                       f"KeySpec {spec} is not supported by this KMS engine; use SYMMETRIC_DEFAULT.")
+    kt = keytypes.get(spec)
+    usage = p.get("KeyUsage") or kt.key_usages[0]
+    if usage not in kt.key_usages:
+        raise validation(f"KeyUsage {usage} is not compatible with KeySpec {spec}")
+    return spec, usage
+
+
+def _origin(p: Params) -> str:
+    origin = p.get("Origin") or "AWS_KMS"
+    if p.get("CustomKeyStoreId") is not None or origin in ("AWS_CLOUDHSM", "EXTERNAL_KEY_STORE"):
+        raise KMSError("CustomKeyStoreNotFoundException",
+                       "Custom key stores are not supported by this KMS engine.")
+    if origin not in ("AWS_KMS", "EXTERNAL"):
+        raise validation(f"Origin {origin} is not valid.")
+    if p.get("MultiRegion"):
+        raise KMSError("UnsupportedOperationException",
+                       "Multi-Region keys are not supported by this KMS engine.")
+    return origin
+
+
+def create_key(eng: Engine, p: Params, ctx: RequestContext) -> Result:
+    spec, usage = _key_type(p)
+    origin = _origin(p)
+    account, region = eng.account(ctx), eng.region(ctx)
+    policy = p.get("Policy")
+    if policy is None:
+        policy = default_policy(account)
+    else:
+        check_policy_document(policy)
+    tag_list = check_tags(p.get("Tags") or [])
+    eng.authorize("CreateKey", None, ctx, p)
+    if p.get("Policy") is not None:
+        eng.access.check_lockout(policy, ctx, bool(p.get("BypassPolicyLockoutSafetyCheck")))
+    key_id = new_key_id()
+    external = origin == "EXTERNAL"
+    eng.repo.create_key({
+        "key_id": key_id, "account_id": account, "region": region, "description": p.get("Description") or "",
+        "creation_date": eng.now(), "key_state": PENDING_IMPORT if external else ENABLED, "key_manager": "CUSTOMER",
+        "origin": origin, "key_spec": spec, "key_usage": usage, "rotation_enabled": False,
+        "on_demand_rotations": 0, "current_version": 0 if external else 1, "policy": policy},
+        with_material=not external, tags=tag_list)
+    rec = eng.get(key_id, ctx)
+    assert rec is not None  # just written
+    return {"KeyMetadata": eng.metadata(rec)}
+
+
+def describe_key(eng: Engine, p: Params, ctx: RequestContext) -> Result:
+    rec = eng.read_key(p["KeyId"], ctx, "DescribeKey", p)
+    return {"KeyMetadata": eng.metadata(rec)}
+
+
+def list_keys(eng: Engine, p: Params, ctx: RequestContext) -> Result:
+    eng.authorize("ListKeys", None, ctx, p)
+    eng.repo.purge_expired(eng.now())
+    limit = paging.limit(p, 100)
+    after = paging.marker(p, "keys")
+    ids = eng.repo.key_ids(eng.account(ctx), eng.region(ctx), after, limit + 1)
+    page, more = ids[:limit], len(ids) > limit
+    out: Result = {"Keys": [{"KeyId": k, "KeyArn": eng.key_arn(k, ctx)} for k in page], "Truncated": more}
+    if more:
+        out["NextMarker"] = paging.make_marker(page[-1], "keys")
+    return out
+
+
+def update_key_description(eng: Engine, p: Params, ctx: RequestContext) -> Result:
+    rec = eng.admin_key(p["KeyId"], ctx, "UpdateKeyDescription", p)
+    eng.repo.update_key(rec.key_id, description=p["Description"])
+    return {}
+
+
+def enable_key(eng: Engine, p: Params, ctx: RequestContext) -> Result:
+    rec = eng.admin_key(p["KeyId"], ctx, "EnableKey", p)
+    if rec.key_state == ENABLED:
+        return {}
+    now = eng.now()
+    if rec.rotation_enabled and rec.next_rotation_date is not None and rec.next_rotation_date <= now:
+        # No rotation happens while disabled; an overdue one happens on re-enable.
+        period = rec.rotation_period_days or 0
+        eng.repo.add_version(rec.key_id, rec.key_spec, now, "AUTOMATIC", key_state=ENABLED,
+                             next_rotation_date=now + period * DAY)
+        return {}
+    eng.repo.update_key(rec.key_id, key_state=ENABLED)
+    return {}
+
+
+def disable_key(eng: Engine, p: Params, ctx: RequestContext) -> Result:
+    rec = eng.admin_key(p["KeyId"], ctx, "DisableKey", p)
+    if rec.key_state != DISABLED:
+        eng.repo.update_key(rec.key_id, key_state=DISABLED)
+    return {}
+
+
+def schedule_key_deletion(eng: Engine, p: Params, ctx: RequestContext) -> Result:
+    rec = eng.admin_key(p["KeyId"], ctx, "ScheduleKeyDeletion", p)
+    days = p.get("PendingWindowInDays")
+    days = 30 if days is None else days  # 7–30 is enforced by the operation table
+    deletion = eng.now() + days * DAY
+    eng.repo.update_key(rec.key_id, key_state=PENDING_DELETION, deletion_date=deletion, pending_window_days=days)
+    return {"KeyId": rec.arn, "DeletionDate": ts(deletion), "KeyState": PENDING_DELETION,
+            "PendingWindowInDays": days}
+
+
+def cancel_key_deletion(eng: Engine, p: Params, ctx: RequestContext) -> Result:
+    rec = eng.admin_key(p["KeyId"], ctx, "CancelKeyDeletion", p)
+    state = PENDING_IMPORT if (rec.origin == "EXTERNAL" and not rec.materials) else DISABLED
+    eng.repo.update_key(rec.key_id, key_state=state, deletion_date=None, pending_window_days=None)
+    return {"KeyId": rec.arn}

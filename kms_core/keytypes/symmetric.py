@@ -1,0 +1,83 @@
+"""SYMMETRIC_DEFAULT: 256-bit AES-GCM keys; ciphertexts in the blob format of
+``kms_core.blob`` (docs/ciphertext-blob.md), which names the key and material version.
+"""
+from __future__ import annotations
+
+import os
+import uuid
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from kms_core import blob as blobfmt
+from kms_core.errors import KMSError, invalid_ciphertext
+
+from .base import Encrypter, KeyType, Material
+
+SYMMETRIC_DEFAULT = "SYMMETRIC_DEFAULT"
+_KEY_BYTES = 32
+_CACHE_MAX = 4096
+
+
+class _AesGcmEncrypter(Encrypter):
+    """AES-256-GCM under one material version.
+
+    Building an ``AESGCM`` and the blob header costs more than sealing 64 bytes, so
+    both are kept per material (the engine's hot path); the cache is bounded and keyed by
+    the ``Material`` itself (key id, version and secret), never by object identity.
+    """
+
+    __slots__ = ("_cache",)
+
+    def __init__(self) -> None:
+        self._cache: dict[Material, tuple[AESGCM, bytes, bytes]] = {}
+
+    def _prepared(self, material: Material) -> tuple[AESGCM, bytes, bytes]:
+        hit = self._cache.get(material)
+        if hit is None:
+            id_bytes = uuid.UUID(material.key_id).bytes
+            header = blobfmt.header_bytes(id_bytes, material.version)
+            hit = (AESGCM(material.secret), id_bytes, header)
+            if len(self._cache) >= _CACHE_MAX:
+                self._cache.clear()
+            self._cache[material] = hit
+        return hit
+
+    def encrypt(self, material: Material, plaintext: bytes, algorithm: str, context: bytes) -> bytes:
+        aead, id_bytes, _ = self._prepared(material)
+        return blobfmt.seal(aead, id_bytes, material.version, plaintext, context)
+
+    def decrypt(self, material: Material, ciphertext: bytes, algorithm: str, context: bytes) -> bytes:
+        aead, _, header = self._prepared(material)
+        # The header must name this very material (it is also authenticated, as AAD).
+        if len(ciphertext) <= blobfmt.OVERHEAD or ciphertext[:blobfmt.HEADER_LEN] != header:
+            raise invalid_ciphertext()
+        nonce = ciphertext[blobfmt.HEADER_LEN:blobfmt.HEADER_LEN + blobfmt.NONCE_LEN]
+        try:
+            return aead.decrypt(nonce, ciphertext[blobfmt.HEADER_LEN + blobfmt.NONCE_LEN:], header + context)
+        except InvalidTag:
+            raise invalid_ciphertext() from None
+
+
+class SymmetricDefault(KeyType):
+    key_spec = SYMMETRIC_DEFAULT
+    key_usages = ("ENCRYPT_DECRYPT",)
+    encryption_algorithms = (SYMMETRIC_DEFAULT,)
+
+    def __init__(self) -> None:
+        self._encrypter = _AesGcmEncrypter()
+
+    def generate(self) -> bytes:
+        return os.urandom(_KEY_BYTES)
+
+    def check_import(self, secret: bytes) -> bytes:
+        if len(secret) != _KEY_BYTES:
+            raise KMSError("IncorrectKeyMaterialException",
+                           "The key material must be 256 bits (32 bytes) for a SYMMETRIC_DEFAULT key.")
+        return bytes(secret)
+
+    def encrypter(self) -> Encrypter:
+        return self._encrypter
+
+
+__all__ = ["SYMMETRIC_DEFAULT", "SymmetricDefault"]
