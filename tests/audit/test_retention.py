@@ -14,6 +14,8 @@ import sys
 import time
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select, update
 
 from kms_core.audit import AuditReader, attach, audit_events, audit_pruned, retention
@@ -185,3 +187,81 @@ def test_a_killed_prune_process_leaves_a_verifiable_log(engine, make_client, tmp
     assert rc == 0, out
     rep = reader.verify()
     assert rep.ok and rep.pruned_seq == 1501 and rep.checked == 0
+
+
+# ------------------------------------------------------------------ the anchor's format
+def _doc_vectors() -> dict:
+    import re
+    from pathlib import Path
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "audit-log.md").read_text()
+    return json.loads(re.search(r"```json audit-vectors\n(.*?)\n```", doc, re.S).group(1))
+
+
+def test_pruned_anchor_known_answer():
+    import hashlib
+    import hmac
+    import struct
+
+    from kms_core.audit import pruned_mac
+    v = _doc_vectors()
+    key, p = bytes.fromhex(v["key"]), v["pruned"]
+    assert pruned_mac(key, p["seq"], bytes.fromhex(p["mac"]), p["event_time"]).hex() == p["anchor"]
+    # the page's formula, with an independent HMAC implementation
+    msg = (b"kms-audit/v1/pruned" + struct.pack(">Q", p["seq"]) + bytes.fromhex(p["mac"])
+           + struct.pack(">Q", p["event_time"]))
+    assert hmac.new(key, msg, hashlib.sha256).hexdigest() == p["anchor"]
+
+
+def _vector_store_with_record_1_pruned(engine):
+    from kms_core.audit import _KEY_AAD, audit_head
+    v = _doc_vectors()
+    key, p, rec = bytes.fromhex(v["key"]), v["pruned"], v["records"][1]
+    store = engine.store
+    AuditReader(store)  # creates the tables
+    with store.engine.begin() as conn:
+        conn.execute(audit_head.insert().values(
+            id=1, format=1, sealed_key=store.seal(key, _KEY_AAD), seq=v["head"]["seq"],
+            mac=bytes.fromhex(v["head"]["mac"]), anchor=bytes.fromhex(v["head"]["anchor"])))
+        ev = json.loads(rec["event"])
+        conn.execute(audit_events.insert().values(
+            seq=2, format=1, event=rec["event"], mac=bytes.fromhex(rec["mac"]),
+            event_time=p["event_time"] + 1, event_name=ev["eventName"],
+            principal=ev["userIdentity"]["arn"], error_code=ev["errorCode"],
+            key_ids=" " + ev["resources"][0]["ARN"].rsplit("/", 1)[-1] + " "))
+        conn.execute(audit_pruned.insert().values(
+            id=1, format=1, seq=p["seq"], mac=bytes.fromhex(p["mac"]), event_time=p["event_time"],
+            pruned_at=p["event_time"] + 86400, anchor=bytes.fromhex(p["anchor"])))
+    return store
+
+
+def test_pruned_vector_verifies_in_a_store(engine):
+    store = _vector_store_with_record_1_pruned(engine)
+    rep = AuditReader(store).verify()
+    assert rep.ok and rep.checked == 1 and rep.pruned_seq == 1, rep.problems
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(field=st.sampled_from(["seq", "mac", "event_time", "anchor", "format"]), data=st.data())
+def test_any_edit_of_the_anchor_row_fails_verify(engine, field, data):
+    store = engine.store
+    with store.engine.begin() as conn:  # fresh vector state for each example
+        for t in (audit_pruned, audit_events):
+            conn.execute(t.delete())
+        from kms_core.audit import audit_head
+        conn.execute(audit_head.delete())
+    _vector_store_with_record_1_pruned(engine)
+    if field == "mac":
+        new = data.draw(st.binary(min_size=32, max_size=32).filter(
+            lambda b: b != bytes.fromhex(_doc_vectors()["pruned"]["mac"])))
+    elif field == "anchor":
+        new = data.draw(st.binary(min_size=32, max_size=32).filter(
+            lambda b: b != bytes.fromhex(_doc_vectors()["pruned"]["anchor"])))
+    elif field == "seq":
+        new = data.draw(st.integers(0, 2**40).filter(lambda n: n != 1))
+    elif field == "event_time":
+        new = data.draw(st.floats(0, 4e9).filter(lambda x: int(x) != 1767268800))
+    else:
+        new = data.draw(st.integers(0, 100).filter(lambda n: n != 1))
+    with store.engine.begin() as conn:
+        conn.execute(update(audit_pruned).values(**{field: new}))
+    assert not AuditReader(store).verify().ok
