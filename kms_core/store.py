@@ -133,6 +133,9 @@ import_parameters = Table(
 # default.
 SQLITE_SYNCHRONOUS = "FULL"
 
+# The in-memory store (tests): kms_core/memory_store.py, docs/testing.md.
+IN_MEMORY_URLS = ("sqlite://", "sqlite:///:memory:", "sqlite+pysqlite://", "sqlite+pysqlite:///:memory:")
+
 
 class WouldBlock(Exception):
     """Raised inside ``Store.no_io()`` instead of touching the database."""
@@ -173,6 +176,7 @@ class Store:
         self.settings = settings
         self.url = settings.store_url
         self._is_sqlite = self.url.startswith("sqlite")
+        self.in_memory = self.url in IN_MEMORY_URLS
         if self._is_sqlite:
             path = self.url.split("///", 1)[-1] if "///" in self.url else ""
             if path and path != ":memory:":
@@ -186,6 +190,9 @@ class Store:
     def _make_engine(self) -> SAEngine:
         if not self._is_sqlite:
             return create_engine(self.url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+        if self.in_memory:  # one shared connection: each new one would open a new, empty database
+            from .memory_store import memory_engine  # noqa: PLC0415 - in-memory (test) stores only
+            return memory_engine(self.url)
         # NullPool: SQLite connections are cheap and this avoids sharing one
         # across threads; the hot path never touches the store anyway.
         eng = create_engine(self.url, poolclass=NullPool,
@@ -273,6 +280,9 @@ class Store:
 
     def _root_key(self, *, new_store: bool) -> bytes:
         s = self.settings
+        if self.in_memory:  # nothing outlives the process: the key never leaves memory, no file, no message
+            from .memory_store import ROOT_KEY  # noqa: PLC0415 - in-memory (test) stores only
+            return ROOT_KEY
         if s.root_key is not None:
             return s.root_key
         path = s.root_key_file

@@ -52,6 +52,7 @@ class ServerConfig:
     threads: int = 4  # enough to overlap store reads; more only adds GIL contention
     engine_calls: str = "loop"  # "loop" or "threads": where engine calls run (see KMSApp._run)
     audit: bool = True  # attach kms_core.audit's log (docs/audit-log.md) to the engine
+    console: bool = True  # serve the web console under /console/ (docs/console.md)
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))
@@ -108,6 +109,7 @@ class KMSApp:
         self.operations: frozenset[str] = frozenset()
         self.account_id = None
         self.default_region = None
+        self.console = None
         self._ready = False
         if engine is not None:
             self._setup()
@@ -141,6 +143,10 @@ class KMSApp:
             self.audit_log = attach(self.engine)
         else:
             log.warning("the audit log is OFF (--no-audit): requests are not recorded")
+        if self.config.console:
+            from kms_core.console import mount  # noqa: PLC0415 - optional part (its web stack)
+
+            self.console = mount(self)
         if self.config.dev_credentials:
             log.warning(
                 "DEVELOPMENT CREDENTIALS MODE: any access key is accepted as the account root "
@@ -212,6 +218,9 @@ class KMSApp:
             return
         request_id = new_request_id()
         if method != "POST" or path != "/":
+            if self.console is not None and (path == "/console" or path.startswith("/console/")):
+                await self.console(scope, receive, send)
+                return
             err = KMSError("UnknownOperationException",
                            f"{method} {path[:100]} is not served; KMS requests are POST / (health: GET /health).")
             await self._send(send, 404 if method == "POST" or method == "GET" else 405,

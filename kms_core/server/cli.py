@@ -71,6 +71,7 @@ def serve_main(argv: list[str] | None = None) -> int:
                         "database to a thread pool (default), or run every engine call in the pool")
     p.add_argument("--no-audit", action="store_true",
                    help="do not record requests in the audit log (docs/audit-log.md); on by default")
+    p.add_argument("--no-console", action="store_true", help="do not serve the web console under /console/")
     p.add_argument("--access-log", action="store_true", help="log every request line")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     args = p.parse_args(argv)
@@ -97,7 +98,7 @@ def serve_main(argv: list[str] | None = None) -> int:
 
     config = ServerConfig(store_url=args.store_url, dev_credentials=args.dev_credentials,
                           max_body=args.max_body or MAX_BODY_BYTES, engine_calls=args.engine_calls,
-                          audit=not args.no_audit)
+                          audit=not args.no_audit, console=not args.no_console)
     # Open the store once here: a wrong root key or an unreachable database is
     # reported once, clearly, and a new store is created before workers race.
     try:
