@@ -135,8 +135,9 @@ def make_private(settings: Settings) -> None:
     home = Path(settings.home)
     try:
         # The home is needed when the store or a root key file to create lives in it.
+        in_memory = db is None and settings.store_url.startswith("sqlite")  # no files at all
         needs_home = (db is not None and _inside(db, home)) or (
-            settings.root_key is None and settings.root_key_file is not None
+            not in_memory and settings.root_key is None and settings.root_key_file is not None
             and _inside(settings.root_key_file, home))
         if needs_home:
             _private_dir(home)
