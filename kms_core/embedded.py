@@ -12,7 +12,7 @@ import re
 import sys
 from typing import Any, cast
 
-from .errors import KMSError
+from .errors import KMSError, internal_error
 from .operation_names import OPERATION_NAMES
 from .settings import Settings
 
@@ -165,7 +165,12 @@ class KMSClient:
             checks = self._checks = (check_client_side, coerce_input)
         if self._validate:  # botocore's Config(parameter_validation=False) turns its checks off
             checks[0](operation, kwargs)
-        kwargs = checks[1](operation, kwargs)  # str/file-like blobs, as botocore's serializer does
+        try:
+            kwargs = checks[1](operation, kwargs)  # str/file-like blobs, as botocore's serializer does
+        except UnicodeEncodeError:  # a str blob with a lone surrogate: not UTF-8 text
+            err = KMSError("SerializationException", "A blob given as str is not valid Unicode "
+                                                     "(a lone UTF-16 surrogate)")
+            raise self._client_error(err, operation, _request_id()) from None
         engine = self._engine or self.engine
         if self._ctx is None:
             from .engine import RequestContext  # noqa: PLC0415 - cold start: loaded on first need
@@ -179,10 +184,15 @@ class KMSClient:
         try:
             resp = engine.call(operation, kwargs, ctx)
         except KMSError as err:
-            cls = self.exceptions.from_code(err.code)
-            raise cls(_error_response(err, rid), operation) from None
+            raise self._client_error(err, operation, rid) from None
+        except Exception as e:  # a bug: the caller gets AWS's typed error; the log says where
+            raise self._client_error(internal_error(e, operation, rid), operation, rid) from None
         resp["ResponseMetadata"] = _metadata(rid)
         return resp
+
+    def _client_error(self, err: KMSError, operation: str, rid: str):
+        cls = self.exceptions.from_code(err.code)
+        return cls(_error_response(err, rid), operation)
 
     # boto3 client conveniences
     def can_paginate(self, operation_name: str) -> bool:

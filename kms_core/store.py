@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection, Engine as SAEngine
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
+from .changes import ChangeSignal, Listener, libpq_dsn, store_identity
 from .errors import StoreError
 from .settings import Settings, decode_root_key
 
@@ -184,7 +185,14 @@ class Store:
         self.engine = self._make_engine()
         self._aead: AESGCM | None = None
         self._lock = threading.Lock()
+        # "The store changed", to every process using it (kms_core/changes.py).
+        self.changes = ChangeSignal(store_identity(self.url))
+        self._notify = f"NOTIFY {self.changes.channel}" if self.engine.dialect.name == "postgresql" else None
+        self._listener: Listener | None = None
         self._open()
+        dsn = libpq_dsn(self.url) if self._notify else None
+        if dsn is not None:
+            self._listener = Listener(dsn, self.changes)
 
     # -- engine -----------------------------------------------------------------
     def _make_engine(self) -> SAEngine:
@@ -334,9 +342,13 @@ class Store:
                 conn.execute(update(kms_state).where(kms_state.c.id == 1)
                              .values(generation=kms_state.c.generation + 1))
                 yield conn
+                if self._notify:
+                    conn.exec_driver_sql(self._notify)  # delivered to other hosts at commit
         except SQLAlchemyError as e:
             log.error("store write failed: %s", type(e).__name__)
             raise StoreError(f"the key store could not complete the write ({type(e).__name__})") from e
+        # Committed: every process on this host sees it from now on (before the call returns).
+        self.changes.bump()
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[Connection]:
@@ -370,5 +382,12 @@ class Store:
     def material_aad(key_id: str, version: int) -> bytes:
         return f"material|{key_id}|{version}".encode()
 
+    def wait_listening(self, timeout: float) -> bool:
+        """For tests and start-up: whether this process hears other hosts' changes (PostgreSQL)."""
+        return self._listener is None or self._listener.ready.wait(timeout)
+
     def dispose(self) -> None:
+        if self._listener is not None:
+            self._listener.stop()
         self.engine.dispose()
+        self.changes.close()
