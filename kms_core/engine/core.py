@@ -113,9 +113,10 @@ class Engine:
             raise
         except WouldBlock:  # nothing changed, nothing audited: retried off the event loop
             raise
-        except Exception as err:  # [audit hook] a bug still leaves its event (KMSInternalException)
+        except Exception:  # [audit hook] a bug still leaves its event, as the server answers it
             if auditor is not None:
-                auditor(ctx, operation, params, None, err)
+                auditor(ctx, operation, params, None,
+                        KMSError("KMSInternalException", "An internal error occurred."))
             raise
         if auditor is not None:
             auditor(ctx, operation, params, result, None)

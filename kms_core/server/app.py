@@ -219,6 +219,8 @@ class KMSApp:
             mark.request_id = ctx.request_id
 
         auditor.inner = inner  # type: ignore[attr-defined]
+        if getattr(inner, "admit", None) is not None:  # the audit log's fail-closed check
+            auditor.admit = inner.admit  # type: ignore[attr-defined]
         self.engine.auditor = auditor
 
     async def _refresh_loop(self) -> None:
