@@ -1,4 +1,4 @@
-"""``kms audit verify|tail|anchor``: read and check the audit trail.
+"""``kms audit verify|tail|anchor|export|prune``: read, check, export and prune the audit trail.
 
 Exit codes: 0 success; 1 ``verify`` found tampering; 2 bad command line;
 255 the store cannot be opened or read (AWS CLI's code for other failures).
@@ -9,7 +9,15 @@ import argparse
 import json
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from .audit import AuditReader, _parse_anchor, retention
+from .errors import StoreError
+from .settings import Settings
+from .store import Store
 
 RC_OK, RC_TAMPERED, RC_USAGE, RC_ERROR = 0, 1, 2, 255
 
@@ -28,6 +36,17 @@ kms audit tail [-n N | --all] [--follow [--interval S] [--timeout S]]
 kms audit anchor
     Print the current anchor (SEQ:HEX).  Keep it outside the store; a later
     `verify --anchor` then also detects the log being rolled back or replaced.
+kms audit export [--output PATH|URL|-] [--format jsonl|cloudtrail]
+                 [--start-time T] [--end-time T] [--no-progress]
+    Write events, oldest first, as JSON lines (default) or as CloudTrail's
+    log-file shape {"Records": [...]}; to stdout (default), a file (created
+    0600) or an fsspec URL such as s3://bucket/key (needs fsspec).
+kms audit prune --before T [--export PATH|URL] [--format jsonl|cloudtrail]
+                [--chunk N] [--no-progress]
+    Remove the records older than T behind a MAC'd anchor that `verify`
+    checks (records are verified first; a tampered one is never pruned).
+    With --export, those records are exported first.  Safe to interrupt:
+    run the same command again to resume.
 All commands take --store-url (default: KMS_STORE_URL or $KMS_HOME/kms.db)."""
 
 
@@ -62,6 +81,18 @@ def _parser() -> _Parser:
     t.add_argument("--end-time", default=None)
     t.add_argument("--errors-only", action="store_true")
     t.add_argument("--output", choices=("text", "json"), default="json")
+    e = sub.add_parser("export", parents=[common], add_help=False)
+    e.add_argument("--output", "-o", default="-")
+    e.add_argument("--format", choices=("jsonl", "cloudtrail"), default="jsonl")
+    e.add_argument("--start-time", default=None)
+    e.add_argument("--end-time", default=None)
+    e.add_argument("--no-progress", action="store_true")
+    pr = sub.add_parser("prune", parents=[common], add_help=False)
+    pr.add_argument("--before", required=True)
+    pr.add_argument("--export", default=None)
+    pr.add_argument("--format", choices=("jsonl", "cloudtrail"), default="jsonl")
+    pr.add_argument("--chunk", type=int, default=5000)
+    pr.add_argument("--no-progress", action="store_true")
     return p
 
 
@@ -79,15 +110,37 @@ def _time(value: str | None, option: str) -> float | None:
         raise _Usage(f"{option}: {value!r} is not a time; use ISO 8601 "
                      "(2026-01-31T12:00:00Z) or epoch seconds") from None
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return dt.timestamp()
 
 
 def _reader(store_url):
-    from .audit import AuditReader
-    from .settings import Settings
-    from .store import Store
     return AuditReader(Store(Settings.from_env(store_url=store_url)))
+
+
+def _check(args) -> None:
+    """Semantic checks of the command line; raises _Usage."""
+    if args.command is None:
+        raise _Usage("choose a command: verify, tail, anchor, export or prune")
+    if args.command == "export":
+        args.start = _time(args.start_time, "--start-time")
+        args.end = _time(args.end_time, "--end-time")
+    if args.command == "prune":
+        args.before_ts = _time(args.before, "--before")
+        if args.chunk < 1:
+            raise _Usage("--chunk must be 1 or more")
+    if args.command == "tail":
+        if args.lines < 0:
+            raise _Usage("-n must be 0 or more")
+        if args.interval <= 0:
+            raise _Usage("--interval must be more than 0")
+        args.start = _time(args.start_time, "--start-time")
+        args.end = _time(args.end_time, "--end-time")
+    if args.command == "verify" and args.anchor:
+        try:
+            _parse_anchor(args.anchor)
+        except ValueError as e:
+            raise _Usage(f"--anchor: {e}") from None
 
 
 def main(argv: list[str]) -> int:
@@ -97,21 +150,7 @@ def main(argv: list[str]) -> int:
         return RC_OK if argv else RC_USAGE
     try:
         args = _parser().parse_args(argv)
-        if args.command is None:
-            raise _Usage("choose a command: verify, tail or anchor")
-        if args.command == "tail":
-            if args.lines < 0:
-                raise _Usage("-n must be 0 or more")
-            if args.interval <= 0:
-                raise _Usage("--interval must be more than 0")
-            args.start = _time(args.start_time, "--start-time")
-            args.end = _time(args.end_time, "--end-time")
-        if args.command == "verify" and args.anchor:
-            from .audit import _parse_anchor
-            try:
-                _parse_anchor(args.anchor)
-            except ValueError as e:
-                raise _Usage(f"--anchor: {e}") from None
+        _check(args)
     except _Usage as e:
         sys.stderr.write(f"kms audit: error: {e}\n(see `kms audit --help`)\n")
         return RC_USAGE
@@ -122,6 +161,10 @@ def main(argv: list[str]) -> int:
         if args.command == "anchor":
             print(reader.current_anchor())
             return RC_OK
+        if args.command == "export":
+            return _export(reader, args)
+        if args.command == "prune":
+            return _prune(reader, args)
         return _tail(reader, args)
     except KeyboardInterrupt:
         return RC_OK if getattr(args, "follow", False) else 130
@@ -131,13 +174,9 @@ def main(argv: list[str]) -> int:
 
 
 def _describe(e: Exception, args) -> str:
-    from sqlalchemy.exc import SQLAlchemyError
-    from .errors import StoreError
     if isinstance(e, StoreError):
         return str(e)
     if isinstance(e, SQLAlchemyError):
-        from sqlalchemy.engine import make_url
-        from .settings import Settings
         try:
             url = make_url(Settings.from_env(store_url=args.store_url).store_url)
             where = url.render_as_string(hide_password=True)
@@ -153,10 +192,15 @@ def _verify(reader, args) -> int:
     rep = reader.verify(anchor=args.anchor)
     if args.output == "json":
         print(json.dumps({"ok": rep.ok, "checked": rep.checked, "anchor": rep.anchor,
+                          "pruned": rep.pruned_seq, "notes": rep.notes,
                           "problems": [{"record": p.seq, "kind": p.kind, "message": p.message}
                                        for p in rep.problems]}, indent=2))
     elif rep.ok:
-        print(f"OK: {rep.checked} records verified; anchor {rep.anchor}")
+        pruned = (f" after records 1..{rep.pruned_seq} pruned (up to {_iso(rep.pruned_time)}) "
+                  "behind a verified anchor" if rep.pruned_seq else "")
+        print(f"OK: {rep.checked} records verified{pruned}; anchor {rep.anchor}")
+        for note in rep.notes:
+            print(f"note: {note}")
     else:
         for p in rep.problems:
             print(f"TAMPERED: {p.message}")
@@ -164,9 +208,49 @@ def _verify(reader, args) -> int:
     return RC_OK if rep.ok else RC_TAMPERED
 
 
+def _iso(ts: float | None) -> str:
+    return "-" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _bar(args, total: int, unit: str):
+    from tqdm import tqdm  # noqa: PLC0415 - cold start: only export and prune draw a bar
+    return tqdm(total=total, unit=unit, disable=args.no_progress or None, file=sys.stderr,
+                dynamic_ncols=True)
+
+
+def _export(reader, args) -> int:
+    total = retention.count_events(reader.store, before=_end_exclusive(args.end), after=args.start)
+    with _bar(args, total, "event") as bar, retention.open_output(args.output) as out:
+        n = retention.write_events(out, retention.iter_events(
+            reader.store, before=_end_exclusive(args.end), after=args.start), args.format, bar.update)
+    sys.stderr.write(f"exported {n} events\n")
+    return RC_OK
+
+
+def _end_exclusive(end: float | None) -> float | None:
+    return None if end is None else end + 1e-6  # --end-time is inclusive, as in tail
+
+
+def _prune(reader, args) -> int:
+    store = reader.store
+    target = retention.prune_target(store, args.before_ts)
+    if args.export:
+        total = retention.count_events(store, up_to_seq=target)
+        with _bar(args, total, "event") as bar, retention.open_output(args.export) as out:
+            n = retention.write_events(out, retention.iter_events(store, up_to_seq=target),
+                                       args.format, bar.update)
+        sys.stderr.write(f"exported {n} events to {args.export}\n")
+    already = reader.pruned()
+    left = max(0, target - (already[0] if already else 0))
+    with _bar(args, left, "record") as bar:
+        res = retention.prune(store, args.before_ts, chunk=args.chunk, progress=bar.update)
+    print(f"pruned {res.removed} records; records 1..{res.pruned_to} are behind the anchor")
+    return RC_OK
+
+
 def _filters(args) -> dict:
-    return dict(key=args.key, principal=args.principal, operation=args.operation,
-                start=args.start, end=args.end, errors_only=args.errors_only)
+    return {"key": args.key, "principal": args.principal, "operation": args.operation,
+            "start": args.start, "end": args.end, "errors_only": args.errors_only}
 
 
 def _tail(reader, args) -> int:
@@ -198,7 +282,7 @@ def _format(seq: int, body: str, output: str) -> str:
     who = (ui.get("userName") or ("root" if ui.get("type") == "Root" else None)
            or ui.get("arn") or f"unknown{' ' + ui['accessKeyId'] if ui.get('accessKeyId') else ''}")
     keys = ",".join("key/" + r["ARN"].rsplit("/", 1)[-1] for r in ev.get("resources") or []) or "-"
-    status = "OK" if "errorCode" not in ev else ev["errorCode"]
+    status = ev.get("errorCode", "OK")
     line = (f"{ev.get('eventTime')} #{seq:<7} {ev.get('eventName', ''):<32} {status:<30} "
             f"{who:<20} {keys} from {ev.get('sourceIPAddress')}")
     if ev.get("errorMessage"):

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import os
 import re
+import stat
 from pathlib import Path
 
 from .errors import StoreError
+
+log = logging.getLogger("kms_core.settings")
 
 DEFAULT_ACCOUNT_ID = "111122223333"
 DEFAULT_REGION = "us-east-1"
@@ -24,7 +28,7 @@ class Settings:
     """Immutable configuration.  A plain class, not a dataclass: ``dataclasses``
     imports ``inspect`` (~9 ms), a cold-start cost for Lambda-style processes."""
 
-    __slots__ = ("home", "store_url", "region", "account_id", "root_key", "root_key_file", "cache_ttl")
+    __slots__ = ("account_id", "cache_ttl", "home", "region", "root_key", "root_key_file", "store_url")
     home: Path
     store_url: str
     region: str
@@ -68,7 +72,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, *, home=None, store_url=None, region=None, account_id=None,
-                 root_key=None, root_key_file=None, cache_ttl=None) -> "Settings":
+                 root_key=None, root_key_file=None, cache_ttl=None) -> Settings:
         home = Path(home or _env("KMS_HOME") or Path.home() / ".kms").expanduser()
         store_url = store_url or _env("KMS_STORE_URL") or default_store_url(home)
         region = (region or _env("KMS_REGION") or _env("AWS_REGION")
@@ -86,8 +90,10 @@ class Settings:
             root_key_file = Path(_env("KMS_ROOT_KEY_FILE") or home / "root.key")
         if cache_ttl is None:
             cache_ttl = float(_env("KMS_CACHE_TTL") or 1.0)
-        return cls(home=home, store_url=store_url, region=region, account_id=account_id,
-                   root_key=root_key, root_key_file=Path(root_key_file), cache_ttl=cache_ttl)
+        settings = cls(home=home, store_url=store_url, region=region, account_id=account_id,
+                       root_key=root_key, root_key_file=Path(root_key_file), cache_ttl=cache_ttl)
+        make_private(settings)
+        return settings
 
 
 def default_store_url(home: Path) -> str:
@@ -102,3 +108,83 @@ def decode_root_key(text: str, where: str) -> bytes:
     if len(key) != 32:
         raise StoreError(f"{where} must be base64 of exactly 32 bytes (got {len(key)})")
     return key
+
+
+# ------------------------------------------------------------------ file modes
+_WARNED: set[str] = set()
+_SIDE_FILES = ("", "-wal", "-shm", "-journal")
+
+
+def sqlite_path(store_url: str) -> Path | None:
+    """The file of a ``sqlite:///…`` store URL (None for other databases and ``:memory:``)."""
+    if not store_url.startswith("sqlite") or "///" not in store_url:
+        return None
+    path = store_url.split("///", 1)[1].split("?", 1)[0]
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return None
+    return Path(path).expanduser()
+
+
+def make_private(settings: Settings) -> None:
+    """Keep what lives under KMS_HOME private to its owner, before the store opens:
+    create the home 0700 and the SQLite store file 0600 (SQLite then gives its
+    -wal, -shm and -journal files the store file's mode); the root key file is
+    created 0600 by the store.  Existing ones that are wider are left as they are
+    and reported once per process (a warning, naming the path and the mode only)."""
+    db = sqlite_path(settings.store_url)
+    home = Path(settings.home)
+    try:
+        # The home is needed when the store or a root key file to create lives in it.
+        in_memory = db is None and settings.store_url.startswith("sqlite")  # no files at all
+        needs_home = (db is not None and _inside(db, home)) or (
+            not in_memory and settings.root_key is None and settings.root_key_file is not None
+            and _inside(settings.root_key_file, home))
+        if needs_home:
+            _private_dir(home)
+        elif home.exists():
+            _check(home, 0o700)
+        if db is not None:
+            _private_dir(db.parent) if not db.parent.exists() else _check(db.parent, 0o700)
+            _private_file(db)
+            for suffix in _SIDE_FILES[1:]:
+                _check(Path(f"{db}{suffix}"), 0o600)
+        if settings.root_key_file is not None:
+            _check(Path(settings.root_key_file), 0o600)
+    except OSError as e:  # read-only media, another owner: the store reports what matters
+        log.debug("could not check the modes under %s: %s", home, e.strerror)
+
+
+def _inside(path: Path, home: Path) -> bool:
+    try:
+        return Path(path).expanduser().resolve().is_relative_to(home.expanduser().resolve())
+    except (OSError, RuntimeError):
+        return False
+
+
+def _private_dir(path: Path) -> None:
+    try:
+        path.mkdir(mode=0o700, parents=True)
+    except FileExistsError:
+        _check(path, 0o700)
+        return
+    os.chmod(path, 0o700)  # exactly 0700, whatever the umask
+
+
+def _private_file(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        _check(path, 0o600)
+        return
+    os.close(fd)  # an empty file is an empty SQLite database
+
+
+def _check(path: Path, private: int) -> None:
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return
+    if mode & ~private & 0o077 and str(path) not in _WARNED:
+        _WARNED.add(str(path))
+        log.warning("%s is accessible to other users (mode %04o); kms-local keeps its files "
+                    "private: chmod %o %s", path, mode, private, path)

@@ -31,7 +31,7 @@ def root_key() -> bytes:
 def kms_home(tmp_path, monkeypatch, root_key):
     """A private KMS_HOME with a fresh root key, set in the environment."""
     home = tmp_path / "kms-home"
-    home.mkdir()
+    home.mkdir(mode=0o700)  # as kms-local creates it (a wider one is reported on stderr)
     monkeypatch.setenv("KMS_HOME", str(home))
     monkeypatch.setenv("KMS_ROOT_KEY", base64.b64encode(root_key).decode())
     for var in ("KMS_STORE_URL", "KMS_ROOT_KEY_FILE", "KMS_REGION", "KMS_ACCOUNT_ID",

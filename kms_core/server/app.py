@@ -219,6 +219,8 @@ class KMSApp:
             mark.request_id = ctx.request_id
 
         auditor.inner = inner  # type: ignore[attr-defined]
+        if getattr(inner, "admit", None) is not None:  # the audit log's fail-closed check
+            auditor.admit = inner.admit  # type: ignore[attr-defined]
         self.engine.auditor = auditor
 
     async def _refresh_loop(self) -> None:
@@ -468,6 +470,9 @@ class KMSApp:
                 return self._engine_call(self.engine.call_nonblocking, op, params, ctx)
             except WouldBlock:
                 pass
+            finally:  # durable audit log: no response before its event is committed
+                if self.audit_log is not None:
+                    await self.audit_log.committed()
             # While a call that needs the database runs in the pool, the rest go
             # there too: it may hold the engine's lock during its store access,
             # and waiting for that lock here would stall the whole event loop.

@@ -8,15 +8,18 @@ import json
 import os
 import re
 import struct
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import delete, insert, select, update
 
 from kms_core import audit as A
-from kms_core.audit import AuditReader, audit_events as T, audit_head as H
+from kms_core.audit import AuditReader
+from kms_core.audit import audit_events as T
+from kms_core.audit import audit_head as H
 from kms_core.engine import RequestContext
 from kms_core.errors import KMSError
 
@@ -45,7 +48,7 @@ def test_known_answer_vectors_render_and_chain():
         inp = rec["input"]
         params = {k: (os.urandom(64) if k == "Plaintext" else val) for k, val in inp["params"].items()}
         err = KMSError(inp["error"]["code"], inp["error"]["message"]) if inp["error"] else None
-        when = datetime.strptime(inp["time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        when = datetime.strptime(inp["time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
         body, _ = r.render(RequestContext(**inp["context"]), inp["operation"], A._strip(params),
                            inp["result"], err, when.timestamp(), inp["eventID"])
         assert body == rec["event"]
@@ -73,7 +76,7 @@ def test_known_answer_vectors_verify_in_a_store(engine):
                                       anchor=bytes.fromhex(v["head"]["anchor"])))
         for rec in v["records"]:
             ev = json.loads(rec["event"])
-            when = datetime.strptime(ev["eventTime"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+            when = datetime.strptime(ev["eventTime"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
             conn.execute(insert(T).values(seq=rec["seq"], format=1, event=rec["event"],
                                           mac=bytes.fromhex(rec["mac"]),
                                           **A._index_columns(ev, when)))

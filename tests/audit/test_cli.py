@@ -32,7 +32,7 @@ def history(engine, audit, make_client, clock):
     bob.encrypt(KeyId="alias/two", Plaintext=b"bob-data-00000001")
     clock.advance(days=1)
     root.disable_key(KeyId=k2["KeyId"])
-    with pytest.raises(Exception):
+    with pytest.raises(bob.exceptions.DisabledException):
         bob.encrypt(KeyId=k2["KeyId"], Plaintext=b"bob-data-00000002")
     audit.flush()
     return {"k1": k1, "k2": k2, "url": engine.store.url}
@@ -133,7 +133,7 @@ def test_bad_command_lines_exit_2_without_traceback(capsys, kms_home, argv):
 
 
 def test_unreachable_store_is_one_line_and_255(capsys, kms_home):
-    code, out, err = run(capsys, "verify", "--store-url", "postgresql+psycopg://nobody@127.0.0.1:1/none")
+    code, _, err = run(capsys, "verify", "--store-url", "postgresql+psycopg://nobody@127.0.0.1:1/none")
     assert code == 255 and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 

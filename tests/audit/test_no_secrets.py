@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import base64
 import logging
+from datetime import UTC
 from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from kms_core.audit import AuditReader, build_event
 from kms_core.errors import KMSError
@@ -90,7 +92,7 @@ def test_no_plaintext_or_data_key_in_the_log(engine, audit, akms, caplog, plaint
                                "GrantTokens", "SomeFutureBlob", "PrivateKeyPlaintext"]),
        nest=st.integers(0, 2))
 def test_secret_members_are_dropped_at_any_depth(value, member, nest):
-    from datetime import datetime, timezone
+    from datetime import datetime
     v = [base64.b64encode(value).decode()] if member == "GrantTokens" else value
     params = {"KeyId": "alias/x", member: v}
     for _ in range(nest):
@@ -98,7 +100,7 @@ def test_secret_members_are_dropped_at_any_depth(value, member, nest):
     result = {"KeyId": "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
               member: v}
     for op in ("Encrypt", "CreateKey", "SomeNewOperation"):
-        ev = build_event(None, op, params, result, None, datetime.now(timezone.utc),
+        ev = build_event(None, op, params, result, None, datetime.now(UTC),
                          account_id="111122223333", region="us-east-1")
         import json
         text = json.dumps(ev).encode()
