@@ -101,7 +101,8 @@ def _error_response(err: KMSError, rid: str) -> dict:
     import json  # noqa: PLC0415 - cold start: loaded on first need
     from email.utils import formatdate  # noqa: PLC0415 - cold start: loaded on first need
     # the body AWS sends (as kms serve does), for its Content-Length
-    body = json.dumps({"__type": err.code, "message": err.message}, separators=(",", ":")).encode("utf-8")
+    wire_body = {"__type": err.code, "message": err.message} if err.message else {"__type": err.code}
+    body = json.dumps(wire_body, separators=(",", ":")).encode("utf-8")
     resp: dict = {"Error": {"Message": err.message, "Code": err.code},
                   "ResponseMetadata": {"RequestId": rid, "HTTPStatusCode": err.status, "HTTPHeaders": {
                       "x-amzn-requestid": rid, "content-type": "application/x-amz-json-1.1",
@@ -111,7 +112,7 @@ def _error_response(err: KMSError, rid: str) -> dict:
     if members is None:
         shape = service_model().shape_for_error_code(err.code)
         members = _MODELED[err.code] = tuple(shape.members) if shape is not None else ()
-    if "message" in members:
+    if "message" in members and err.message:  # AWS's body has no message member when it is empty
         resp["message"] = err.message
     return resp
 

@@ -228,7 +228,8 @@ _CREATES_MANAGED = frozenset({"Encrypt", "GenerateDataKey", "GenerateDataKeyWith
 # function named after the operation's Python name (``encrypt``).  Absent: not served.
 _HANDLERS: dict[str, str] = {
     **dict.fromkeys(("CreateKey", "DescribeKey", "ListKeys", "UpdateKeyDescription", "EnableKey",
-                     "DisableKey", "ScheduleKeyDeletion", "CancelKeyDeletion"), "lifecycle"),
+                     "DisableKey", "ScheduleKeyDeletion", "CancelKeyDeletion", "GetKeyLastUsage"),
+                    "lifecycle"),
     **dict.fromkeys(("CreateAlias", "UpdateAlias", "DeleteAlias", "ListAliases"), "aliases"),
     **dict.fromkeys(("Encrypt", "Decrypt", "ReEncrypt", "GenerateDataKey",
                      "GenerateDataKeyWithoutPlaintext", "GenerateRandom"), "crypto"),

@@ -359,7 +359,10 @@ class Engine:
         if rec.key_state == PENDING_DELETION:
             md["DeletionDate"] = ts(rec.deletion_date)
             md["PendingDeletionWindowInDays"] = rec.pending_window_days
-        if rec.origin == "EXTERNAL":
+        # AWS shows ExpirationModel only once material is imported: a PendingImport key,
+        # new or whose material was deleted or expired, has none (CLI example "create-key
+        # --origin EXTERNAL"), and no CurrentKeyMaterialId either (current_version 0).
+        if rec.origin == "EXTERNAL" and rec.current_version:
             md["ExpirationModel"] = rec.expiration_model or "KEY_MATERIAL_EXPIRES"
             if rec.valid_to is not None:
                 md["ValidTo"] = ts(rec.valid_to)

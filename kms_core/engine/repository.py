@@ -308,11 +308,6 @@ class KeyRepository:
                                             T_MAT.c.rotation_type)
                                      .where(T_MAT.c.key_id == key_id).order_by(T_MAT.c.version)).all())
 
-    def last_on_demand(self, key_id: str) -> float | None:
-        with self.store.reading() as conn:
-            return conn.execute(select(func.max(T_MAT.c.created)).where(and_(
-                T_MAT.c.key_id == key_id, T_MAT.c.rotation_type == "ON_DEMAND"))).scalar()
-
     # ------------------------------------------------------------------ aliases
     def alias_target(self, account: str, region: str, name: str) -> str | None:
         k = (account, region, name)

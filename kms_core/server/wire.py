@@ -128,4 +128,8 @@ def encode_response(operation: str, result: dict | None) -> bytes:
 
 
 def encode_error(code: str, message: str) -> bytes:
-    return json.dumps({"__type": code, "message": message}, separators=(",", ":")).encode("utf-8")
+    """AWS's JSON error body.  AWS leaves ``message`` out when it has none (e.g.
+    InvalidCiphertextException, KMSInvalidSignatureException), so botocore then sets no
+    top-level ``message`` in the parsed response."""
+    body = {"__type": code, "message": message} if message else {"__type": code}
+    return json.dumps(body, separators=(",", ":")).encode("utf-8")

@@ -181,6 +181,11 @@ def script():
         ("GenerateDataKeyPair", lambda s: {"KeyId": k1(s), "KeyPairSpec": "ECC_NIST_P256"}, None),
         ("GenerateDataKeyPairWithoutPlaintext", lambda s: {"KeyId": k1(s), "KeyPairSpec": "RSA_2048"}, None),
         ("GenerateDataKeyPair", lambda s: {"KeyId": sk(s), "KeyPairSpec": "RSA_2048"}, None),
+        # GetKeyLastUsage on an unused key (the server audits, the local client does not:
+        # a used key would differ) and with an alias, which it does not accept.
+        ("CreateKey", {"Description": "last usage"}, "lu"),
+        ("GetKeyLastUsage", lambda s: {"KeyId": s["lu"]["KeyMetadata"]["KeyId"]}, None),
+        ("GetKeyLastUsage", {"KeyId": "alias/parity"}, None),
         # An operation of AWS KMS that this engine does not implement.
         ("ReplicateKey", lambda s: {"KeyId": k1(s), "ReplicaRegion": "us-west-2"}, None),
     ]

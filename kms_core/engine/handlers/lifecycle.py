@@ -1,5 +1,5 @@
 """Key lifecycle: CreateKey, DescribeKey, ListKeys, UpdateKeyDescription, Enable/DisableKey,
-Schedule/CancelKeyDeletion."""
+Schedule/CancelKeyDeletion, GetKeyLastUsage."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from kms_core.errors import KMSError, validation
 from kms_core.keytypes import operations as ops
 
-from .. import paging
+from .. import last_usage, paging
 from ..records import (
     DAY,
     DISABLED,
@@ -132,3 +132,22 @@ def cancel_key_deletion(eng: Engine, p: Params, ctx: RequestContext) -> Result:
     state = PENDING_IMPORT if (rec.origin == "EXTERNAL" and not rec.materials) else DISABLED
     eng.repo.update_key(rec.key_id, key_state=state, deletion_date=None, pending_window_days=None)
     return {"KeyId": rec.arn}
+
+
+def get_key_last_usage(eng: Engine, p: Params, ctx: RequestContext) -> Result:
+    """Read from the audit trail (``engine/last_usage.py``): nothing is written per request.
+    Tracking starts when the audit log began recording, or at the key's creation if later;
+    with no audit log, it has not started (TrackingStartDate is now)."""
+    rec = eng.read_key(p["KeyId"], ctx, "GetKeyLastUsage", p)
+    last_usage.flush(eng.auditor)
+    began, used = last_usage.read(eng.store, rec.key_id)
+    start = max(rec.creation_date, eng.now() if began is None else began)
+    out: Result = {"KeyId": rec.arn, "TrackingStartDate": ts(start),
+                   "KeyCreationDate": ts(rec.creation_date)}
+    if used is not None and used.timestamp >= start:
+        usage: Result = {"Operation": used.operation, "Timestamp": ts(used.timestamp),
+                         "CloudTrailEventId": used.event_id}
+        if used.request_id:
+            usage["KmsRequestId"] = used.request_id
+        out["KeyLastUsage"] = usage
+    return out

@@ -52,9 +52,9 @@ def get_key_rotation_status(eng: Engine, p: Params, ctx: RequestContext) -> Resu
         out["RotationPeriodInDays"] = rec.rotation_period_days
         if rec.next_rotation_date is not None:
             out["NextRotationDate"] = ts(rec.next_rotation_date)
-    last_on_demand = eng.repo.last_on_demand(rec.key_id)
-    if last_on_demand is not None:
-        out["OnDemandRotationStartDate"] = ts(last_on_demand)
+    # AWS reports OnDemandRotationStartDate only while an on-demand rotation is in
+    # progress and drops it once the rotation completes.  Ours completes before
+    # RotateKeyOnDemand returns, so there is never one in progress to report.
     return out
 
 
@@ -66,9 +66,9 @@ def rotate_key_on_demand(eng: Engine, p: Params, ctx: RequestContext) -> Result:
         eng.repo.rotate_on_demand(rec.key_id, rec.key_spec, eng.now(), MAX_ON_DEMAND_ROTATIONS)
     except TooMany:
         raise KMSError("LimitExceededException",
-                       f"The on-demand rotations limit has been reached for the given key: "
-                       f"{rec.arn} ({MAX_ON_DEMAND_ROTATIONS} rotations).") from None
-    return {"KeyId": rec.key_id}
+                       "The on-demand rotations limit has been reached for the given keyId. "
+                       f"No more on-demand rotations can be performed for this key: {rec.arn}") from None
+    return {"KeyId": rec.arn}
 
 
 def list_key_rotations(eng: Engine, p: Params, ctx: RequestContext) -> Result:

@@ -15,6 +15,11 @@ if TYPE_CHECKING:
     from ..core import Engine
 
 
+def _reserved(tag_key: str) -> bool:
+    """AWS reserves the ``aws:`` prefix in any letter case (``AWS:``, ``Aws:``)."""
+    return tag_key[:4].lower() == "aws:"
+
+
 def check_tags(tag_list: list[Any]) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     seen: set[str] = set()
@@ -22,7 +27,7 @@ def check_tags(tag_list: list[Any]) -> list[tuple[str, str]]:
         if not isinstance(t, dict) or "TagKey" not in t or "TagValue" not in t:
             raise validation("Each tag must have a TagKey and a TagValue.")
         k, v = t["TagKey"], t["TagValue"]  # lengths: the operation table
-        if k.startswith("aws:"):
+        if _reserved(k):
             raise KMSError("TagException", "Tags beginning with aws: are reserved")
         if k in seen:
             raise KMSError("TagException", "Duplicate tag keys")
@@ -47,7 +52,7 @@ def untag_resource(eng: Engine, p: Params, ctx: RequestContext) -> Result:
     rec = eng.admin_key(p["KeyId"], ctx, "UntagResource", p)
     keys = p["TagKeys"]
     for k in keys:
-        if isinstance(k, str) and k.startswith("aws:"):
+        if isinstance(k, str) and _reserved(k):
             raise KMSError("TagException", "Tags beginning with aws: are reserved")
     eng.repo.delete_tags(rec.key_id, keys)
     return {}
