@@ -7,7 +7,9 @@ dir) and `moto_server` on loopback, then replays one pre-signed request per
 case (Encrypt 64 B, Decrypt, GenerateDataKey AES_256) with wrk (Debian package
 `wrk`; a multi-process Python load generator with raw http.client is used
 when wrk is missing).  SigV4 signatures stay valid for 5 minutes, so every
-replayed request is fully verified by the server.  Prints requests/s, p50 and p99
+replayed request is fully verified by the server.  Stalls (every request's
+latency, PostgreSQL next to SQLite, two workers and two nodes) are measured by
+``benchmarks/server_stalls.py``, which reuses this module's helpers.  Prints requests/s, p50 and p99
 latency for both and the throughput ratio.  Targets (issue 3): ratio >= 10x,
 p99 <= 10 ms at 16 connections.  Any non-200 answer fails the run.
 """
@@ -47,7 +49,7 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"{proc.args[0]} exited with {proc.returncode}")
+            raise SystemExit(f"{proc.args!r} exited with {proc.returncode}")
         try:
             urllib.request.urlopen(url, timeout=1).read()
             return
@@ -95,6 +97,13 @@ def cpu_seconds(pid: int) -> float:
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
+def _find(pattern: str, text: str) -> re.Match:
+    m = re.search(pattern, text, re.M)
+    if m is None:
+        raise SystemExit(f"unexpected wrk output (no {pattern!r}): {text.strip()}")
+    return m
+
+
 def run_wrk(url: str, headers: dict, body: bytes, seconds: float, connections: int, threads: int) -> dict:
     lua = ["wrk.method = 'POST'", f"wrk.body = {json.dumps(body.decode())}"]
     lua += [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items() if k.lower() != "host"]
@@ -110,15 +119,15 @@ def run_wrk(url: str, headers: dict, body: bytes, seconds: float, connections: i
     text = out.stdout
     if "Requests/sec" not in text:
         raise SystemExit(f"wrk failed ({out.returncode}): {out.stderr.strip() or text.strip()}")
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
-    m = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+    rps = float(_find(r"Requests/sec:\s+([\d.]+)", text).group(1))
+    m = _find(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", text)
     p99 = float(m.group(1)) * _UNITS[m.group(2)]
-    m = re.search(r"^\s+50%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+    m = _find(r"^\s+50%\s+([\d.]+)(us|ms|s)\s*$", text)
     p50 = float(m.group(1)) * _UNITS[m.group(2)]
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
     failures = (int(bad.group(1)) if bad else 0) + (sum(map(int, errors.groups())) if errors else 0)
-    total = int(re.search(r"(\d+) requests in", text).group(1))
+    total = int(_find(r"(\d+) requests in", text).group(1))
     return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "failures": failures, "requests": total}
 
 
