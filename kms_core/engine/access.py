@@ -27,6 +27,19 @@ _CONTEXT_PARAM = {"ReEncryptFrom": "SourceEncryptionContext",
 # Permissions for which the kms:EncryptionAlgorithm condition key is set.
 _ALGORITHM_KEYED = frozenset({"Encrypt", "Decrypt", "ReEncryptFrom", "ReEncryptTo", "GenerateDataKey",
                               "GenerateDataKeyWithoutPlaintext"})
+# The request parameter naming that algorithm (absent: SYMMETRIC_DEFAULT, AWS's default).
+_ALGORITHM_PARAM = {"Encrypt": "EncryptionAlgorithm", "Decrypt": "EncryptionAlgorithm",
+                    "ReEncryptFrom": "SourceEncryptionAlgorithm", "ReEncryptTo": "DestinationEncryptionAlgorithm"}
+# Other condition keys taken from the request: permission -> ((condition key, parameter, default), ...).
+_REQUEST_KEYED = {
+    "Sign": (("kms:SigningAlgorithm", "SigningAlgorithm", None), ("kms:MessageType", "MessageType", "RAW")),
+    "Verify": (("kms:SigningAlgorithm", "SigningAlgorithm", None), ("kms:MessageType", "MessageType", "RAW")),
+    "GenerateMac": (("kms:MacAlgorithm", "MacAlgorithm", None),),
+    "VerifyMac": (("kms:MacAlgorithm", "MacAlgorithm", None),),
+    "DeriveSharedSecret": (("kms:KeyAgreementAlgorithm", "KeyAgreementAlgorithm", None),),
+    "GenerateDataKeyPair": (("kms:DataKeyPairSpec", "KeyPairSpec", None),),
+    "GenerateDataKeyPairWithoutPlaintext": (("kms:DataKeyPairSpec", "KeyPairSpec", None),),
+}
 _DECISIONS_MAX = 65536
 
 GRANT_TOKEN_PREFIX = "KMSGT1"
@@ -90,11 +103,13 @@ class Authorizer:
                 if parse_grant_token(t) is None:
                     raise KMSError("InvalidGrantTokenException", "The grant token is not valid.")
         eng = self.engine
+        principal = ctx.principal
+        if principal is None and eng.authorizer is None:
+            return  # the trusted local application (the hot path: nothing to evaluate)
         action = permission or OPERATIONS[operation].permission[0]
         name = action[len("kms:"):]
         if eng.authorizer is not None:
             eng.authorizer(name, rec, ctx, params)
-        principal = ctx.principal
         if principal is None or rec is None or not OPERATIONS[operation].key_policy:
             return
         policy = parse_policy(rec.policy)
@@ -144,7 +159,9 @@ class Authorizer:
                 c["kms:EncryptionContext:" + k] = v
             c["kms:EncryptionContextKeys"] = list(ec)
         if name in _ALGORITHM_KEYED:
-            c["kms:EncryptionAlgorithm"] = SYMMETRIC
+            c["kms:EncryptionAlgorithm"] = params.get(_ALGORITHM_PARAM.get(name, "")) or SYMMETRIC
+        for key, param, default in _REQUEST_KEYED.get(name, ()):
+            c[key] = params.get(param) or default
         ref = params.get("KeyId") or params.get("DestinationKeyId")
         alias = arns.alias_of(ref) if isinstance(ref, str) else None
         if alias is not None:
