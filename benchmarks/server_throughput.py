@@ -7,7 +7,9 @@ dir) and `moto_server` on loopback, then replays one pre-signed request per
 case (Encrypt 64 B, Decrypt, GenerateDataKey AES_256) with wrk (Debian package
 `wrk`; a multi-process Python load generator with raw http.client is used
 when wrk is missing).  SigV4 signatures stay valid for 5 minutes, so every
-replayed request is fully verified by the server.  Prints requests/s, p50 and p99
+replayed request is fully verified by the server.  Stalls (every request's
+latency, PostgreSQL next to SQLite, two workers and two nodes) are measured by
+``benchmarks/server_stalls.py``, which reuses this module's helpers.  Prints requests/s, p50 and p99
 latency for both and the throughput ratio.  Targets (issue 3): ratio >= 10x,
 p99 <= 10 ms at 16 connections.  Any non-200 answer fails the run.
 """
@@ -47,7 +49,7 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"{proc.args[0]} exited with {proc.returncode}")
+            raise SystemExit(f"{proc.args!r} exited with {proc.returncode}")
         try:
             urllib.request.urlopen(url, timeout=1).read()
             return
@@ -95,6 +97,13 @@ def cpu_seconds(pid: int) -> float:
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
+def _find(pattern: str, text: str) -> re.Match:
+    m = re.search(pattern, text, re.M)
+    if m is None:
+        raise SystemExit(f"unexpected wrk output (no {pattern!r}): {text.strip()}")
+    return m
+
+
 def run_wrk(url: str, headers: dict, body: bytes, seconds: float, connections: int, threads: int) -> dict:
     lua = ["wrk.method = 'POST'", f"wrk.body = {json.dumps(body.decode())}"]
     lua += [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items() if k.lower() != "host"]
@@ -103,21 +112,22 @@ def run_wrk(url: str, headers: dict, body: bytes, seconds: float, connections: i
         script = f.name
     try:
         out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
-                              "-s", script, url + "/"], capture_output=True, text=True, timeout=seconds + 60)
+                              "-s", script, url + "/"],
+                             check=False, capture_output=True, text=True, timeout=seconds + 60)
     finally:
         os.unlink(script)
     text = out.stdout
     if "Requests/sec" not in text:
         raise SystemExit(f"wrk failed ({out.returncode}): {out.stderr.strip() or text.strip()}")
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
-    m = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+    rps = float(_find(r"Requests/sec:\s+([\d.]+)", text).group(1))
+    m = _find(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", text)
     p99 = float(m.group(1)) * _UNITS[m.group(2)]
-    m = re.search(r"^\s+50%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+    m = _find(r"^\s+50%\s+([\d.]+)(us|ms|s)\s*$", text)
     p50 = float(m.group(1)) * _UNITS[m.group(2)]
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
     failures = (int(bad.group(1)) if bad else 0) + (sum(map(int, errors.groups())) if errors else 0)
-    total = int(re.search(r"(\d+) requests in", text).group(1))
+    total = int(_find(r"(\d+) requests in", text).group(1))
     return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "failures": failures, "requests": total}
 
 
@@ -167,7 +177,8 @@ def run_python(url: str, headers: dict, body: bytes, seconds: float, connections
 
 # -- servers ---------------------------------------------------------------------------
 
-def start_kms(tmp: Path, workers: int, engine_calls: str, audit: bool, store_url: str | None):
+def kms_env(tmp: Path, store_url: str | None) -> tuple[dict, dict]:
+    """The environment of a fresh store (KMS_HOME under ``tmp``) and an access key in it."""
     home = tmp / "kms-home"
     env = {**os.environ, "KMS_HOME": str(home), "KMS_ROOT_KEY": base64.b64encode(os.urandom(32)).decode()}
     for v in ("KMS_STORE_URL", "KMS_ROOT_KEY_FILE", "KMS_SERVER_CONFIG"):
@@ -176,24 +187,40 @@ def start_kms(tmp: Path, workers: int, engine_calls: str, audit: bool, store_url
         env["KMS_STORE_URL"] = store_url
     key = json.loads(subprocess.run([sys.executable, "-c",
                                      "import sys; from kms_core.server.cli import create_access_key_main as m; "
-                                     "sys.exit(m(['--user-name', 'bench']))"],
+                                     "r = m(['--user-name', 'bench']); "
+                                     # Two workers starting on a fresh PostgreSQL schema race to create the
+                                     # console's table (CREATE TABLE checkfirst is not atomic): create it first.
+                                     "from kms_core.engine import get_engine; from kms_core.settings import Settings; "
+                                     "from kms_core.console.sessions import Sessions; "
+                                     "Sessions(get_engine(Settings.from_env()).store); sys.exit(r)"],
                                     env=env, check=True, capture_output=True, text=True).stdout)["AccessKey"]
+    return env, key
+
+
+def start_server(tmp: Path, env: dict, workers: int, engine_calls: str = "loop", audit: bool = True,
+                 name: str = "kms"):
     port = free_port()
-    log = open(tmp / "kms.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "kms_core.server", "--host", "127.0.0.1", "--port", str(port),
-                             "--workers", str(workers), "--engine-calls", engine_calls, "--log-level", "warning"]
-                            + ([] if audit else ["--no-audit"]),
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    with open(tmp / f"{name}.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "kms_core.server", "--host", "127.0.0.1", "--port", str(port),
+                                 "--workers", str(workers), "--engine-calls", engine_calls, "--log-level", "warning"]
+                                + ([] if audit else ["--no-audit"]),
+                                env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     wait_http(url + "/health", proc)
+    return proc, url
+
+
+def start_kms(tmp: Path, workers: int, engine_calls: str, audit: bool, store_url: str | None):
+    env, key = kms_env(tmp, store_url)
+    proc, url = start_server(tmp, env, workers, engine_calls, audit)
     return proc, url, key
 
 
 def start_moto(tmp: Path):
     port = free_port()
-    log = open(tmp / "moto.log", "wb")
     exe = shutil.which("moto_server") or sys.exit("moto_server not found (pip install 'moto[server]')")
-    proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT)
+    with open(tmp / "moto.log", "wb") as log:
+        proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     wait_http(url + "/moto-api/", proc)
     return proc, url, {"AccessKeyId": "testing", "SecretAccessKey": "testing"}
@@ -235,7 +262,10 @@ def main() -> int:
         tmp = Path(d)
         procs = []
         try:
-            for name, starter in (("kms serve", lambda: start_kms(tmp, args.workers, args.engine_calls, not args.no_audit, args.store_url)), ("moto_server", lambda: start_moto(tmp))):
+            def kms():
+                return start_kms(tmp, args.workers, args.engine_calls, not args.no_audit, args.store_url)
+
+            for name, starter in (("kms serve", kms), ("moto_server", lambda: start_moto(tmp))):
                 proc, url, key = starter()
                 procs.append(proc)
                 for case, (target, params) in cases(url, key).items():
@@ -259,7 +289,8 @@ def main() -> int:
 
     print(f"load: {args.load}, {args.connections} connections, {args.seconds:g} s per case; "
           f"kms serve --workers {args.workers} --engine-calls {args.engine_calls}"
-          f"{' --no-audit' if args.no_audit else ''}; store {'SQLite' if not args.store_url else args.store_url.split(':')[0]}"
+          f"{' --no-audit' if args.no_audit else ''}; "
+          f"store {'SQLite' if not args.store_url else args.store_url.split(':')[0]}"
           f"; {os.cpu_count()} CPUs; loopback")
     print(f"load average before the run: {load_before}")
     print(f"{'case':<17}{'kms req/s':>11}{'p50':>9}{'p99':>9}{'CPU/req':>10}{'moto req/s':>12}{'p50':>9}{'p99':>9}"

@@ -78,7 +78,13 @@ class KeyRepository:
     def refresh(self) -> None:
         """Drop the caches if another process changed the store."""
         _check_io()  # under call_nonblocking: never wait for the lock on an event loop
+        checked = self.gen_checked
         with self.lock:
+            if self.gen_checked != checked and self.changes.value() == self.seen_change:
+                # Another thread checked while this one waited for the lock, and nothing
+                # changed since: one query, not one per waiting request (a slow database
+                # would otherwise see them all, one after another, under this lock).
+                return
             now = time.monotonic()
             seen = self.changes.value()  # before the read: a change after it triggers another refresh
             try:
