@@ -262,3 +262,39 @@ def test_via_service_condition_on_a_customer_key(engine, kms):
     with pytest.raises(KMSError) as e:
         engine.call("Encrypt", {"KeyId": key, "Plaintext": b"x"}, RequestContext(principal=USER))
     assert e.value.code == "AccessDeniedException"
+
+
+CLI_MATRIX = [  # (principal, kms command, allowed?) on a key with the console's policy
+    (ADMIN, ["get-key-policy", "--policy-name", "default"], True),
+    (ADMIN, ["encrypt", "--plaintext", "aGk="], False),
+    (USER, ["encrypt", "--plaintext", "aGk="], True),
+    (USER, ["get-key-policy", "--policy-name", "default"], False),
+    (OTHER, ["describe-key"], False),
+    (None, ["encrypt", "--plaintext", "aGk="], True),  # no --principal: the trusted local application
+]
+
+
+@pytest.mark.parametrize("principal,command,allowed", CLI_MATRIX,
+                         ids=[f"{(p or 'local').rsplit('/', 1)[-1]}-{c[0]}" for p, c, _ in CLI_MATRIX])
+def test_cli_principal_is_evaluated_like_a_client(console_key, as_, capsys, principal, command, allowed):
+    """`kms --principal ARN` gets the key policy's decision an in-process client gets (#15.4)."""
+    from kms_core.cli import main
+
+    argv = (["--principal", principal] if principal else []) + command + ["--key-id", console_key]
+    capsys.readouterr()
+    rc = main(argv)
+    _, err = capsys.readouterr()
+    if allowed:
+        assert rc == 0, err
+    else:
+        action = "kms:" + "".join(w.capitalize() for w in command[0].split("-"))
+        assert rc == 255 and err.strip().endswith(
+            f"User: {principal} is not authorized to perform: {action} on resource: "
+            f"arn:aws:kms:us-east-1:{ACCOUNT}:key/{console_key} because no resource-based policy "
+            f"allows the {action} action"), err
+        client = as_(principal)
+        with pytest.raises(ClientError) as e:
+            getattr(client, command[0].replace("-", "_"))(KeyId=console_key, **(
+                {"Plaintext": b"hi"} if command[0] == "encrypt" else
+                {"PolicyName": "default"} if command[0] == "get-key-policy" else {}))
+        assert code(e.value) == "AccessDeniedException"
