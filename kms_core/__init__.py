@@ -10,9 +10,11 @@ __version__ = "0.1.0"
 __all__ = ["KMSError", "__version__", "client"]
 
 
-def client(**kwargs):
+def client(*args, **kwargs):
+    """``kms_core.client("kms", region_name=..., ...)``: called as ``boto3.client`` is
+    (see ``kms_core.embedded.client``)."""
     from .embedded import client as _client  # noqa: PLC0415 - cold start: import kms_core stays cheap
-    return _client(**kwargs)
+    return _client(*args, **kwargs)
 
 
 def __getattr__(name):

@@ -11,9 +11,19 @@ import struct
 import threading
 import time
 from collections import OrderedDict
-from typing import Any, Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
+from typing import Any
 
-__all__ = ["encode_context", "DataKeyCache", "CachedKey"]
+__all__ = ["MAX_CONTEXT_BYTES", "CachedKey", "DataKeyCache", "encode_context"]
+
+# The encoding's 16-bit lengths: the engine refuses larger contexts before
+# they get here (ValidationException); this is for direct callers.
+MAX_CONTEXT_BYTES = 65535
+
+
+def _too_large() -> ValueError:
+    return ValueError(f"an encryption context may have at most {MAX_CONTEXT_BYTES} pairs, "
+                      f"each key and value at most {MAX_CONTEXT_BYTES} bytes in UTF-8")
 
 
 def encode_context(context: Mapping[str, str] | None) -> bytes:
@@ -21,13 +31,23 @@ def encode_context(context: Mapping[str, str] | None) -> bytes:
 
     Pairs sorted by the UTF-8 bytes of the key; ``u16 count`` then, per pair,
     ``u16 len(key) key u16 len(value) value``.  Order-independent (as AWS's
-    matching is) and injective, unlike the concatenation moto uses.
+    matching is) and injective, unlike the concatenation moto uses.  Raises
+    ValueError for a context the format cannot hold (see MAX_CONTEXT_BYTES)
+    or one that is not valid Unicode.
     """
     if not context:
         return b"\x00\x00"
-    items = sorted((k.encode("utf-8"), v.encode("utf-8")) for k, v in context.items())
+    try:
+        items = sorted((k.encode("utf-8"), v.encode("utf-8")) for k, v in context.items())
+    except UnicodeEncodeError:
+        raise ValueError("an encryption context key or value is not valid Unicode "
+                         "(a lone UTF-16 surrogate)") from None
+    if len(items) > MAX_CONTEXT_BYTES:
+        raise _too_large()
     out = [struct.pack(">H", len(items))]
     for k, v in items:
+        if len(k) > MAX_CONTEXT_BYTES or len(v) > MAX_CONTEXT_BYTES:
+            raise _too_large()
         out.append(struct.pack(">H", len(k)))
         out.append(k)
         out.append(struct.pack(">H", len(v)))
@@ -41,7 +61,7 @@ class CachedKey:
     ``repr`` never shows key bytes.
     """
 
-    __slots__ = ("plaintext", "wrapped", "key_id", "created", "uses", "bytes", "extra")
+    __slots__ = ("bytes", "created", "extra", "key_id", "plaintext", "uses", "wrapped")
 
     def __init__(self, plaintext: bytes, wrapped: bytes, key_id: str, extra: Any = None):
         self.plaintext = plaintext

@@ -7,6 +7,11 @@ message.  Messages never contain plaintext, data keys or secrets.
 """
 from __future__ import annotations
 
+import logging
+import os
+
+log = logging.getLogger("kms")
+
 # HTTP status per code.  AWS answers 400 for client errors (recorded
 # snapshots); 5xx only for internal/dependency failures (botocore retries them).
 _STATUS = {
@@ -23,6 +28,7 @@ _STATUS = {
     "UnknownOperationException": 400,
     "SerializationException": 400,
     "RequestEntityTooLargeException": 413,
+    "RequestTimeoutException": 408,
 }
 
 
@@ -58,6 +64,28 @@ def invalid_ciphertext() -> KMSError:
     # AWS sends an empty message for every ciphertext/context mismatch, which
     # also keeps us from leaking which check failed.
     return KMSError("InvalidCiphertextException", "")
+
+
+def _where(e: BaseException) -> str:
+    """``file:line`` of the innermost frame: enough to find a bug, no values."""
+    tb = e.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return "?"
+    return f"{os.path.basename(tb.tb_frame.f_code.co_filename)}:{tb.tb_lineno}"
+
+
+def internal_error(e: BaseException, operation: str | None, request_id: str | None) -> KMSError:
+    """The dispatch boundary's answer to an unexpected exception (a bug).
+
+    Logs its type and location — never its message, which may quote request
+    data — with the traceback only at DEBUG, and returns what the caller gets:
+    ``KMSInternalException`` (500, which botocore retries), as AWS answers.
+    """
+    log.error("internal error in %s (request %s): %s at %s", operation, request_id,
+              type(e).__name__, _where(e), exc_info=log.isEnabledFor(logging.DEBUG))
+    return KMSError("KMSInternalException", "An internal error occurred.")
 
 
 class StoreError(Exception):

@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection, Engine as SAEngine
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
+from .changes import ChangeSignal, Listener, libpq_dsn, store_identity
 from .errors import StoreError
 from .settings import Settings, decode_root_key
 
@@ -133,6 +134,9 @@ import_parameters = Table(
 # default.
 SQLITE_SYNCHRONOUS = "FULL"
 
+# The in-memory store (tests): kms_core/memory_store.py, docs/testing.md.
+IN_MEMORY_URLS = ("sqlite://", "sqlite:///:memory:", "sqlite+pysqlite://", "sqlite+pysqlite:///:memory:")
+
 
 class WouldBlock(Exception):
     """Raised inside ``Store.no_io()`` instead of touching the database."""
@@ -173,6 +177,7 @@ class Store:
         self.settings = settings
         self.url = settings.store_url
         self._is_sqlite = self.url.startswith("sqlite")
+        self.in_memory = self.url in IN_MEMORY_URLS
         if self._is_sqlite:
             path = self.url.split("///", 1)[-1] if "///" in self.url else ""
             if path and path != ":memory:":
@@ -180,12 +185,22 @@ class Store:
         self.engine = self._make_engine()
         self._aead: AESGCM | None = None
         self._lock = threading.Lock()
+        # "The store changed", to every process using it (kms_core/changes.py).
+        self.changes = ChangeSignal(store_identity(self.url))
+        self._notify = f"NOTIFY {self.changes.channel}" if self.engine.dialect.name == "postgresql" else None
+        self._listener: Listener | None = None
         self._open()
+        dsn = libpq_dsn(self.url) if self._notify else None
+        if dsn is not None:
+            self._listener = Listener(dsn, self.changes)
 
     # -- engine -----------------------------------------------------------------
     def _make_engine(self) -> SAEngine:
         if not self._is_sqlite:
             return create_engine(self.url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+        if self.in_memory:  # one shared connection: each new one would open a new, empty database
+            from .memory_store import memory_engine  # noqa: PLC0415 - in-memory (test) stores only
+            return memory_engine(self.url)
         # NullPool: SQLite connections are cheap and this avoids sharing one
         # across threads; the hot path never touches the store anyway.
         eng = create_engine(self.url, poolclass=NullPool,
@@ -273,6 +288,9 @@ class Store:
 
     def _root_key(self, *, new_store: bool) -> bytes:
         s = self.settings
+        if self.in_memory:  # nothing outlives the process: the key never leaves memory, no file, no message
+            from .memory_store import ROOT_KEY  # noqa: PLC0415 - in-memory (test) stores only
+            return ROOT_KEY
         if s.root_key is not None:
             return s.root_key
         path = s.root_key_file
@@ -324,9 +342,13 @@ class Store:
                 conn.execute(update(kms_state).where(kms_state.c.id == 1)
                              .values(generation=kms_state.c.generation + 1))
                 yield conn
+                if self._notify:
+                    conn.exec_driver_sql(self._notify)  # delivered to other hosts at commit
         except SQLAlchemyError as e:
             log.error("store write failed: %s", type(e).__name__)
             raise StoreError(f"the key store could not complete the write ({type(e).__name__})") from e
+        # Committed: every process on this host sees it from now on (before the call returns).
+        self.changes.bump()
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[Connection]:
@@ -360,5 +382,12 @@ class Store:
     def material_aad(key_id: str, version: int) -> bytes:
         return f"material|{key_id}|{version}".encode()
 
+    def wait_listening(self, timeout: float) -> bool:
+        """For tests and start-up: whether this process hears other hosts' changes (PostgreSQL)."""
+        return self._listener is None or self._listener.ready.wait(timeout)
+
     def dispose(self) -> None:
+        if self._listener is not None:
+            self._listener.stop()
         self.engine.dispose()
+        self.changes.close()

@@ -34,15 +34,24 @@ lengths are counted in code points (the Smithy rule).
 """
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any, cast
 
 from kms_core.errors import KMSError
 from kms_core.model import OPERATIONS, Shape, camel, from_wire
 from kms_core.model import operation as _operation
 
-__all__ = ["validate", "check_client_side", "check_params", "check_wire_types",
-           "validation_messages", "client_side_report", "precompile"]
+__all__ = [
+    "check_client_side",
+    "check_params",
+    "check_wire_types",
+    "client_side_report",
+    "precompile",
+    "validate",
+    "validation_messages",
+]
 
 
 # ---------------------------------------------------------------------------
@@ -58,6 +67,53 @@ def _pattern(s): return f"Member must satisfy regular expression pattern: {s.pat
 
 
 _NOT_NULL = "Member must not be null"
+_NO_NUL = "Member must not contain the NUL character (U+0000)"
+
+# Text every string member must be, on every interface (server, in-process
+# client, CLI): Unicode scalar values only (a lone UTF-16 surrogate cannot be
+# encoded as UTF-8: SerializationException, as for any undecodable body), and
+# no NUL, which PostgreSQL cannot store in text and no KMS value needs
+# (ValidationException).  ``isascii`` is O(1) in CPython, so the common case
+# costs one ``in`` scan.
+_BAD_TEXT = re.compile("[\x00\ud800-\udfff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def text_ok(v: str) -> bool:
+    """True if ``v`` has neither NUL nor a lone surrogate."""
+    return "\x00" not in v if v.isascii() else _BAD_TEXT.search(v) is None
+
+
+def has_surrogate(v: str) -> bool:
+    return not v.isascii() and _SURROGATE.search(v) is not None
+
+
+def not_unicode(path: str) -> KMSError:
+    # Never echo the value: it cannot be printed or encoded.
+    return KMSError("SerializationException",
+                    f"The string at '{path or 'request'}' is not valid Unicode (a lone UTF-16 surrogate)")
+
+
+# Encryption contexts are encoded with 16-bit lengths (kms_core.envelope).
+MAX_CONTEXT_BYTES = 65535
+_EC_SHAPE = "EncryptionContextType"
+_EC_TOO_LONG = (f"Member must have at most {MAX_CONTEXT_BYTES} pairs, each key and value at most "
+                f"{MAX_CONTEXT_BYTES} bytes in UTF-8")
+# Java's int and long: AWS cannot read a wider number (kms_core.model.from_wire).
+_INT_BITS = {"integer": 31, "long": 63}
+
+
+# The model always gives list and map shapes their parts; these say so to mypy.
+def _member(s: Shape) -> Shape:
+    return cast(Shape, s.member)
+
+
+def _key(s: Shape) -> Shape:
+    return cast(Shape, s.key)
+
+
+def _value(s: Shape) -> Shape:
+    return cast(Shape, s.value)
 
 
 def _hidden(shape: Shape) -> bool:
@@ -65,9 +121,9 @@ def _hidden(shape: Shape) -> bool:
     if shape.type == "blob" or shape.sensitive:
         return True
     if shape.type == "list":
-        return _hidden(shape.member)
+        return _hidden(_member(shape))
     if shape.type == "map":
-        return _hidden(shape.key) or _hidden(shape.value)
+        return _hidden(_key(shape)) or _hidden(_value(shape))
     if shape.type == "structure":
         return any(_hidden(m) for m in shape.members.values())
     return False
@@ -137,7 +193,7 @@ class _Checker:
     ``errors(v, path, out)`` the slow path that appends AWS messages (and
     raises SerializationException on wrong Python types)."""
 
-    __slots__ = ("ok", "errors")
+    __slots__ = ("errors", "ok")
 
     def __init__(self, ok: Callable[[Any], bool], errors: Callable[[Any, str, list], None]):
         self.ok = ok
@@ -148,199 +204,233 @@ def _always(_v) -> bool:
     return True
 
 
-def _compile(shape: Shape, rng: tuple | None = None) -> _Checker:
+def _string_checker(shape: Shape, lo, hi) -> _Checker:
+    rx = shape.regex.fullmatch if shape.pattern else None
+    enum = shape.enum_set
+    lo_ = lo if lo is not None else 0
+    hi_ = hi if hi is not None else float("inf")
+
+    def ok(v, lo_=lo_, hi_=hi_, rx=rx, enum=enum):
+        return (type(v) is str and lo_ <= len(v) <= hi_
+                and (rx is None or rx(v) is not None)
+                and (enum is None or v in enum) and text_ok(v))
+
+    def errors(v, path, out):
+        if not isinstance(v, str):
+            raise _type_error(shape, v, path)
+        if enum is not None and v not in enum:
+            out.append(_msg(shape, v, path, _enum(shape)))
+        if rx is not None and rx(v) is None:
+            out.append(_msg(shape, v, path, _pattern(shape)))
+        if len(v) < lo_:
+            out.append(_msg(shape, v, path, _len_ge(lo)))
+        elif len(v) > hi_:
+            out.append(_msg(shape, v, path, _len_le(hi)))
+    return _Checker(ok, errors)
+
+
+def _blob_checker(shape: Shape, lo, hi) -> _Checker:
+    lo_ = lo if lo is not None else 0
+    hi_ = hi if hi is not None else float("inf")
+
+    def ok(v, lo_=lo_, hi_=hi_):
+        return type(v) is bytes and lo_ <= len(v) <= hi_
+
+    def errors(v, path, out):
+        if not isinstance(v, (bytes, bytearray, memoryview, str)):
+            raise _type_error(shape, v, path)
+        n = _blob_len(v)
+        if n < lo_:
+            out.append(_msg(shape, v, path, _len_ge(lo)))
+        elif n > hi_:
+            out.append(_msg(shape, v, path, _len_le(hi)))
+    return _Checker(ok, errors)
+
+
+def _integer_checker(shape: Shape, lo, hi) -> _Checker:
+    lo_ = lo if lo is not None else float("-inf")
+    hi_ = hi if hi is not None else float("inf")
+
+    def ok(v, lo_=lo_, hi_=hi_):
+        return type(v) is int and lo_ <= v <= hi_
+
     t = shape.type
-    lo, hi = rng if rng else (shape.min, shape.max)
+    bits = _INT_BITS[t]
 
-    if t == "string":
-        rx = shape.regex.fullmatch if shape.pattern else None
-        enum = shape.enum_set
-        lo_ = lo if lo is not None else 0
-        hi_ = hi if hi is not None else float("inf")
+    def errors(v, path, out):
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise _type_error(shape, v, path)
+        if not -(1 << bits) <= v < (1 << bits):
+            # As the wire decoder says it; never str() it (4,300-digit limit).
+            raise KMSError("SerializationException",
+                           f"NUMBER_VALUE is out of range for {_PY_TYPES[t]} (at '{path}')")
+        if v < lo_:
+            out.append(_msg(shape, v, path, _val_ge(lo)))
+        elif v > hi_:
+            out.append(_msg(shape, v, path, _val_le(hi)))
+    return _Checker(ok, errors)
 
-        def ok(v, lo_=lo_, hi_=hi_, rx=rx, enum=enum):
-            return (type(v) is str and lo_ <= len(v) <= hi_
-                    and (rx is None or rx(v) is not None)
-                    and (enum is None or v in enum))
 
-        def errors(v, path, out):
-            if not isinstance(v, str):
-                raise _type_error(shape, v, path)
-            if enum is not None and v not in enum:
-                out.append(_msg(shape, v, path, _enum(shape)))
-            if rx is not None and rx(v) is None:
-                out.append(_msg(shape, v, path, _pattern(shape)))
-            if len(v) < lo_:
-                out.append(_msg(shape, v, path, _len_ge(lo)))
-            elif len(v) > hi_:
-                out.append(_msg(shape, v, path, _len_le(hi)))
-        return _Checker(ok, errors)
+def _boolean_checker(shape: Shape, lo, hi) -> _Checker:
+    def ok(v):
+        return type(v) is bool
 
-    if t == "blob":
-        lo_ = lo if lo is not None else 0
-        hi_ = hi if hi is not None else float("inf")
+    def errors(v, path, out):
+        if not isinstance(v, bool):
+            raise _type_error(shape, v, path)
+    return _Checker(ok, errors)
 
-        def ok(v, lo_=lo_, hi_=hi_):
-            return type(v) is bytes and lo_ <= len(v) <= hi_
 
-        def errors(v, path, out):
-            if not isinstance(v, (bytes, bytearray, memoryview, str)):
-                raise _type_error(shape, v, path)
-            n = _blob_len(v)
-            if n < lo_:
-                out.append(_msg(shape, v, path, _len_ge(lo)))
-            elif n > hi_:
-                out.append(_msg(shape, v, path, _len_le(hi)))
-        return _Checker(ok, errors)
+def _timestamp_checker(shape: Shape, lo, hi) -> _Checker:
+    def ok(v):
+        return isinstance(v, datetime)
 
-    if t in ("integer", "long"):
-        lo_ = lo if lo is not None else float("-inf")
-        hi_ = hi if hi is not None else float("inf")
+    def errors(v, path, out):
+        if not isinstance(v, datetime):
+            raise _type_error(shape, v, path)
+    return _Checker(ok, errors)
 
-        def ok(v, lo_=lo_, hi_=hi_):
-            return type(v) is int and lo_ <= v <= hi_
 
-        def errors(v, path, out):
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise _type_error(shape, v, path)
-            if v < lo_:
-                out.append(_msg(shape, v, path, _val_ge(lo)))
-            elif v > hi_:
-                out.append(_msg(shape, v, path, _val_le(hi)))
-        return _Checker(ok, errors)
+def _any_bad(item: _Checker, v, path: str) -> bool:
+    bad = False
+    for i, x in enumerate(v):
+        if x is None:
+            bad = True
+            continue
+        sub: list = []
+        item.errors(x, f"{path}.{i + 1}.member", sub)
+        bad = bad or bool(sub)
+    return bad
 
-    if t == "boolean":
-        def ok(v):
-            return type(v) is bool
 
-        def errors(v, path, out):
-            if not isinstance(v, bool):
-                raise _type_error(shape, v, path)
-        return _Checker(ok, errors)
+def _list_checker(shape: Shape, lo, hi) -> _Checker:
+    m = _member(shape)
+    item = _compile(m)
+    item_ok = item.ok
+    lo_ = lo if lo is not None else 0
+    hi_ = hi if hi is not None else float("inf")
+    scalar = m.type not in ("structure", "list", "map")
 
-    if t == "timestamp":
-        def ok(v):
-            return isinstance(v, datetime)
-
-        def errors(v, path, out):
-            if not isinstance(v, datetime):
-                raise _type_error(shape, v, path)
-        return _Checker(ok, errors)
-
-    if t == "list":
-        m = shape.member
-        item = _compile(m)
-        item_ok = item.ok
-        lo_ = lo if lo is not None else 0
-        hi_ = hi if hi is not None else float("inf")
-        scalar = m.type not in ("structure", "list", "map")
-
-        def ok(v, lo_=lo_, hi_=hi_):
-            if type(v) is not list and type(v) is not tuple:
+    def ok(v, lo_=lo_, hi_=hi_):
+        if type(v) is not list and type(v) is not tuple:
+            return False
+        if not lo_ <= len(v) <= hi_:
+            return False
+        for x in v:  # noqa: SIM110 - a loop is faster than all() over a generator
+            if not item_ok(x):
                 return False
-            if not lo_ <= len(v) <= hi_:
-                return False
-            for x in v:
-                if not item_ok(x):
-                    return False
-            return True
+        return True
 
-        def errors(v, path, out):
-            if not isinstance(v, (list, tuple)):
-                raise _type_error(shape, v, path)
-            if len(v) < lo_:
-                out.append(_msg(shape, v, path, _len_ge(lo)))
-            elif len(v) > hi_:
-                out.append(_msg(shape, v, path, _len_le(hi)))
-            if scalar:
-                # AWS reports a list of bad scalars once, listing every
-                # constraint of the member shape.
-                bad = False
-                for i, x in enumerate(v):
-                    if x is None:
-                        bad = True
-                        continue
-                    sub: list = []
-                    item.errors(x, f"{path}.{i + 1}.member", sub)
-                    bad = bad or bool(sub)
-                if bad:
-                    inner = ", ".join(_scalar_constraints(m))
-                    out.append(_msg(shape, v, path, f"Member must satisfy constraint: [{inner}]"))
-            else:
-                for i, x in enumerate(v):
-                    p = f"{path}.{i + 1}.member"
-                    if x is None:
-                        out.append(f"Value null at '{p}' failed to satisfy constraint: {_NOT_NULL}")
-                    else:
-                        item.errors(x, p, out)
-        return _Checker(ok, errors)
-
-    if t == "map":
-        kc, vc = _compile(shape.key), _compile(shape.value)
-        k_ok, v_ok = kc.ok, vc.ok
-
-        def ok(v):
-            if type(v) is not dict:
-                return False
-            for k, x in v.items():
-                if not k_ok(k) or not v_ok(x):
-                    return False
-            return True
-
-        def errors(v, path, out):
-            if not isinstance(v, dict):
-                raise _type_error(shape, v, path)
-            bad_k = bad_v = False
-            for k, x in v.items():
-                sub: list = []
-                kc.errors(k, path, sub)
-                bad_k = bad_k or bool(sub)
-                sub = []
+    def errors(v, path, out):
+        if not isinstance(v, (list, tuple)):
+            raise _type_error(shape, v, path)
+        if len(v) < lo_:
+            out.append(_msg(shape, v, path, _len_ge(lo)))
+        elif len(v) > hi_:
+            out.append(_msg(shape, v, path, _len_le(hi)))
+        if scalar:
+            # AWS reports a list of bad scalars once, listing every
+            # constraint of the member shape.
+            if _any_bad(item, v, path):
+                inner = ", ".join(_scalar_constraints(m))
+                out.append(_msg(shape, v, path, f"Member must satisfy constraint: [{inner}]"))
+        else:
+            for i, x in enumerate(v):
+                p = f"{path}.{i + 1}.member"
                 if x is None:
-                    bad_v = True
+                    out.append(f"Value null at '{p}' failed to satisfy constraint: {_NOT_NULL}")
                 else:
-                    vc.errors(x, f"{path}.{k}", sub)
-                    bad_v = bad_v or bool(sub)
-            if bad_k:
-                inner = ", ".join(_scalar_constraints(shape.key))
-                out.append(_msg(shape, v, path, f"Map keys must satisfy constraint: [{inner}]"))
-            if bad_v:
-                inner = ", ".join(_scalar_constraints(shape.value))
-                out.append(_msg(shape, v, path, f"Map value must satisfy constraint: [{inner}]"))
-        return _Checker(ok, errors)
+                    item.errors(x, p, out)
+    return _Checker(ok, errors)
 
-    if t == "structure":
-        checks = {n: _compile(s) for n, s in shape.members.items()}
-        names = list(shape.members)
-        required = shape.required
 
-        def ok(v):
-            if type(v) is not dict:
+def _map_checker(shape: Shape, lo, hi) -> _Checker:
+    kc, vc = _compile(_key(shape)), _compile(_value(shape))
+    k_ok, v_ok = kc.ok, vc.ok
+    context = shape.name == _EC_SHAPE
+
+    def ok(v):
+        if type(v) is not dict or (context and not _context_ok(v)):
+            return False
+        for k, x in v.items():  # noqa: SIM110 - a loop is faster than all() over a generator
+            if not k_ok(k) or not v_ok(x):
                 return False
-            for r in required:
-                if v.get(r) is None:
-                    return False
-            for k, x in v.items():
-                c = checks.get(k)
-                if c is not None and x is not None and not c.ok(x):
-                    return False
-            return True
+        return True
 
-        def errors(v, path, out):
-            if not isinstance(v, dict):
-                raise _type_error(shape, v, path)
-            prefix = f"{path}." if path else ""
-            for n in names:
-                x = v.get(n)
-                p = prefix + camel(n)
-                if x is None:
-                    if n in required:
-                        out.append(f"Value null at '{p}' failed to satisfy constraint: {_NOT_NULL}")
-                    continue
-                checks[n].errors(x, p, out)
-        return _Checker(ok, errors)
+    def errors(v, path, out):
+        if not isinstance(v, dict):
+            raise _type_error(shape, v, path)
+        bad_k = bad_v = False
+        for k, x in v.items():
+            sub: list = []
+            kc.errors(k, path, sub)
+            bad_k = bad_k or bool(sub)
+            sub = []
+            if x is None:
+                bad_v = True
+            else:
+                vc.errors(x, f"{path}.{k}", sub)
+                bad_v = bad_v or bool(sub)
+        if bad_k:
+            inner = ", ".join(_scalar_constraints(_key(shape)))
+            out.append(_msg(shape, v, path, f"Map keys must satisfy constraint: [{inner}]"))
+        if bad_v:
+            inner = ", ".join(_scalar_constraints(_value(shape)))
+            out.append(_msg(shape, v, path, f"Map value must satisfy constraint: [{inner}]"))
+    return _Checker(ok, errors)
 
-    return _Checker(_always, lambda v, path, out: None)
+
+def _structure_checker(shape: Shape, lo, hi) -> _Checker:
+    checks = {n: _compile(s) for n, s in shape.members.items()}
+    names = list(shape.members)
+    required = shape.required
+
+    def ok(v):
+        if type(v) is not dict:
+            return False
+        for r in required:
+            if v.get(r) is None:
+                return False
+        for k, x in v.items():
+            c = checks.get(k)
+            if c is not None and x is not None and not c.ok(x):
+                return False
+        return True
+
+    def errors(v, path, out):
+        if not isinstance(v, dict):
+            raise _type_error(shape, v, path)
+        prefix = f"{path}." if path else ""
+        for n in names:
+            x = v.get(n)
+            p = prefix + camel(n)
+            if x is None:
+                if n in required:
+                    out.append(f"Value null at '{p}' failed to satisfy constraint: {_NOT_NULL}")
+                continue
+            checks[n].errors(x, p, out)
+    return _Checker(ok, errors)
+
+
+_CHECKERS: dict[str, Callable[[Shape, Any, Any], _Checker]] = {
+    "string": _string_checker,
+    "blob": _blob_checker,
+    "integer": _integer_checker,
+    "long": _integer_checker,
+    "boolean": _boolean_checker,
+    "timestamp": _timestamp_checker,
+    "list": _list_checker,
+    "map": _map_checker,
+    "structure": _structure_checker,
+}
+
+
+def _compile(shape: Shape, rng: tuple | None = None) -> _Checker:
+    lo, hi = rng if rng else (shape.min, shape.max)
+    build = _CHECKERS.get(shape.type)
+    if build is None:
+        return _Checker(_always, lambda v, path, out: None)
+    return build(shape, lo, hi)
 
 
 # --- generated fast predicates ---------------------------------------------
@@ -352,7 +442,80 @@ def _strmap(v) -> bool:
     for a, b in v.items():
         if type(a) is not str or type(b) is not str:
             return False
+        if a.isascii() and b.isascii():  # the common case: no function call
+            if "\x00" in a or "\x00" in b:
+                return False
+        elif not text_ok(a) or not text_ok(b):
+            return False
     return True
+
+
+def _context_ok(v: dict) -> bool:
+    """``_strmap`` plus a conservative check of MAX_CONTEXT_BYTES: 16,383 code
+    points are at most 65,532 bytes; longer strings go to the exact check
+    (_text_problems)."""
+    if len(v) > MAX_CONTEXT_BYTES:
+        return False
+    for a, b in v.items():
+        if type(a) is not str or type(b) is not str or len(a) > 16383 or len(b) > 16383:
+            return False
+        if a.isascii() and b.isascii():
+            if "\x00" in a or "\x00" in b:
+                return False
+        elif not text_ok(a) or not text_ok(b):
+            return False
+    return True
+
+
+def _context_fits(v: dict) -> bool:
+    return len(v) <= MAX_CONTEXT_BYTES and all(
+        len(a.encode("utf-8")) <= MAX_CONTEXT_BYTES and len(b.encode("utf-8")) <= MAX_CONTEXT_BYTES
+        for a, b in v.items() if type(a) is str and type(b) is str)
+
+
+def _context_aad(v: dict) -> bool:
+    """``_context_ok`` for an operation's own encryption context: only bound
+    into ciphertexts, never stored, so NUL is allowed there as AWS allows it."""
+    if len(v) > MAX_CONTEXT_BYTES:
+        return False
+    for a, b in v.items():
+        if type(a) is not str or type(b) is not str or len(a) > 16383 or len(b) > 16383:
+            return False
+        if not (a.isascii() and b.isascii()) and (has_surrogate(a) or has_surrogate(b)):
+            return False
+    return True
+
+
+def _text_problems(shape: Shape, v: Any, path: str, out: list[str], nul_ok: bool = False) -> None:
+    """Every string of ``v`` (map keys included) must be text (see ``text_ok``;
+    ``nul_ok`` for an operation's own encryption context); encryption contexts
+    must fit their encoding.  Wrong types are left to the shape checks.  Raises
+    SerializationException for a lone surrogate, appends a ValidationException
+    message for NUL (never echoing the value)."""
+    t = shape.type
+    if t == "string":
+        if type(v) is str and not text_ok(v):
+            if has_surrogate(v):
+                raise not_unicode(path)
+            if not nul_ok:
+                out.append(f"Value at '{path}' failed to satisfy constraint: {_NO_NUL}")
+    elif t == "structure" and isinstance(v, dict):
+        prefix = f"{path}." if path else ""
+        for n, s in shape.members.items():
+            x = v.get(n)
+            if x is not None:  # top-level contexts (not grant constraints, which are stored)
+                _text_problems(s, x, prefix + camel(n), out, not path and s.name == _EC_SHAPE)
+    elif t == "list" and isinstance(v, (list, tuple)):
+        for i, x in enumerate(v):
+            _text_problems(_member(shape), x, f"{path}.{i + 1}.member", out)
+    elif t == "map" and isinstance(v, dict):
+        before = len(out)
+        for k, x in v.items():
+            _text_problems(_key(shape), k, path, out, nul_ok)
+            _text_problems(_value(shape), x, path, out, nul_ok)
+        del out[before + 1:]  # one message per map is enough
+        if len(out) == before and shape.name == _EC_SHAPE and not _context_fits(v):
+            out.append(f"Value at '{path}' failed to satisfy constraint: {_EC_TOO_LONG}")
 
 
 def _expr(shape: Shape, var: str, rng, env: dict) -> str:
@@ -362,6 +525,9 @@ def _expr(shape: Shape, var: str, rng, env: dict) -> str:
     lo, hi = rng if rng else (shape.min, shape.max)
     if t in ("string", "blob"):
         parts = [f"type({var}) is {'str' if t == 'string' else 'bytes'}"]
+        if t == "string":  # text_ok inlined for ASCII, the common case
+            env["_text_ok"] = text_ok
+            parts.append(f"({var}.isascii() and '\\x00' not in {var} or _text_ok({var}))")
         if lo is not None and lo > 0:
             parts.append(f"len({var}) >= {lo}")
         if hi is not None:
@@ -384,9 +550,11 @@ def _expr(shape: Shape, var: str, rng, env: dict) -> str:
         return f"(type({var}) is bool)"
     if t == "timestamp":
         return f"(type({var}) is datetime and {var}.tzinfo is not None)"
-    if (t == "map" and shape.key.type == "string" and shape.value.type == "string"
-            and not _scalar_constraints(shape.key) and not _scalar_constraints(shape.value)):
-        return f"(type({var}) is dict and _strmap({var}))"
+    if (t == "map" and _key(shape).type == "string" and _value(shape).type == "string"
+            and not _scalar_constraints(_key(shape)) and not _scalar_constraints(_value(shape))):
+        env["_context_ok"] = _context_ok
+        check = "_context_ok" if shape.name == _EC_SHAPE else "_strmap"
+        return f"(type({var}) is dict and {check}({var}))"
     # Containers: the compiled service checker, plus botocore's structure rules.
     name = f"C_{len(env)}"
     env[name] = _strict(shape, rng)
@@ -415,13 +583,13 @@ def _strict(shape: Shape, rng=None):
             return True
         return ok
     if t == "list":
-        item = _strict(shape.member)
+        item = _strict(_member(shape))
         return lambda v: svc(v) and all(item(x) for x in v)
     if t == "map":
-        k_ok, v_ok = _strict(shape.key), _strict(shape.value)
+        k_ok, v_ok = _strict(_key(shape)), _strict(_value(shape))
         return lambda v: svc(v) and all(k_ok(a) and v_ok(b) for a, b in v.items())
     env: dict = {"datetime": datetime, "_strmap": _strmap}
-    return eval(f"lambda v: {_expr(shape, 'v', rng, env)}", env)  # noqa: S307 - our own generated code
+    return eval(f"lambda v: {_expr(shape, 'v', rng, env)}", env)
 
 
 def _generate(op, strict: bool):
@@ -437,7 +605,11 @@ def _generate(op, strict: bool):
         for n, s in shape.members.items():
             kw = "if" if first else "elif"
             first = False
-            cond = _expr(s, "v", op.documented_ranges.get(n), env)
+            if s.name == _EC_SHAPE:  # the operation's own context: see _context_aad
+                env["_context_aad"] = _context_aad
+                cond = "(type(v) is dict and _context_aad(v))"
+            else:
+                cond = _expr(s, "v", op.documented_ranges.get(n), env)
             lines.append(f"        {kw} k == {n!r}:")
             lines.append(f"            if not {cond}: return False")
         lines.append("        else: " + ("return False" if strict else "continue"))
@@ -446,7 +618,7 @@ def _generate(op, strict: bool):
     for r in shape.required:
         lines.append(f"    if p.get({r!r}) is None: return False")
     lines.append("    return True")
-    exec("\n".join(lines), env)  # noqa: S102 - our own generated code
+    exec("\n".join(lines), env)
     return env["ok"]
 
 
@@ -512,16 +684,17 @@ _RULES: dict[str, Callable[[dict], str | None]] = {
 class _OpValidator:
     """The slow path for one operation: every message, in model member order."""
 
-    __slots__ = ("checks", "required")
+    __slots__ = ("checks", "required", "shape")
 
     def __init__(self, op):
-        shape = op.input_shape
+        shape = self.shape = op.input_shape
         # Narrower documented ranges replace the model's (e.g. Limit 1-100).
         self.checks = {n: _compile(s, op.documented_ranges.get(n)) for n, s in shape.members.items()}
         self.required = shape.required
 
     def messages(self, params: dict) -> list[str]:
         out: list[str] = []
+        _text_problems(self.shape, params, "", out)
         for n in self.checks:
             x = params.get(n)
             if x is None:
@@ -626,7 +799,7 @@ def check_wire_types(operation_name: str, body: Any) -> dict:
     if not isinstance(body, dict):
         raise KMSError("SerializationException",
                        "Start of structure or map expected for the request body")
-    return from_wire(op.input_shape, body)
+    return from_wire(cast(Any, op).input_shape, body)
 
 
 # ---------------------------------------------------------------------------
@@ -647,7 +820,7 @@ _VALID = {
     "double": "<class 'float'>, <class 'decimal.Decimal'>, <class 'int'>",
     "float": "<class 'float'>, <class 'decimal.Decimal'>, <class 'int'>",
 }
-_PYTYPES = {
+_PYTYPES: dict[str, type | tuple[type, ...]] = {
     "structure": dict, "map": dict, "list": (list, tuple), "string": str,
     "integer": int, "long": int, "boolean": bool,
 }
@@ -659,12 +832,19 @@ _BOTO_CONSTRAINTS = ("required", "min")
 def _timestamp_ok(v) -> bool:
     if isinstance(v, datetime):
         return True
-    from botocore.utils import parse_to_aware_datetime  # rare path
+    from botocore.utils import parse_to_aware_datetime  # noqa: PLC0415 - rare path, botocore is slow to import
     try:
         parse_to_aware_datetime(v)
         return True
     except (TypeError, ValueError, AttributeError):
         return False
+
+
+def _show_int(value: int) -> str:
+    try:
+        return str(value)
+    except ValueError:  # past Python's 4,300-digit conversion limit
+        return "<an integer of more than 4300 digits>"
 
 
 def _boto_name(name: str) -> str:
@@ -679,7 +859,7 @@ def _boto_report(shape: Shape, value: Any, name: str, out: list[str], hide: bool
     hide = hide or shape.sensitive or t == "blob"
 
     def invalid_type():
-        shown = "<redacted>" if hide else value
+        shown = "<redacted>" if hide else _show_int(value) if type(value) is int else value
         out.append(f"Invalid type for parameter {_boto_name(name)}, value: {shown}, "
                    f"type: {type(value)}, valid types: {_VALID[t]}")
 
@@ -696,53 +876,61 @@ def _boto_report(shape: Shape, value: Any, name: str, out: list[str], hide: bool
         invalid_type()
         return
     if t == "structure":
-        for r in shape.required:
-            if r not in value:
-                out.append(f'Missing required parameter in {_boto_name(name)}: "{r}"')
-        members = shape.members
-        known = []
-        for p in value:
-            if p not in members:
-                out.append(f'Unknown parameter in {_boto_name(name)}: "{p}", '
-                           f"must be one of: {', '.join(members)}")
-            else:
-                known.append(p)
-        for p in known:
-            _boto_report(members[p], value[p], f"{name}.{p}", out, hide)
+        _boto_structure(shape, value, name, out, hide)
     elif t == "string":
         if shape.min is not None and len(value) < shape.min:
             out.append(f"Invalid length for parameter {_boto_name(name)}, value: {len(value)}, "
                        f"valid min length: {shape.min}")
     elif t in ("integer", "long"):
         if shape.min is not None and value < shape.min:
-            out.append(f"Invalid value for parameter {_boto_name(name)}, value: {value}, "
+            out.append(f"Invalid value for parameter {_boto_name(name)}, value: {_show_int(value)}, "
                        f"valid min value: {shape.min}")
     elif t == "list":
-        if shape.min is not None and len(value) < shape.min:
-            out.append(f"Invalid length for parameter {_boto_name(name)}, value: {len(value)}, "
-                       f"valid min length: {shape.min}")
-        m = shape.member
-        if m.type in _PYTYPES and m.type not in ("structure", "map", "list") and not (
-                m.required or m.min is not None):
-            mt = _PYTYPES[m.type]
-            for i, item in enumerate(value):
-                if not isinstance(item, mt):
-                    shown = "<redacted>" if (hide or m.sensitive) else item
-                    out.append(f"Invalid type for parameter {_boto_name(f'{name}[{i}]')}, "
-                               f"value: {shown}, type: {type(item)}, valid types: {_VALID[m.type]}")
-            return
-        for i, item in enumerate(value):
-            _boto_report(m, item, f"{name}[{i}]", out, hide)
+        _boto_list(shape, value, name, out, hide)
     elif t == "map":
         for k, v in value.items():
-            _boto_report(shape.key, k, f"{name} (key: {k})", out, hide)
-            _boto_report(shape.value, v, f"{name}.{k}", out, hide)
+            _boto_report(_key(shape), k, f"{name} (key: {k})", out, hide)
+            _boto_report(_value(shape), v, f"{name}.{k}", out, hide)
+
+
+def _boto_structure(shape: Shape, value: dict, name: str, out: list[str], hide: bool) -> None:
+    for r in shape.required:
+        if r not in value:
+            out.append(f'Missing required parameter in {_boto_name(name)}: "{r}"')
+    members = shape.members
+    known = []
+    for p in value:
+        if p not in members:
+            out.append(f'Unknown parameter in {_boto_name(name)}: "{p}", '
+                       f"must be one of: {', '.join(members)}")
+        else:
+            known.append(p)
+    for p in known:
+        _boto_report(members[p], value[p], f"{name}.{p}", out, hide)
+
+
+def _boto_list(shape: Shape, value: list, name: str, out: list[str], hide: bool) -> None:
+    if shape.min is not None and len(value) < shape.min:
+        out.append(f"Invalid length for parameter {_boto_name(name)}, value: {len(value)}, "
+                   f"valid min length: {shape.min}")
+    m = _member(shape)
+    if m.type in _PYTYPES and m.type not in ("structure", "map", "list") and not (
+            m.required or m.min is not None):
+        mt = _PYTYPES[m.type]
+        for i, item in enumerate(value):
+            if not isinstance(item, mt):
+                shown = "<redacted>" if (hide or m.sensitive) else item
+                out.append(f"Invalid type for parameter {_boto_name(f'{name}[{i}]')}, "
+                           f"value: {shown}, type: {type(item)}, valid types: {_VALID[m.type]}")
+        return
+    for i, item in enumerate(value):
+        _boto_report(m, item, f"{name}[{i}]", out, hide)
 
 
 def client_side_report(operation_name: str, params: Any) -> str:
     """botocore's report text for ``params`` ('' when botocore accepts them)."""
     out: list[str] = []
-    _boto_report(_operation(operation_name).input_shape, params, "", out)
+    _boto_report(cast(Any, _operation(operation_name)).input_shape, params, "", out)
     return "\n".join(out)
 
 
@@ -762,7 +950,7 @@ def check_client_side(operation: str, params: dict) -> None:
 def _client_slow(operation: str, params: Any) -> None:
     report = client_side_report(operation, params)
     if report:
-        from botocore.exceptions import ParamValidationError  # ~12 ms import: only on failure
+        from botocore.exceptions import ParamValidationError  # noqa: PLC0415 - ~12 ms import: only on failure
         raise ParamValidationError(report=report)
 
 

@@ -32,11 +32,11 @@ LAYERS: list[tuple[str, ...]] = [
     ("kms_core.errors", "kms_core.envelope", "kms_core.operation_names", "kms_core.clock",
      "kms_core.sigv4", "kms_core.arn"),
     ("kms_core.blob", "kms_core.model", "kms_core.keytypes", "kms_core.policy", "kms_core.settings"),
-    ("kms_core.validation", "kms_core.store", "kms_core.light"),
+    ("kms_core.validation", "kms_core.store", "kms_core.memory_store", "kms_core.light"),
     ("kms_core.engine", "kms_core.audit"),
-    ("kms_core.embedded", "kms_core.testing"),
+    ("kms_core.embedded",),
     ("kms_core.cli", "kms_core.server", "kms_core.console", "kms_core.audit_cli", "kms_core.demo",
-     "kms_core.__init__"),
+     "kms_core.testing", "kms_core.__init__"),
 ]
 
 

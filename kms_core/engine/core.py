@@ -100,7 +100,7 @@ class Engine:
                 raise KMSError("UnsupportedOperationException",
                                f"{operation} is not supported by this KMS engine.")
             _validate(operation, params)  # every limit and enum of the model, AWS's messages
-            if time.monotonic() - self.repo.gen_checked >= self.settings.cache_ttl:
+            if self.repo.stale(self.settings.cache_ttl):
                 self.repo.refresh()
             result = handler(self, params, ctx)
         except KMSError as err:

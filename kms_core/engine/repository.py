@@ -71,6 +71,8 @@ class KeyRepository:
         self._grants: dict[str, list[dict[str, Any]]] = {}
         self._gen: int | None = None
         self.gen_checked = 0.0
+        self.changes = store.changes
+        self.seen_change = self.changes.value()
 
     # ------------------------------------------------------------------ cache
     def refresh(self) -> None:
@@ -78,6 +80,7 @@ class KeyRepository:
         _check_io()  # under call_nonblocking: never wait for the lock on an event loop
         with self.lock:
             now = time.monotonic()
+            seen = self.changes.value()  # before the read: a change after it triggers another refresh
             try:
                 gen = self.store.generation()
             except WouldBlock:
@@ -90,6 +93,12 @@ class KeyRepository:
                 self._grants.clear()
                 self._gen = gen
             self.gen_checked = now
+            self.seen_change = seen
+
+    def stale(self, cache_ttl: float) -> bool:
+        """Whether ``refresh`` is due: the store changed (this host, or a notification from
+        another), or ``cache_ttl`` passed since the last check."""
+        return self.changes.value() != self.seen_change or time.monotonic() - self.gen_checked >= cache_ttl
 
     def invalidate(self, key_id: str | None = None) -> None:
         """Forget cached state (all of it, or one key's)."""
@@ -401,6 +410,10 @@ class KeyRepository:
             grants = [grant_from_row(r) for r in rows]
             self._grants[key_id] = grants
         return grants
+
+    def forget_grants(self, key_id: str) -> None:
+        with self.lock:
+            self._grants.pop(key_id, None)
 
     def grant(self, grant_id: str) -> RowMapping | None:
         with self.store.reading() as conn:

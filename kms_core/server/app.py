@@ -6,8 +6,13 @@ the operation's input shape -> ``engine.call(op, params, ctx)`` -> encoding.
 The ``RequestContext`` carries everything a policy authorizer or an audit
 recorder inside the engine needs (principal, access key, source IP, user
 agent, request id, region, account).  Requests refused before the engine
-(bad auth, bad JSON, unknown operation, oversized body) are reported to
-``engine.record_rejected(ctx, operation, error)`` when the engine has it.
+(bad auth, bad JSON, unknown operation, oversized body, a late body, a bug)
+are reported to ``engine.record_rejected(ctx, operation, error)`` when the
+engine has it, so every request is audited exactly once.  Anything unexpected
+becomes ``KMSInternalException`` at this boundary (``_engine_call``), logged
+without request data.  HTTP limits and timeouts live in ``protocol.py``;
+the web console is served under ``/console/``; other ASGI apps are added with
+:meth:`KMSApp.mount`.
 """
 from __future__ import annotations
 
@@ -17,18 +22,21 @@ import json
 import logging
 import os
 import random
+import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from kms_core.engine import RequestContext, get_engine
-from kms_core.errors import KMSError
+from kms_core.errors import KMSError, internal_error
 from kms_core.model import OPERATIONS
+from kms_core.settings import Settings
 from kms_core.store import WouldBlock
 from kms_core.validation import precompile
-from kms_core.settings import Settings
 
 from . import sigv4, wire
+from .protocol import BODY_TIMEOUT  # set by the protocol when the body did not arrive in time
 
 log = logging.getLogger("kms.server")
 
@@ -39,6 +47,10 @@ _CONTENT_TYPES = {"application/x-amz-json-1.1", "application/x-amz-json-1.0", "a
 _AUTH_CODES = {"MissingAuthenticationTokenException", "IncompleteSignatureException",
                "InvalidSignatureException", "UnrecognizedClientException"}
 _JSON_HEADERS = [(b"content-type", b"application/x-amz-json-1.1")]
+# Headers SigV4 reads as one value: a second copy would be joined with ',' and
+# read differently by different parsers, so it is refused (IncompleteSignature).
+_SINGLE = frozenset({"authorization", "x-amz-date", "x-amz-security-token", "x-amz-content-sha256", "host"})
+_DUPLICATE = " duplicate"  # never a header name (no spaces in tokens)
 
 
 @dataclass
@@ -53,12 +65,17 @@ class ServerConfig:
     engine_calls: str = "loop"  # "loop" or "threads": where engine calls run (see KMSApp._run)
     audit: bool = True  # attach kms_core.audit's log (docs/audit-log.md) to the engine
     console: bool = True  # serve the web console under /console/ (docs/console.md)
+    # HTTP limits, enforced by kms_core.server.protocol before any authentication
+    max_header_bytes: int = 16 * 1024
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    max_connections: int = 1024  # per worker process
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))
 
     @classmethod
-    def from_env(cls) -> "ServerConfig":
+    def from_env(cls) -> ServerConfig:
         raw = os.environ.get(CONFIG_ENV)
         return cls(**json.loads(raw)) if raw else cls()
 
@@ -90,7 +107,12 @@ def _headers(scope) -> dict[str, str]:
     for k, v in scope["headers"]:
         name = k.decode("latin-1").lower()
         val = v.decode("latin-1")
-        out[name] = f"{out[name]},{val}" if name in out else val
+        if name in out:
+            if name in _SINGLE:
+                out[_DUPLICATE] = name
+            out[name] = f"{out[name]},{val}"
+        else:
+            out[name] = val
     return out
 
 
@@ -100,26 +122,48 @@ class KMSApp:
     def __init__(self, config: ServerConfig | None = None, engine=None):
         self.config = config or ServerConfig()
         self.engine = engine
-        self.credentials = None
+        # Set by _setup (at lifespan startup): Any, not Optional, as every request needs them.
+        self.credentials: Any = None
         self.signing = sigv4.SigningKeys()
-        self.pool: ThreadPoolExecutor | None = None
+        self.pool: Any = None  # a ThreadPoolExecutor
         self._loop_calls = False
         self._waiting = 0  # calls sent to the pool after WouldBlock, still running
-        self.audit_log = None
+        self.audit_log: Any = None
         self.operations: frozenset[str] = frozenset()
         self.account_id = None
         self.default_region = None
         self.console = None
         self._ready = False
+        # Extra ASGI apps served under a path prefix (e.g. a web console):
+        # see ``mount``.  Consulted only for requests that are not ``POST /``.
+        self.mounts: list[tuple[str, object]] = []
+        self._audited = threading.local()  # .request_id: the last request the auditor recorded
         if engine is not None:
             self._setup()
+
+    def mount(self, prefix: str, app) -> None:
+        """Serve the ASGI 3 ``app`` for every path under ``prefix`` (e.g. ``/console``).
+
+        ``POST /`` (KMS) and ``/health`` always stay the server's own; the
+        mounted app gets the ``lifespan``-less scope with ``root_path`` set.
+        """
+        prefix = "/" + prefix.strip("/")
+        if prefix in ("/", "/health") or (prefix == "/console" and self.console is not None):
+            raise ValueError(f"cannot mount an app at {prefix!r}")
+        self.mounts.append((prefix, app))
+
+    def _mounted(self, path: str):
+        for prefix, app in self.mounts:
+            if path == prefix or path.startswith(prefix + "/"):
+                return prefix, app
+        return None
 
     # -- lifecycle -------------------------------------------------------------
     def _open_engine(self):
         return get_engine(Settings.from_env(store_url=self.config.store_url))
 
     def _setup(self) -> None:
-        from .credentials import AccessKeys, CredentialCache
+        from .credentials import AccessKeys, CredentialCache  # noqa: PLC0415 - SQLAlchemy tables: at startup only
 
         if self.engine is None:
             self.engine = self._open_engine()
@@ -138,11 +182,12 @@ class KMSApp:
         self._loop_calls = (self.config.engine_calls == "loop"
                             and getattr(self.engine, "call_nonblocking", None) is not None)
         if self.config.audit:
-            from kms_core.audit import attach
+            from kms_core.audit import attach  # noqa: PLC0415 - optional (--no-audit), at startup only
 
             self.audit_log = attach(self.engine)
         else:
             log.warning("the audit log is OFF (--no-audit): requests are not recorded")
+        self._watch_auditor()
         if self.config.console:
             from kms_core.console import mount  # noqa: PLC0415 - optional part (its web stack)
 
@@ -159,6 +204,22 @@ class KMSApp:
         gc.collect()
         gc.freeze()
         self._ready = True
+
+    def _watch_auditor(self) -> None:
+        """Note which request the engine's auditor recorded last (per thread), so
+        that a request failing unexpectedly is audited exactly once: by the
+        engine if it got that far, else by the server (``_engine_call``)."""
+        inner = getattr(self.engine, "auditor", None)
+        if inner is None:
+            return
+        mark = self._audited
+
+        def auditor(ctx, operation, params, result, error):
+            inner(ctx, operation, params, result, error)
+            mark.request_id = ctx.request_id
+
+        auditor.inner = inner  # type: ignore[attr-defined]
+        self.engine.auditor = auditor
 
     async def _refresh_loop(self) -> None:
         """Run the engine's cross-node change check off the request path, so no
@@ -216,16 +277,21 @@ class KMSApp:
             body = b'{"status":"ok"}' if self._ready else b'{"status":"starting"}'
             await self._send(send, 200 if self._ready else 503, body, None, method == "HEAD")
             return
-        request_id = new_request_id()
         if method != "POST" or path != "/":
             if self.console is not None and (path == "/console" or path.startswith("/console/")):
                 await self.console(scope, receive, send)
                 return
+            mounted = self._mounted(path) if self.mounts else None
+            if mounted is not None:
+                prefix, app = mounted
+                await app({**scope, "root_path": scope.get("root_path", "") + prefix}, receive, send)
+                return
             err = KMSError("UnknownOperationException",
                            f"{method} {path[:100]} is not served; KMS requests are POST / (health: GET /health).")
             await self._send(send, 404 if method == "POST" or method == "GET" else 405,
-                             wire.encode_error(err.code, err.message), request_id)
+                             wire.encode_error(err.code, err.message), new_request_id())
             return
+        request_id = new_request_id()
         status, body = await self.handle(scope, receive, request_id)
         await self._send(send, status, body, request_id)
 
@@ -254,13 +320,17 @@ class KMSApp:
         while True:
             msg = await receive()
             if msg["type"] == "http.disconnect":
-                raise ConnectionResetError("client went away")
+                raise KMSError("SerializationException",
+                               "The connection closed before the request body was complete.")
             chunk = msg.get("body", b"")
             size += len(chunk)
             if size > limit:
                 raise too_big
             chunks.append(chunk)
             if not msg.get("more_body"):
+                if scope.get(BODY_TIMEOUT):
+                    raise KMSError("RequestTimeoutException",
+                                   "The request body did not arrive in time (--body-timeout).", 408)
                 return b"".join(chunks) if len(chunks) != 1 else chunks[0]
 
     def _context(self, scope, headers, request_id, signed=None, cred=None, authenticated=True):
@@ -285,6 +355,8 @@ class KMSApp:
         )
 
     async def handle(self, scope, receive, request_id: str) -> tuple[int, bytes]:
+        """Answer one ``POST /``.  Every request is audited exactly once: by the
+        engine once dispatched, else here (``record_rejected``)."""
         headers = _headers(scope)
         target = headers.get("x-amz-target", "")
         op = target[len(TARGET_PREFIX):][:128] if target.startswith(TARGET_PREFIX) else None
@@ -292,37 +364,42 @@ class KMSApp:
         try:
             try:
                 body = await self._read_body(scope, receive, headers)
+                if _DUPLICATE in headers:
+                    raise KMSError("IncompleteSignatureException",
+                                   f"The {headers[_DUPLICATE]} header must appear only once.")
                 signed = sigv4.parse_request(
                     "POST", scope.get("raw_path", b"/").decode("latin-1").split("?", 1)[0],
                     scope.get("query_string", b"").decode("latin-1"), headers, body)
                 cred = await self._authenticate(signed)
-                if op is None or op not in self.operations:
-                    raise KMSError("UnknownOperationException",
-                                   f"Unknown operation {target[:128]!r}; expected X-Amz-Target "
-                                   f"{TARGET_PREFIX}<Operation>." if target else
-                                   "Missing X-Amz-Target header; expected TrentService.<Operation>.")
-                ctype = headers.get("content-type", "application/x-amz-json-1.1").split(";")[0].strip().lower()
-                if ctype not in _CONTENT_TYPES:
-                    raise KMSError("SerializationException",
-                                   f"Content-Type {ctype[:64]!r} is not accepted; use application/x-amz-json-1.1.")
-                params = wire.decode_request(op, body)
+                params = self._decode(op, target, headers, body)
+                ctx = self._context(scope, headers, request_id, signed, cred)
             except KMSError as e:
                 raise _Rejected(e, op) from None
-            ctx = self._context(scope, headers, request_id, signed, cred)
+            except Exception as e:  # a bug before dispatch: still typed, logged and audited
+                raise _Rejected(internal_error(e, op, request_id), op) from None
             return 200, await self._run(op, params, ctx)
         except _Rejected as r:
             if getattr(self.engine, "record_rejected", None) is not None:  # audit writes may block
                 await asyncio.get_running_loop().run_in_executor(
                     self.pool, self._record_rejected, scope, headers, request_id, signed, cred, r.operation, r.error)
             return r.error.status, wire.encode_error(r.error.code, r.error.message)
-        except KMSError as e:
+        except KMSError as e:  # from the engine, which audited it (or _engine_call did)
             return e.status, wire.encode_error(e.code, e.message)
-        except ConnectionResetError:
-            return 400, b""
-        except Exception as e:  # a bug: never a traceback to the client, never data in the log
-            log.error("internal error in %s (request %s): %s", op, request_id, type(e).__name__,
-                      exc_info=log.isEnabledFor(logging.DEBUG))
-            return 500, wire.encode_error("KMSInternalException", "An internal error occurred.")
+        except Exception as e:  # a bug after the engine answered (and audited): never a traceback
+            err = internal_error(e, op, request_id)
+            return err.status, wire.encode_error(err.code, err.message)
+
+    def _decode(self, op: str | None, target: str, headers: dict, body: bytes) -> dict:
+        if op is None or op not in self.operations:
+            raise KMSError("UnknownOperationException",
+                           f"Unknown operation {target[:128]!r}; expected X-Amz-Target "
+                           f"{TARGET_PREFIX}<Operation>." if target else
+                           "Missing X-Amz-Target header; expected TrentService.<Operation>.")
+        ctype = headers.get("content-type", "application/x-amz-json-1.1").split(";")[0].strip().lower()
+        if ctype not in _CONTENT_TYPES:
+            raise KMSError("SerializationException",
+                           f"Content-Type {ctype[:64]!r} is not accepted; use application/x-amz-json-1.1.")
+        return wire.decode_request(op, body)
 
     async def _authenticate(self, signed: sigv4.SignedRequest):
         """The verified credential, or None in development mode for an unknown key."""
@@ -349,7 +426,31 @@ class KMSApp:
             log.warning("reloading an access key failed: %s", type(e).__name__)
 
     def _call(self, op, params, ctx) -> bytes:
-        return wire.encode_response(op, self.engine.call(op, params, ctx))
+        return self._engine_call(self.engine.call, op, params, ctx)
+
+    def _engine_call(self, call, op, params, ctx) -> bytes:
+        """The dispatch boundary: the engine answers or raises KMSError; anything
+        else is a bug, logged and turned into KMSInternalException — and
+        audited here unless the engine's auditor already recorded the request."""
+        try:
+            result = call(op, params, ctx)
+        except (KMSError, WouldBlock):
+            raise
+        except Exception as e:
+            err = internal_error(e, op, ctx.request_id)
+            if getattr(self._audited, "request_id", None) != ctx.request_id:
+                self._record(ctx, op, err)
+            raise err from None
+        return wire.encode_response(op, result)
+
+    def _record(self, ctx, operation, error) -> None:
+        recorder = getattr(self.engine, "record_rejected", None)
+        if recorder is None:
+            return
+        try:
+            recorder(ctx, operation, error)
+        except Exception as e:  # auditing must not turn a 4xx into a 500
+            log.error("record_rejected failed: %s", type(e).__name__)
 
     async def _run(self, op, params, ctx) -> bytes:
         # Engine calls are synchronous.  Most are answered from the engine's
@@ -366,7 +467,7 @@ class KMSApp:
         # an engine call answered from memory (docs/server.md, "Engine calls").
         if self._loop_calls and not self._waiting:
             try:
-                return wire.encode_response(op, self.engine.call_nonblocking(op, params, ctx))
+                return self._engine_call(self.engine.call_nonblocking, op, params, ctx)
             except WouldBlock:
                 pass
             # While a call that needs the database runs in the pool, the rest go
@@ -380,15 +481,14 @@ class KMSApp:
         return await asyncio.get_running_loop().run_in_executor(self.pool, self._call, op, params, ctx)
 
     def _record_rejected(self, scope, headers, request_id, signed, cred, operation, error) -> None:
-        recorder = getattr(self.engine, "record_rejected", None)
-        if recorder is None:
-            return
+        authenticated = cred is not None or (signed is not None and self.config.dev_credentials
+                                             and error.code not in _AUTH_CODES)
         try:
-            authenticated = cred is not None or (signed is not None and self.config.dev_credentials
-                                                 and error.code not in _AUTH_CODES)
-            recorder(self._context(scope, headers, request_id, signed, cred, authenticated), operation, error)
-        except Exception as e:  # auditing must not turn a 4xx into a 500
+            ctx = self._context(scope, headers, request_id, signed, cred, authenticated)
+        except Exception as e:
             log.error("record_rejected failed: %s", type(e).__name__)
+            return
+        self._record(ctx, operation, error)
 
 
 def create_app() -> KMSApp:

@@ -2,17 +2,21 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import ipaddress
 import json
 import logging
 import os
+import socket
 import sys
+from typing import Any
 
 from kms_core.errors import KMSError, StoreError
 
 log = logging.getLogger("kms.server")
 
 DEFAULT_PORT = 8080
+_FD_RESERVE = 128  # descriptors a worker keeps for its database, audit log, logs and listener
 
 
 def _is_loopback(host: str) -> bool:
@@ -33,6 +37,53 @@ def check_bind(host: str, tls: bool, allow_insecure: bool) -> tuple[str | None, 
                 "give --tls-cert/--tls-key, or --allow-insecure-bind to accept the risk"), None
     return None, (f"serving PLAIN HTTP on non-loopback address {host} (--allow-insecure-bind): "
                   "requests and responses, including plaintext and data keys, travel unencrypted")
+
+
+def port_in_use(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be bound (None if it can), checked the way
+    uvicorn binds (SO_REUSEADDR), so that ``kms serve`` says so before it
+    prints an address it will not serve."""
+    if port == 0:
+        return None
+    try:
+        infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        return f"cannot resolve --host {host}: {e.strerror}"
+    for family, kind, proto, _, addr in infos[:1]:
+        with socket.socket(family, kind, proto) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(addr)
+            except OSError as e:
+                if e.errno == errno.EADDRINUSE:
+                    return f"port {port} on {host} is already in use (is another server running?)"
+                return f"cannot listen on {host}:{port}: {e.strerror}"
+    return None
+
+
+def raise_fd_limit() -> int:
+    """Raise this process's open-file limit to its hard limit (at most 65,536;
+    workers inherit it) and return the limit in force."""
+    import resource  # noqa: PLC0415 - POSIX only, and only for `kms serve`
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            soft = want
+        except (ValueError, OSError):
+            pass
+    return soft if soft != resource.RLIM_INFINITY else 65536
+
+
+def _positive(kind):
+    def parse(text: str):
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+        return value
+    return parse
 
 
 def _fail(message: str, code: int = 2) -> int:
@@ -63,7 +114,20 @@ def serve_main(argv: list[str] | None = None) -> int:
                    help="allow plain HTTP on a non-loopback address")
     p.add_argument("--dev-credentials", action="store_true",
                    help="DEVELOPMENT ONLY: accept any access key as the account root")
-    p.add_argument("--max-body", type=int, default=None, help="request size limit in bytes (default 1 MiB)")
+    p.add_argument("--max-body", type=_positive(int), default=None,
+                   help="request body limit in bytes (default 1 MiB)")
+    p.add_argument("--max-header-bytes", type=_positive(int), default=16 * 1024,
+                   help="limit of the request line and headers in bytes (default 16384)")
+    p.add_argument("--header-timeout", type=_positive(float), default=10.0,
+                   help="seconds a request's line and headers may take to arrive (default 10)")
+    p.add_argument("--body-timeout", type=_positive(float), default=30.0,
+                   help="seconds a request's body may take to arrive after its headers (default 30)")
+    p.add_argument("--idle-timeout", type=_positive(float), default=5.0,
+                   help="seconds a connection may stay idle, before its first request or between "
+                        "requests (default 5)")
+    p.add_argument("--max-connections", type=_positive(int), default=None,
+                   help="open connections per worker; beyond it a new connection closes the oldest "
+                        "idle or slow one (default: from the open-file limit, at most 4096)")
     p.add_argument("--graceful-timeout", type=float, default=30.0,
                    help="seconds to let in-flight requests finish on SIGTERM (default 30)")
     p.add_argument("--engine-calls", choices=["loop", "threads"], default="loop",
@@ -93,19 +157,29 @@ def serve_main(argv: list[str] | None = None) -> int:
     workers = args.workers or os.cpu_count() or 1
     if workers < 1:
         return _fail("--workers must be at least 1")
+    busy = port_in_use(args.host, args.port)
+    if busy:
+        return _fail(busy, 1)
+    files = raise_fd_limit()
+    max_connections = args.max_connections or max(16, min(4096, files - _FD_RESERVE))
+    if max_connections > files - _FD_RESERVE:
+        log.warning("--max-connections %d is close to the open-file limit (%d): raise `ulimit -n`",
+                    max_connections, files)
 
-    from .app import CONFIG_ENV, MAX_BODY_BYTES, ServerConfig
+    from .app import CONFIG_ENV, MAX_BODY_BYTES, ServerConfig  # noqa: PLC0415 - the engine: not for --help or errors
 
     config = ServerConfig(store_url=args.store_url, dev_credentials=args.dev_credentials,
                           max_body=args.max_body or MAX_BODY_BYTES, engine_calls=args.engine_calls,
-                          audit=not args.no_audit, console=not args.no_console)
+                          audit=not args.no_audit, console=not args.no_console,
+                          max_header_bytes=args.max_header_bytes, header_timeout=args.header_timeout,
+                          body_timeout=args.body_timeout, max_connections=max_connections)
     # Open the store once here: a wrong root key or an unreachable database is
     # reported once, clearly, and a new store is created before workers race.
     try:
-        from kms_core.settings import Settings
-        from kms_core.store import Store
+        from kms_core.settings import Settings  # noqa: PLC0415 - cold start of `kms`
+        from kms_core.store import Store  # noqa: PLC0415 - cold start of `kms`
 
-        from .credentials import access_key_services, access_keys
+        from .credentials import access_key_services, access_keys  # noqa: PLC0415 - cold start of `kms`
 
         store = Store(Settings.from_env(store_url=args.store_url))
         store.ensure_tables(access_keys, access_key_services)
@@ -118,9 +192,9 @@ def serve_main(argv: list[str] | None = None) -> int:
         log.warning("--dev-credentials: ANY access key is accepted as the account root. Development only.")
 
     os.environ[CONFIG_ENV] = config.to_env()
-    import signal
+    import signal  # noqa: PLC0415 - only when serving
 
-    import uvicorn
+    import uvicorn  # noqa: PLC0415 - only when serving (cold start of `kms`)
 
     # uvicorn shuts down gracefully on SIGTERM/SIGINT and then re-raises the
     # signal under the handlers it found; these make that a normal exit (0).
@@ -144,6 +218,7 @@ def serve_main(argv: list[str] | None = None) -> int:
         ssl_certfile=args.tls_cert,
         ssl_keyfile=args.tls_key,
         timeout_graceful_shutdown=args.graceful_timeout,
+        timeout_keep_alive=args.idle_timeout,
         log_level=args.log_level,
         backlog=2048,
     )
@@ -151,12 +226,12 @@ def serve_main(argv: list[str] | None = None) -> int:
 
 
 def _keys(store_url: str | None):
-    from kms_core.settings import Settings
-    from kms_core.store import Store
+    from kms_core.settings import Settings  # noqa: PLC0415 - cold start of `kms`
+    from kms_core.store import Store  # noqa: PLC0415 - cold start of `kms`
 
-    from .credentials import AccessKeys
+    from .credentials import AccessKeys  # noqa: PLC0415 - cold start of `kms`
 
-    settings = Settings.from_env(store_url=store_url)
+    settings: Any = Settings.from_env(store_url=store_url)  # its attributes are set dynamically
     return AccessKeys(Store(settings), settings.account_id)
 
 

@@ -106,8 +106,8 @@ def check_user_name(name: str) -> str:
 
 def _iso(d: dt.datetime) -> str:
     if d.tzinfo is None:  # SQLite returns naive datetimes; we always store UTC
-        d = d.replace(tzinfo=dt.timezone.utc)
-    return d.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        d = d.replace(tzinfo=dt.UTC)
+    return d.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class AccessKeys:
@@ -125,9 +125,9 @@ class AccessKeys:
         if service is not None:
             check_service(service)
         akid, secret = new_access_key_id(), new_secret()
-        now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
         sealed = self.store.seal(secret.encode("ascii"), _aad(akid, service))
-        with self.store.engine.begin() as conn:
+        with self.store.transaction() as conn:
             conn.execute(
                 insert(access_keys).values(
                     access_key_id=akid,
@@ -169,7 +169,7 @@ class AccessKeys:
         q = delete(access_keys).where(access_keys.c.access_key_id == access_key_id)
         if user_name is not None:
             q = q.where(access_keys.c.user_name == user_name)
-        with self.store.engine.begin() as conn:
+        with self.store.transaction() as conn:  # tells every process before returning
             n = conn.execute(q).rowcount
             if n:
                 conn.execute(delete(access_key_services)
@@ -215,6 +215,10 @@ class CredentialCache:
         self._lock = threading.Lock()
         self._entries: OrderedDict[str, tuple[float, object]] = OrderedDict()
         self._reloading: set[str] = set()
+        # A write to the store on this host (kms delete-access-key, another worker) empties the
+        # cache before that call returns (kms_core/changes.py); ``ttl`` bounds the rest.
+        self._changes = keys.store.changes
+        self._seen = self._changes.value()
 
     def __repr__(self) -> str:
         return f"CredentialCache(entries={len(self._entries)}, ttl={self.ttl})"
@@ -230,6 +234,10 @@ class CredentialCache:
         ``load`` in the background."""
         now = self.clock()
         with self._lock:
+            seen = self._changes.value()
+            if seen != self._seen:
+                self._entries.clear()
+                self._seen = seen
             hit = self._entries.get(access_key_id)
             if hit is None or hit[0] <= now:
                 return False, None, False
@@ -241,12 +249,18 @@ class CredentialCache:
         return True, (None if value is self._MISS else value), reload
 
     def load(self, access_key_id: str) -> Credential | None:
+        before = self._changes.value()
         try:
             cred = self.keys.resolve(access_key_id)
         finally:
             with self._lock:
                 self._reloading.discard(access_key_id)
         with self._lock:
+            if self._changes.value() != before:
+                return cred  # the store changed while we read: don't keep what may be stale
+            if self._seen != before:  # what we hold predates a change: start afresh
+                self._entries.clear()
+                self._seen = before
             self._entries[access_key_id] = (self.clock() + self.ttl, self._MISS if cred is None else cred)
             self._entries.move_to_end(access_key_id)
             while len(self._entries) > self.max:

@@ -24,16 +24,31 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from functools import lru_cache
 from email.utils import parsedate_to_datetime
+from functools import lru_cache
 from urllib.parse import quote, unquote
 
 from kms_core.errors import KMSError
-from kms_core.sigv4 import (ALGORITHM, canonical_path, canonical_request, derive_signing_key,
-                            hex_signature, string_to_sign, trim)
+from kms_core.sigv4 import (
+    ALGORITHM,
+    canonical_path,
+    canonical_request,
+    derive_signing_key,
+    hex_signature,
+    string_to_sign,
+    trim,
+)
 
-__all__ = ["ALGORITHM", "SignedRequest", "SigningKeys", "derive_signing_key", "parse_request",
-           "parse_authorization", "canonical_uri", "canonical_query"]
+__all__ = [
+    "ALGORITHM",
+    "SignedRequest",
+    "SigningKeys",
+    "canonical_query",
+    "canonical_uri",
+    "derive_signing_key",
+    "parse_authorization",
+    "parse_request",
+]
 SKEW_SECONDS = 300
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
@@ -96,7 +111,7 @@ def _parse_amz_date(value: str) -> float:
     try:
         d = datetime.datetime(int(value[0:4]), int(value[4:6]), int(value[6:8]),
                               int(value[9:11]), int(value[11:13]), int(value[13:15]),
-                              tzinfo=datetime.timezone.utc)
+                              tzinfo=datetime.UTC)
     except ValueError:
         raise _incomplete(f"Date must be a valid ISO-8601 'basic format' date. Got '{value[:40]}'.") from None
     return d.timestamp()
@@ -116,7 +131,8 @@ def parse_authorization(value: str) -> tuple[str, str, str]:
             continue
         name, eq, val = item.partition("=")
         if not eq:
-            raise _incomplete(f"Authorization header requires each component to be of the form name=value. Got '{name[:40]}'.")
+            raise _incomplete("Authorization header requires each component to be of the form name=value. "
+                              f"Got '{name[:40]}'.")
         if name in parts:
             raise _incomplete(f"Authorization header has the '{name[:40]}' parameter twice.")
         parts[name] = val.strip()

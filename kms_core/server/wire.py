@@ -13,9 +13,12 @@ gets an error instead of a silently ignored option (e.g. a misspelled
 from __future__ import annotations
 
 import json
+import re
+from typing import Any
 
 from kms_core import model
 from kms_core.errors import KMSError
+from kms_core.validation import has_surrogate
 
 
 def _serialization(message: str) -> KMSError:
@@ -42,19 +45,79 @@ def _unknown_members(shape, value, path: str) -> None:
             _unknown_members(shape.value, v, f"{path}.{k[:64]}")
 
 
+def _no_duplicates(pairs: list) -> dict:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set = set()
+        for k, _ in pairs:
+            if k in seen:
+                raise _serialization(f"Duplicate field '{k[:64]}' in a JSON object")
+            seen.add(k)
+    return out
+
+
+def _has_surrogate(value) -> bool:
+    # Iterative: the value's depth is bounded by the parser, but this costs no stack at all.
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if type(v) is str:
+            if has_surrogate(v):
+                return True
+        elif type(v) is dict:
+            stack.extend(v)
+            stack.extend(v.values())
+        elif type(v) is list:
+            stack.extend(v)
+    return False
+
+
+def parse(body: bytes):
+    """Body bytes -> JSON value, as strictly as AWS JSON 1.1 reads them.
+
+    UTF-8 only (no BOM, no UTF-16/32, which ``json.loads(bytes)`` would
+    otherwise guess), no duplicate keys (a second ``EncryptionContext`` or
+    ``KeyId`` must not be read one way here and another by a proxy), no
+    ``NaN``/``Infinity``, no lone surrogate escapes, nesting bounded by the
+    interpreter (a RecursionError is a SerializationException, not a crash),
+    integers bounded by Python's 4,300-digit conversion limit.  Messages give
+    positions only: the body may hold plaintext.
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _serialization("The request body is not valid UTF-8") from None
+    if text.startswith("\ufeff"):
+        raise _serialization("The request body starts with a byte order mark; send UTF-8 without one")
+    try:
+        value = _decoder.decode(text)
+    except json.JSONDecodeError as e:
+        raise _serialization(f"The request body is not valid JSON ({e.msg} at character {e.pos})") from None
+    except RecursionError:
+        raise _serialization("The request body is nested too deeply") from None
+    except ValueError:  # an integer literal past Python's conversion limit, a bad constant
+        raise _serialization("The request body holds a number that cannot be read") from None
+    if "\\u" in text and _SURROGATE_ESCAPE.search(text) and _has_surrogate(value):
+        raise _serialization("The request body holds a lone UTF-16 surrogate (\\uD800-\\uDFFF)")
+    return value
+
+
+def _no_constant(name: str):
+    raise ValueError(name)
+
+
+_decoder = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
 def decode_request(operation: str, body: bytes) -> dict:
     """Request body -> engine params.  Raises SerializationException."""
     if not body.strip():
         return {}
-    try:
-        value = json.loads(body)
-    except UnicodeDecodeError:
-        raise _serialization("The request body is not valid UTF-8") from None
-    except ValueError as e:
-        # Position only: the body may hold plaintext, never echo it.
-        raise _serialization(f"The request body is not valid JSON ({e.msg} at character {e.pos})") from None
+    value = parse(body)
     if type(value) is dict:
-        _unknown_members(model.operation(operation).input_shape, value, "")
+        op: Any = model.operation(operation)  # Operation's attributes are set from its __slots__
+        _unknown_members(op.input_shape, value, "")
     return model.decode_request(operation, value)
 
 

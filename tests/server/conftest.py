@@ -30,7 +30,8 @@ class Server:
     """One `python -m kms_core.server` subprocess (the same code as `kms serve`)."""
 
     def __init__(self, home: Path, root_key: bytes, *args: str, store_url: str | None = None,
-                 workers: int = 1, env: dict | None = None, scheme: str = "http", ca: str | None = None):
+                 workers: int = 1, env: dict | None = None, scheme: str = "http", ca: str | None = None,
+                 max_files: int | None = None):
         self.home = Path(home)
         self.root_key = root_key
         self.port = free_port()
@@ -48,16 +49,24 @@ class Server:
         self.log_path = self.home / f"server-{self.port}.log"
         self.proc: subprocess.Popen | None = None
         self._signalled = False
+        self.max_files = max_files  # `ulimit -n` (soft and hard) for the server process
 
-    def launch(self) -> "Server":
+    def launch(self) -> Server:
         self.home.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - open while the server runs; closed by stop()
         self.proc = subprocess.Popen([sys.executable, "-m", "kms_core.server", *self.args],
                                      env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     cwd=str(self.home))
+                                     cwd=str(self.home),
+                                     preexec_fn=self._limit_files)  # noqa: PLW1509 - only setrlimit, async-signal-safe
         return self
 
-    def wait_healthy(self, timeout: float = 40.0) -> "Server":
+    def _limit_files(self) -> None:
+        if self.max_files is not None:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.max_files, self.max_files))
+
+    def wait_healthy(self, timeout: float = 40.0) -> Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -72,7 +81,7 @@ class Server:
         self.stop()
         pytest.fail(f"kms serve did not become healthy:\n{self.log()}")
 
-    def start(self) -> "Server":
+    def start(self) -> Server:
         return self.launch().wait_healthy()
 
     def connection(self, timeout: float = 10.0):

@@ -6,6 +6,7 @@ import base64
 import json
 import logging
 
+import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
@@ -102,8 +103,8 @@ def test_unexpected_failure_is_an_internal_error_without_details(engine, caplog)
         status, body, request_id = _request(
             app, key, "GenerateRandom", {"NumberOfBytes": 8},
         )
-        status2, body2, _ = _request(app, key, "Encrypt", {"KeyId": "alias/none",
-                                                           "Plaintext": base64.b64encode(secret_text.encode()).decode()})
+        plaintext = base64.b64encode(secret_text.encode()).decode()
+        _, body2, _ = _request(app, key, "Encrypt", {"KeyId": "alias/none", "Plaintext": plaintext})
     assert status == 500
     assert body == {"__type": "KMSInternalException", "message": "An internal error occurred."}
     assert request_id in caplog.text and "RuntimeError" in caplog.text
@@ -197,3 +198,70 @@ def test_request_ids_differ_after_fork():
     mine = new_request_id()
     assert uuid.UUID(child).version == 4 and uuid.UUID(mine).version == 4
     assert child != mine
+
+
+def test_every_request_is_audited_once_even_when_it_fails_unexpectedly(engine, monkeypatch):
+    """#15.5: a bug before dispatch, in the engine (before it audits) or after it audited
+    (encoding the answer): each request is still answered with a typed error and recorded once."""
+    from collections import Counter
+
+    from kms_core.server import wire
+
+    events = []
+    engine.auditor = lambda ctx, op, params, result, err: events.append((ctx.request_id, op, err))
+    app, key = _app(engine)  # the app notes what the engine's auditor records
+
+    def boom(*_args):
+        raise AttributeError("a bug")
+
+    monkeypatch.setitem(engine._handlers, "ListKeys", boom)
+    in_engine = _request(app, key, "ListKeys", {})
+    monkeypatch.setattr(wire, "encode_response", boom)
+    after_engine = _request(app, key, "GenerateRandom", {"NumberOfBytes": 8})
+    monkeypatch.setattr(wire, "decode_request", boom)
+    before_engine = _request(app, key, "DescribeKey", {"KeyId": "alias/x"})
+
+    counts = Counter(rid for rid, _, _ in events)
+    for status, body, rid in (in_engine, after_engine, before_engine):
+        assert (status, body["__type"]) == (500, "KMSInternalException")
+        assert counts[rid] == 1
+    by_id = {rid: (op, err.code if err else None) for rid, op, err in events}
+    assert by_id[in_engine[2]] == ("ListKeys", "KMSInternalException")
+    assert by_id[after_engine[2]] == ("GenerateRandom", None)  # the engine's own (success) record
+    assert by_id[before_engine[2]] == ("DescribeKey", "KMSInternalException")
+
+
+def test_extra_asgi_apps_mount_under_a_prefix(engine):
+    """Any ASGI app is served under its prefix; POST / and /health stay the server's."""
+    app, key = _app(engine)
+    seen = []
+
+    async def extra(scope, receive, send):
+        seen.append((scope["path"], scope["root_path"]))
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"extra"})
+
+    app.mount("/extra", extra)
+
+    def get(path):
+        sent = []
+
+        async def receive():
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(msg):
+            sent.append(msg)
+
+        scope = {"type": "http", "method": "GET", "path": path, "raw_path": path.encode(), "query_string": b"",
+                 "headers": [], "client": ("127.0.0.1", 1), "root_path": ""}
+        asyncio.run(app(scope, receive, send))
+        return sent[0]["status"], sent[1]["body"]
+
+    assert get("/extra/keys") == (200, b"extra")
+    assert get("/extra") == (200, b"extra")
+    assert seen == [("/extra/keys", "/extra"), ("/extra", "/extra")]
+    assert get("/extrax")[0] == 404 and get("/health")[0] == 200
+    assert _request(app, key, "ListKeys", {})[0] == 200
+    for bad in ("/", "/health"):
+        with pytest.raises(ValueError):
+            app.mount(bad, extra)

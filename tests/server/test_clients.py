@@ -19,7 +19,7 @@ def _aws(server, key, tmp_path, *args) -> dict:
     aws = shutil.which("aws")
     assert aws, "the AWS CLI (awscli from PyPI) must be installed"
     out = subprocess.run([aws, "kms", *args, "--endpoint-url", server.url, "--output", "json"],
-                         env=env, capture_output=True, text=True, timeout=60)
+                         env=env, capture_output=True, text=True, timeout=60, check=False)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout) if out.stdout.strip() else {}
 
@@ -87,7 +87,8 @@ def test_aws_encryption_sdk_round_trip(server, access_key, kms_remote, tmp_path,
     kms_remote.disable_key(KeyId=arn)
     try:
         with pytest.raises(Exception) as e:
-            sdk.decrypt(source=ciphertext, key_provider=StrictAwsKmsMasterKeyProvider(key_ids=[arn], botocore_session=session))
+            provider = StrictAwsKmsMasterKeyProvider(key_ids=[arn], botocore_session=session)
+            sdk.decrypt(source=ciphertext, key_provider=provider)
         assert "DisabledException" in repr(e.value) or "Unable to decrypt" in str(e.value)
     finally:
         kms_remote.enable_key(KeyId=arn)

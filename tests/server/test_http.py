@@ -108,7 +108,7 @@ def test_body_changed_after_signing(server, access_key, kms_remote):
 @pytest.mark.parametrize("minutes, prefix", [(-6, "Signature expired"), (6, "Signature not yet current")])
 def test_outside_the_skew_window(server, access_key, kms_remote, minutes, prefix):
     before = key_count(kms_remote)
-    when = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) + dt.timedelta(minutes=minutes)
+    when = dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(minutes=minutes)
     status, body, _ = call(server, access_key, b"{}", "TrentService.CreateKey", when=when)
     assert (status, body["__type"]) == (400, "InvalidSignatureException")
     assert body["message"].startswith(prefix) and "5 min." in body["message"]
@@ -116,7 +116,7 @@ def test_outside_the_skew_window(server, access_key, kms_remote, minutes, prefix
 
 
 def test_inside_the_skew_window(server, access_key):
-    when = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(minutes=4)
+    when = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(minutes=4)
     status, _, _ = call(server, access_key, b"{}", when=when)
     assert status == 200
 

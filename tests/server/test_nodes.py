@@ -5,7 +5,6 @@ import os
 import time
 
 import botocore.exceptions
-import pytest
 
 from kms_core.server.credentials import AccessKeys
 from kms_core.store import Store
@@ -73,4 +72,4 @@ def test_two_nodes_on_postgresql(pg_url, make_server):  # servers stop before th
     finally:
         store.dispose()
     for client in (ka, kb):
-        _within(lambda: _code(client.list_keys) == "UnrecognizedClientException")
+        _within(lambda c=client: _code(c.list_keys) == "UnrecognizedClientException")

@@ -17,11 +17,11 @@ from cryptography.x509.oid import NameOID
 
 from kms_core.server import cli
 
-from .test_http import send, sign
+from .test_http import sign
 
 
 def _make_ca_and_cert(d):
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kms-local test CA")])
     ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
@@ -156,7 +156,8 @@ def test_dev_credentials_mode(make_server):
     assert "DEVELOPMENT CREDENTIALS MODE" in srv.log() or "--dev-credentials" in srv.log()
     dummy = srv.client({"AccessKeyId": "testing", "SecretAccessKey": "testing"})
     key_id = dummy.create_key()["KeyMetadata"]["KeyId"]
-    assert dummy.decrypt(CiphertextBlob=dummy.encrypt(KeyId=key_id, Plaintext=b"p")["CiphertextBlob"])["Plaintext"] == b"p"
+    blob = dummy.encrypt(KeyId=key_id, Plaintext=b"p")["CiphertextBlob"]
+    assert dummy.decrypt(CiphertextBlob=blob)["Plaintext"] == b"p"
     # Session tokens of dummy credentials are accepted too (moto-style test suites).
     assert srv.client({"AccessKeyId": "ASIATESTING", "SecretAccessKey": "x"},
                       aws_session_token="token").list_keys()["Keys"]

@@ -18,7 +18,7 @@ MODEL = botocore.session.get_session().get_service_model("kms")
 text = st.text(min_size=1, max_size=20)
 context = st.dictionaries(text, text, max_size=4)
 when = st.datetimes(min_value=dt.datetime(1971, 1, 1), max_value=dt.datetime(2200, 1, 1),
-                    timezones=st.just(dt.timezone.utc))
+                    timezones=st.just(dt.UTC))
 # botocore sends whole epoch seconds; AWS answers with milliseconds.
 whole_seconds = when.map(lambda d: d.replace(microsecond=0))
 millis = when.map(lambda d: d.replace(microsecond=d.microsecond // 1000 * 1000))
@@ -61,8 +61,9 @@ def test_decodes_what_botocore_sends(op_params):
               st.binary(min_size=1, max_size=64), text),
     st.builds(lambda p, b: ("GenerateDataKey", {"Plaintext": p, "CiphertextBlob": b, "KeyId": "k"}),
               st.binary(min_size=1, max_size=64), st.binary(min_size=1, max_size=64)),
-    st.builds(lambda c, d: ("DescribeKey", {"KeyMetadata": {"KeyId": "k", "CreationDate": c, "DeletionDate": d,
-                                                            "Enabled": True, "EncryptionAlgorithms": ["SYMMETRIC_DEFAULT"]}}),
+    st.builds(lambda c, d: ("DescribeKey", {"KeyMetadata": {
+        "KeyId": "k", "CreationDate": c, "DeletionDate": d, "Enabled": True,
+        "EncryptionAlgorithms": ["SYMMETRIC_DEFAULT"]}}),
               millis, millis),
 ))
 def test_botocore_parses_what_we_send(op_result):
@@ -88,7 +89,8 @@ def test_empty_results_and_bodies():
     ("CreateKey", b'{"MultiRegion": "yes"}', "can not be converted to a Boolean"),
     ("Encrypt", b'{"KeyId": "k", "EncryptionContext": []}', "can not be converted to a Map"),
     ("Encrypt", b'{"KeyId": "k", "Plaintxt": "aGk="}', "Unknown field 'Plaintxt'"),
-    ("CreateKey", b'{"Tags": [{"TagKey": "a", "TagValue": "b", "Colour": "red"}]}', "Unknown field 'Colour' (at 'Tags[0]')"),
+    ("CreateKey", b'{"Tags": [{"TagKey": "a", "TagValue": "b", "Colour": "red"}]}',
+     "Unknown field 'Colour' (at 'Tags[0]')"),
 ])
 def test_malformed_bodies_are_serialization_errors(op, body, fragment):
     with pytest.raises(KMSError) as e:
