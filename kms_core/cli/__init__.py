@@ -137,8 +137,15 @@ def _version() -> str:
 
 
 def _user_agent() -> str:
-    """The CLI's user agent in its audit events, shaped like the AWS CLI's ``aws-cli/…``."""
-    return "kms-cli/" + _version()[len("kms/"):]
+    """The CLI's user agent in its audit events, shaped like the AWS CLI's ``aws-cli/…``
+    (the package's own version string: importlib.metadata would cost ~10 ms a call)."""
+    import platform  # noqa: PLC0415 - start-up: each command loads only what it uses
+
+    from kms_core import __version__  # noqa: PLC0415 - start-up: each command loads only what it uses
+
+    uname = os.uname() if hasattr(os, "uname") else None
+    system, release = (uname.sysname, uname.release) if uname else (platform.system(), platform.release())
+    return f"kms-cli/{__version__} Python/{platform.python_version()} {system}/{release}"
 
 
 def _os_user() -> str:
