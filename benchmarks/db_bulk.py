@@ -32,7 +32,7 @@ from collections import Counter
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import sqlalchemy as sa  # noqa: E402
+import sqlalchemy as sa
 
 PG = os.environ.get("KMS_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -146,10 +146,10 @@ def main(argv=None) -> int:
     home = tempfile.mkdtemp(prefix="kms-bench-")
     os.environ["KMS_HOME"] = home
     os.environ["KMS_ROOT_KEY"] = base64.b64encode(os.urandom(32)).decode()
-    import kms_core
     from sqlalchemy_utils import StringEncryptedType
     from sqlalchemy_utils.types.encrypted.encrypted_type import AesGcmEngine
 
+    import kms_core
     from integrations.encrypted_columns import EncryptedType, configure
 
     counting = CountingKMS(kms_core.client())

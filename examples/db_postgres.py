@@ -49,8 +49,10 @@ def main(url: str) -> None:
         new_key = kms.create_key(Description="example: new wrapping key")["KeyMetadata"]["Arn"]
         # 1. rewrap the data keys under another KMS key: no row changes
         print("rewrapped data keys:", tools.rewrap(engine, new_key))
-        # 2. re-encrypt a column under a fresh data key (batched, resumable)
+        # 2. re-encrypt a randomized column under a fresh data key (batched, resumable);
+        #    a deterministic column keeps its key, so == and UNIQUE never break
         print("re-encrypted names:", tools.reencrypt(engine, Customer.name))
+        print("re-encrypted emails (deterministic):", tools.reencrypt(engine, Customer.email))
         with Session(engine) as s:
             assert s.scalars(sa.select(Customer.name).where(Customer.id == 42)).one() == "Customer 42"
             print("still readable after rotation")

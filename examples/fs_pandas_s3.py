@@ -10,6 +10,7 @@ nothing at all on AWS to use the real KMS with `alias/aws/s3`.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import socket
 
@@ -23,6 +24,8 @@ def main() -> None:
     server = None
     if args.endpoint_url is None:
         from moto.server import ThreadedMotoServer
+        # moto's server is werkzeug's: it logs every request at INFO to stderr.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
         os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
         os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
         os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")

@@ -214,6 +214,10 @@ _HANDLERS: dict[str, str] = {
                      "RevokeGrant"), "grants"),
     **dict.fromkeys(("GetParametersForImport", "ImportKeyMaterial", "DeleteImportedKeyMaterial"),
                     "imports"),
+    **dict.fromkeys(("Sign", "Verify", "GetPublicKey"), "signing"),
+    **dict.fromkeys(("GenerateMac", "VerifyMac"), "macs"),
+    "DeriveSharedSecret": "agreement",
+    **dict.fromkeys(("GenerateDataKeyPair", "GenerateDataKeyPairWithoutPlaintext"), "keypairs"),
 }
 
 # Key-state rules (reference §2.2).  For each rule: state -> (error code,

@@ -10,17 +10,42 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import (DecryptionError, EncryptedColumnError, KeyTableMissingError, SignatureError,
-                     UnknownDataKeyError, UnsupportedComparisonError, UnsupportedValueError)
-from .keys import KEY_TABLE, key_table
+from sqlalchemy.engine import Connection
+
+from .errors import (
+    DecryptionError,
+    EncryptedColumnError,
+    KeyTableMissingError,
+    SignatureError,
+    UnknownDataKeyError,
+    UnsupportedComparisonError,
+    UnsupportedValueError,
+)
+from .keys import KEY_TABLE, KEYRING, install_listeners, key_table
 from .rows import SealedValue, bind_row
 from .types import DO_NOTHING, ENCRYPT_AND_SIGN, SIGN_ONLY, EncryptedJSON, EncryptedType
 
 __all__ = [
-    "EncryptedType", "EncryptedJSON", "ENCRYPT_AND_SIGN", "SIGN_ONLY", "DO_NOTHING",
-    "bind_row", "SealedValue", "configure", "warm_up", "warm_up_async", "key_table", "KEY_TABLE", "render_item",
-    "EncryptedColumnError", "DecryptionError", "UnknownDataKeyError", "SignatureError",
-    "UnsupportedComparisonError", "UnsupportedValueError", "KeyTableMissingError",
+    "DO_NOTHING",
+    "ENCRYPT_AND_SIGN",
+    "KEY_TABLE",
+    "SIGN_ONLY",
+    "DecryptionError",
+    "EncryptedColumnError",
+    "EncryptedJSON",
+    "EncryptedType",
+    "KeyTableMissingError",
+    "SealedValue",
+    "SignatureError",
+    "UnknownDataKeyError",
+    "UnsupportedComparisonError",
+    "UnsupportedValueError",
+    "bind_row",
+    "configure",
+    "key_table",
+    "render_item",
+    "warm_up",
+    "warm_up_async",
 ]
 
 
@@ -28,7 +53,6 @@ def configure(kms: Any = ..., **bounds) -> None:
     """Set the KMS client (any boto3 KMS client; default ``kms_core.client()``)
     (``None``: back to the default) and cache bounds: ``write_max_age``, ``write_max_uses``, ``read_max_age``,
     ``max_entries``.  Clears the data-key caches."""
-    from .keys import KEYRING
     KEYRING.configure(kms, **bounds)
 
 
@@ -43,9 +67,6 @@ def warm_up(bind, metadata=None, *, load_existing: bool = True) -> int:
     """Make every key the columns of ``metadata`` need ready before traffic:
     creates the key table if missing, unwraps stored data keys, and makes the
     write keys.  ``bind``: an Engine or Connection.  Returns KMS calls made."""
-    from sqlalchemy.engine import Connection
-
-    from .keys import KEYRING, install_listeners
     install_listeners()
     cols = _encrypted_columns(metadata)
     if isinstance(bind, Connection):
@@ -57,7 +78,6 @@ def warm_up(bind, metadata=None, *, load_existing: bool = True) -> int:
 async def warm_up_async(async_engine, metadata=None, *, load_existing: bool = True) -> int:
     """``warm_up`` for an AsyncEngine: the KMS calls run in a worker thread,
     the database I/O on the async driver, so the event loop never blocks on KMS."""
-    from .keys import KEYRING, install_listeners
     install_listeners()
     cols = _encrypted_columns(metadata)
     async with async_engine.begin() as conn:

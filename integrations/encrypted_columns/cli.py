@@ -61,7 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     common(sp)
     sp.add_argument("--key-id", required=True, help="destination KMS key id, alias or ARN")
     sp.add_argument("--from-key-id", help="only data keys wrapped under this KMS key")
-    for name, text in (("reencrypt", "re-encrypt a column under a fresh data key"),
+    for name, text in (("reencrypt", "re-encrypt a randomized column under a fresh data key "
+                                      "(a deterministic column keeps its key)"),
                        ("encrypt-column", "encrypt an existing plaintext column in place"),
                        ("decrypt-column", "decrypt a column in place (leaving the product)")):
         sp = sub.add_parser(name, help=text)
@@ -78,11 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.batch_size < 1:
         print("kms db: --batch-size must be at least 1", file=sys.stderr)
         return 2
-    from sqlalchemy import create_engine
+    from sqlalchemy import create_engine  # noqa: PLC0415 - cold start: `kms db --help` loads no SQLAlchemy
+    from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415 - as above
 
-    from . import configure, tools
+    from . import configure, tools  # noqa: PLC0415 - as above
     if args.endpoint_url:
-        import kms_core
+        import kms_core  # noqa: PLC0415 - as above
         configure(kms=kms_core.client(endpoint_url=args.endpoint_url))
     engine = create_engine(args.url)
     progress = not args.no_progress
@@ -98,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
             kw = {} if args.command == "reencrypt" else {"alter": not args.no_alter}
             n = fn(engine, column, batch_size=args.batch_size, progress=progress, **kw)
             print(f"{args.command}: {n} values processed")
+            if args.command == "reencrypt" and getattr(column.type, "deterministic", False):
+                print("deterministic column: its data key stays (equality lookups and UNIQUE need "
+                      "one key); values under any other key were moved onto it. To rotate what "
+                      "protects it, run `kms db rewrap` or rotate its KMS key.")
         return 0
     except KeyboardInterrupt:
         print("kms db: interrupted; committed batches are kept, run the same command "
@@ -107,7 +113,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kms db: {err}", file=sys.stderr)
         return 1
     except Exception as err:  # database/driver errors: one line, no traceback
-        from sqlalchemy.exc import SQLAlchemyError
         if isinstance(err, SQLAlchemyError):
             print(f"kms db: database error: {type(err).__name__}: "
                   f"{str(err).splitlines()[0]}", file=sys.stderr)

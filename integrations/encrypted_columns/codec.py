@@ -11,12 +11,14 @@ import decimal
 import json
 import struct
 import uuid
+from typing import Any
 
 from .errors import DecryptionError, UnsupportedValueError
 
 NULL, STR, BYTES, INT, FLOAT, DECIMAL, BOOL, DATE, TIME, DATETIME, UUID, JSON = range(12)
 
-_JSON_ARGS = dict(ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False)
+_JSON_ARGS: dict[str, Any] = {"ensure_ascii": False, "sort_keys": True, "separators": (",", ":"),
+                              "allow_nan": False}
 
 
 def _int_bytes(value: int) -> bytes:

@@ -16,8 +16,8 @@ from __future__ import annotations
 import os
 import struct
 import threading
+from collections.abc import Callable
 from itertools import repeat
-from typing import Callable
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, hmac
@@ -50,7 +50,7 @@ def _hkdf(material: bytes, length: int, info: bytes) -> bytes:
 class DataKey:
     """An unwrapped data key and its derived ciphers.  ``repr`` shows the id only."""
 
-    __slots__ = ("key_id", "_gcm", "_siv", "_sig", "nonce_prefix", "_nonce_next", "_nonce_lock")
+    __slots__ = ("_gcm", "_nonce_lock", "_nonce_next", "_sig", "_siv", "key_id", "nonce_prefix")
 
     def __init__(self, key_id: bytes, material: bytes):
         if len(key_id) != KEY_ID_LEN or len(material) != 32:

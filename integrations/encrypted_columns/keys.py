@@ -19,11 +19,12 @@ import datetime as _dt
 import os
 import threading
 import weakref
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
-from sqlalchemy import (Column, DateTime, Engine, LargeBinary, MetaData, String, Table, event,
-                        exc as sa_exc, insert, select)
+from sqlalchemy import Column, DateTime, Engine, LargeBinary, MetaData, String, Table, event, insert, select
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 
 from kms_core.envelope import CachedKey, DataKeyCache
@@ -104,7 +105,7 @@ class Keyring:
         if self.settings.kms is None:
             with self._lock:
                 if self.settings.kms is None:
-                    import kms_core  # lazily: importing the types does no I/O
+                    import kms_core  # noqa: PLC0415 - importing the types loads no KMS engine
                     self.settings.kms = kms_core.client()
         return self.settings.kms
 
@@ -119,7 +120,7 @@ class Keyring:
             raise _kms_error("GenerateDataKey", kms_key, err) from err
         dk = fmt.DataKey(key_id, resp["Plaintext"])
         row = {"id": key_id.hex(), "kms_key_id": resp["KeyId"], "wrapped": resp["CiphertextBlob"],
-               "created": _dt.datetime.now(_dt.timezone.utc)}
+               "created": _dt.datetime.now(_dt.UTC)}
         return dk, row
 
     def unwrap(self, row) -> fmt.DataKey:
@@ -151,6 +152,8 @@ class Keyring:
                 entry.uses += 1
                 return entry
         if mode == fmt.DETERMINISTIC:
+            if scope is None:
+                raise EncryptedColumnError("a deterministic column's key needs its scope")
             dk, fresh = self._scoped_key(conn, kms_key, scope)
         else:
             dk, row = self.generate(kms_key)
@@ -160,6 +163,17 @@ class Keyring:
         entry.uses = 1
         self._remember(conn, ck, entry, fresh)
         return entry
+
+    def scoped_key(self, conn: Connection, kms_key: str, scope: str) -> fmt.DataKey:
+        """The data key named by ``scope`` in the key table, made if missing:
+        a deterministic column's key (``table.column``), which never changes
+        once made, or a randomized re-encryption job's target key."""
+        return self._scoped_key(conn, kms_key, scope)[0]
+
+    def forget_write_keys(self, kms_key: str) -> None:
+        """Stop writing with this process's cached keys for ``kms_key``."""
+        _drop(self.write, lambda ck: ck[1] == kms_key)
+        self.generation += 1
 
     def _scoped_key(self, conn: Connection, kms_key: str, scope: str):
         row = _select_scope(conn, scope)
@@ -232,9 +246,9 @@ class Keyring:
     def _on_rollback(self, conn: Connection) -> None:
         if conn.info.pop("_enc_cols_pending", None):
             self.generation += 1
-        for ck in conn.info.pop("_enc_cols_new_ids", ()):
-            with self.read._lock:
-                self.read._entries.pop(ck, None)
+        new_ids = conn.info.pop("_enc_cols_new_ids", ())
+        if new_ids:
+            _drop(self.read, new_ids.__contains__)
 
     # -- warm-up ----------------------------------------------------------
     def warm_up_sync(self, conn: Connection, columns: Iterable, load_all: bool = True) -> int:
@@ -253,12 +267,21 @@ class Keyring:
                     self._read_row(conn, row)
         for col in columns:
             t = col.type
-            scope = t._scope() if t.deterministic else None
+            scope = t.key_scope() if t.deterministic else None
             self.write_key(conn.dialect, t.key_id, t._mode, scope)
         return self.kms_calls - start
 
 
 KEYRING = Keyring()
+
+
+def _drop(cache: DataKeyCache, doomed) -> None:
+    # kms_core.envelope.DataKeyCache offers no selective removal (only clear(),
+    # which would cost every other KMS key a GenerateDataKey): drop entries
+    # under its own lock.  tests/db/test_db_tools.py covers both callers.
+    with cache._lock:
+        for ck in [ck for ck in cache._entries if doomed(ck)]:
+            del cache._entries[ck]
 
 
 def _after_fork_in_child() -> None:
@@ -274,14 +297,16 @@ if hasattr(os, "register_at_fork"):
 
 def _off_loop(fn, **kwargs):
     """Call KMS; inside SQLAlchemy's asyncio greenlet, in a worker thread so
-    the event loop keeps running while KMS answers."""
+    the event loop keeps running while KMS answers.  (sqlalchemy.util.concurrency
+    is how SQLAlchemy's own asyncio layer bridges sync code to the loop; it has
+    no other public spelling.  tests/db/test_db_async.py covers this path.)"""
     try:
-        from sqlalchemy.util.concurrency import await_, in_greenlet
+        from sqlalchemy.util.concurrency import await_, in_greenlet  # noqa: PLC0415 - needs greenlet (optional)
         async_ctx = in_greenlet()
     except ImportError:  # greenlet not installed: no asyncio use possible
         async_ctx = False
     if async_ctx:
-        import asyncio
+        import asyncio  # noqa: PLC0415 - only under SQLAlchemy's asyncio
         return await_(asyncio.to_thread(fn, **kwargs))
     return fn(**kwargs)
 
@@ -295,25 +320,24 @@ def _kms_error(op: str, kms_key: str, err: Exception) -> EncryptedColumnError:
 FORCED_KEY: contextvars.ContextVar = contextvars.ContextVar("encrypted_columns_forced",
                                                           default=None)
 _current: contextvars.ContextVar = contextvars.ContextVar("encrypted_columns_conn", default=None)
-_tokens: "weakref.WeakKeyDictionary[Engine, str]" = weakref.WeakKeyDictionary()
-_engines: "weakref.WeakKeyDictionary[Any, weakref.ref]" = weakref.WeakKeyDictionary()
-_installed = False
+_tokens: weakref.WeakKeyDictionary[Engine, str] = weakref.WeakKeyDictionary()
+_engines: weakref.WeakKeyDictionary[Any, weakref.ref] = weakref.WeakKeyDictionary()
+_installed = threading.Event()  # set once the listeners are in place
 _install_lock = threading.Lock()
 
 
 def install_listeners() -> None:
     """Register the engine-wide listeners once (no I/O)."""
-    global _installed
-    if _installed:
+    if _installed.is_set():
         return
     with _install_lock:
-        if _installed:
+        if _installed.is_set():
             return
         event.listen(Engine, "before_execute", _before_execute)
         event.listen(Engine, "commit", KEYRING._on_commit)
         event.listen(Engine, "rollback", KEYRING._on_rollback)
         event.listen(Engine, "handle_error", _unwrap_our_errors)
-        _installed = True
+        _installed.set()
 
 
 class _Execution:

@@ -13,8 +13,9 @@ import threading
 import weakref
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, inspect
 from sqlalchemy.orm import Mapper
+from sqlalchemy.orm import exc as orm_exc
 
 from . import codec
 from .errors import DecryptionError, EncryptedColumnError
@@ -31,7 +32,7 @@ def row_id(pk) -> str:
 class RowValue:
     """A value on its way to a row-bound column, with the row's primary key."""
 
-    __slots__ = ("value", "pk")
+    __slots__ = ("pk", "value")
 
     def __init__(self, value, pk):
         self.value, self.pk = value, tuple(pk)
@@ -39,7 +40,7 @@ class RowValue:
     def __eq__(self, other):
         return self.value == (other.value if isinstance(other, RowValue) else other)
 
-    __hash__ = None
+    __hash__ = None  # type: ignore[assignment]  # == compares the wrapped value: unhashable
 
     def __repr__(self) -> str:
         return "RowValue(<hidden>)"
@@ -70,20 +71,28 @@ class SealedValue:
         return f"<SealedValue {self._where}>"
 
 
-_installed = False
+_installed = threading.Event()  # set once the listeners are in place
 _lock = threading.Lock()
-_by_mapper: "weakref.WeakKeyDictionary[Mapper, list]" = weakref.WeakKeyDictionary()
+_by_mapper: weakref.WeakKeyDictionary[Mapper, list] = weakref.WeakKeyDictionary()
 
 
 def _row_bound(mapper) -> list:
     cols = _by_mapper.get(mapper)
     if cols is None:
-        from .types import EncryptedType
-        cols = [(mapper.get_property_by_column(c).key, c) for c in mapper.columns
-                if isinstance(c.type, EncryptedType) and c.type.bind_to_row
-                and c in mapper._columntoproperty]
+        cols = [(prop.key, c) for c in mapper.columns
+                if getattr(c.type, "bind_to_row", False) is True  # an EncryptedType's flag
+                and (prop := _property(mapper, c)) is not None]
         _by_mapper[mapper] = cols
     return cols
+
+
+def _property(mapper, column):
+    """The mapped attribute of ``column``, None if it is not mapped (public API,
+    where mapper._columntoproperty would be private)."""
+    try:
+        return mapper.get_property_by_column(column)
+    except orm_exc.UnmappedColumnError:
+        return None
 
 
 def _primary_key(mapper, target) -> tuple:
@@ -129,7 +138,6 @@ def _unwrap(mapper, connection, target):
 
 
 def _open(target, context, attrs=None):
-    from sqlalchemy import inspect
     mapper = inspect(target).mapper
     cols = _row_bound(mapper)
     if not cols:
@@ -145,17 +153,16 @@ def _open(target, context, attrs=None):
 
 
 def install_row_listeners() -> None:
-    global _installed
-    if _installed:
+    if _installed.is_set():
         return
     with _lock:
-        if _installed:
+        if _installed.is_set():
             return
         for name in ("before_insert", "before_update"):
             event.listen(Mapper, name, _wrap)
         for name in ("after_insert", "after_update"):
             event.listen(Mapper, name, _unwrap)
-        event.listen(Mapper, "load", lambda target, ctx: _open(target, ctx))
+        event.listen(Mapper, "load", _open)
         event.listen(Mapper, "refresh", _open)
         event.listen(Mapper, "refresh_flush", _open)
-        _installed = True
+        _installed.set()

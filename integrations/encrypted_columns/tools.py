@@ -7,7 +7,8 @@ last committed batch ended.  Nothing here needs a KMS key rotation: rotating
 a KMS key (EnableKeyRotation / RotateKeyOnDemand) changes no stored data.
 
 * ``rewrap``: rewrap data keys under another KMS key (ReEncrypt), rows untouched.
-* ``reencrypt``: re-encrypt a column under a fresh data key.
+* ``reencrypt``: re-encrypt a randomized column under a fresh data key; a
+  deterministic column keeps its one key (values under any other are moved onto it).
 * ``encrypt_column``: encrypt an existing plaintext column in place.
 * ``decrypt_column``: the reverse, for leaving the product.
 """
@@ -17,27 +18,31 @@ import datetime as _dt
 import decimal
 import json
 import uuid
-from typing import Iterator
+from collections.abc import Iterator
+from typing import Any
 
-from sqlalchemy import (JSON, Column, LargeBinary, and_, bindparam, func, inspect, select,
-                        tuple_, type_coerce, update)
+from sqlalchemy import JSON, Column, LargeBinary, and_, bindparam, func, inspect, select, tuple_, type_coerce, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import types as sa_types
 from sqlalchemy.engine import Connection, Engine
+from tqdm import tqdm
 
 from . import format as fmt
 from .errors import DecryptionError, EncryptedColumnError, UnknownDataKeyError
-from .keys import (_TABLE, FORCED_KEY, KEYRING, _raise_if_missing, data_key_context,
-                   install_listeners)
+from .keys import _TABLE, FORCED_KEY, KEYRING, _raise_if_missing, data_key_context, install_listeners
 from .rows import RowValue
 from .types import META, EncryptedJSON, EncryptedType
 
-__all__ = ["rewrap", "reencrypt", "encrypt_column", "decrypt_column"]
+__all__ = ["decrypt_column", "encrypt_column", "reencrypt", "rewrap"]
 
 
 def _bar(total: int, desc: str, progress: bool):
-    from tqdm import tqdm
     return tqdm(total=total, desc=desc, unit="row", disable=not progress, leave=False)
+
+
+def _type(col: Column) -> Any:
+    """The column's EncryptedType or EncryptedJSON (checked by ``_column``)."""
+    return col.type
 
 
 def _column(target) -> Column:
@@ -60,10 +65,11 @@ def _describe(kms, key_id: str) -> str:
     try:
         return kms.describe_key(KeyId=key_id)["KeyMetadata"]["Arn"]
     except Exception as err:
-        code = getattr(err, "response", {}).get("Error", {}).get("Code")
+        error = getattr(err, "response", {}).get("Error", {})
+        code = error.get("Code")
         if code is None:
             raise
-        msg = err.response["Error"].get("Message", "")
+        msg = error.get("Message", "")
         raise EncryptedColumnError(f"KMS key {key_id!r}: {msg}", code=code) from err
 
 
@@ -190,25 +196,47 @@ def _key_of(col: Column, raw) -> bytes | None:
 
 # ---------------------------------------------------------------- reencrypt
 def reencrypt(engine: Engine, column, *, batch_size: int = 500, progress: bool = True) -> int:
-    """Re-encrypt every value of ``column`` under a fresh data key.
+    """Re-encrypt ``column``; returns the values rewritten.
 
-    The fresh key is recorded in the key table (scope ``reencrypt:<table>.<column>``)
-    so a rerun after an interruption resumes with the same key.  A deterministic
-    column's active key switches at the end; other processes pick it up when
-    their cached key expires (``write_max_age``), so run it again after that to
-    catch values they wrote meanwhile.  Returns values re-encrypted.
+    Randomized columns (and EncryptedJSON): every value moves to a fresh data
+    key, recorded in the key table (scope ``reencrypt:<table>.<column>``) so a
+    rerun after an interruption resumes with the same key.
+
+    Deterministic columns keep their one data key for good: equality lookups
+    and UNIQUE compare stored bytes, so two keys live at once (during a run,
+    after a kill, or in a process that cached the old key) would make equal
+    values differ.  Here the run moves onto the column's key any value stored
+    under another data key (left by an earlier version's rotation, or copied
+    in) and rewrites nothing else.  To rotate what protects the column's key,
+    rewrap it (``rewrap``) or rotate its KMS key.
     """
     install_listeners()
     col = _column(column)
-    t = col.type
-    scope = t._scope()
+    t = _type(col)
+    if isinstance(t, EncryptedType) and t.deterministic:
+        return _converge(engine, col, batch_size, progress)
+    scope = t.key_scope()
     job = "reencrypt:" + scope
     with engine.begin() as conn:
         _TABLE.create(conn, checkfirst=True)
-        target = KEYRING._scoped_key(conn, t.key_id, job)[0]
+        target = KEYRING.scoped_key(conn, t.key_id, job)
+    done, _ = _move(engine, col, target, batch_size, progress, f"reencrypt {scope}")
+    with engine.begin() as conn:  # finish: the job key becomes an ordinary read key
+        conn.execute(update(_TABLE).where(_TABLE.c.scope == job).values(scope=None))
+    KEYRING.forget_write_keys(t.key_id)
+    return done
+
+
+def _move(engine: Engine, col: Column, target: fmt.DataKey, batch_size: int, progress: bool,
+          desc: str) -> tuple[int, list[tuple]]:
+    """Rewrite every value not under ``target`` under it, batch by batch; the
+    UPDATE checks the old value, so a value the application changed meanwhile
+    is left as it is.  Returns (values rewritten, primary keys of the rows a
+    UNIQUE constraint kept from being rewritten)."""
+    t = _type(col)
     raw_type = _raw_type(col, engine.dialect)
-    done = 0
-    with _bar(_count(engine, col), f"reencrypt {scope}", progress) as bar:
+    done, rejected = 0, []
+    with _bar(_count(engine, col), desc, progress) as bar:
         for conn, rows in _pages(engine, col, raw_type, batch_size):
             todo = [r for r in rows if _key_of(col, r[-1]) != target.key_id]
             decrypt, encrypt = _processors(t, conn.dialect)
@@ -217,17 +245,56 @@ def reencrypt(engine: Engine, column, *, batch_size: int = 500, progress: bool =
                 items = [(r, encrypt(decrypt(r), r)) for r in todo]
             finally:
                 FORCED_KEY.reset(token)
-            _write_many(conn, col, raw_type, items)
-            done += len(items)
+            n, refused = _write_unique(conn, col, raw_type, items)
+            done += n
+            rejected += refused
             bar.update(len(rows))
-    with engine.begin() as conn:  # finish: the fresh key becomes the column's key
-        if t.deterministic:
-            conn.execute(update(_TABLE).where(_TABLE.c.scope == scope).values(scope=None))
-            conn.execute(update(_TABLE).where(_TABLE.c.scope == job).values(scope=scope))
-        else:
-            conn.execute(update(_TABLE).where(_TABLE.c.scope == job).values(scope=None))
-    _forget_write_keys(t)
+    return done, rejected
+
+
+def _converge(engine: Engine, col: Column, batch_size: int, progress: bool) -> int:
+    """Move a deterministic column's stray values onto its one data key."""
+    t = _type(col)
+    scope = t.key_scope()
+    with engine.begin() as conn:
+        _TABLE.create(conn, checkfirst=True)
+        target = KEYRING.scoped_key(conn, t.key_id, scope)
+    done, conflicts = _move(engine, col, target, batch_size, progress, f"reencrypt {scope}")
+    if conflicts:
+        shown = ", ".join(repr(pk[0] if len(pk) == 1 else pk) for pk in conflicts[:20])
+        more = f" and {len(conflicts) - 20} more" if len(conflicts) > 20 else ""
+        raise EncryptedColumnError(
+            f"{len(conflicts)} value(s) of {scope} duplicate other rows' values but were "
+            f"stored under another data key, where UNIQUE could not see them (primary keys "
+            f"{shown}{more}); {done} other value(s) were moved. Keep one row of each pair, then "
+            "run reencrypt again.", code="ConflictException")
+    with engine.begin() as conn:  # retire a job an earlier version left behind
+        conn.execute(update(_TABLE).where(_TABLE.c.scope == "reencrypt:" + scope).values(scope=None))
     return done
+
+
+def _write_unique(conn: Connection, col: Column, raw_type, items) -> tuple[int, list[tuple]]:
+    """``_write_many``; if a UNIQUE constraint rejects the batch, row by row
+    (each under a savepoint), leaving the rejected rows as they are.  Returns
+    (rows written, primary keys of the rejected rows)."""
+    if not items:
+        return 0, []
+    try:
+        with conn.begin_nested():
+            _write_many(conn, col, raw_type, items)
+        return len(items), []
+    except sa_exc.IntegrityError:
+        pass
+    npk = len(col.table.primary_key.columns)
+    done, rejected = 0, []
+    for item in items:
+        try:
+            with conn.begin_nested():
+                _write_many(conn, col, raw_type, [item])
+            done += 1
+        except sa_exc.IntegrityError:  # equals a value already under the target key
+            rejected.append(tuple(item[0][:npk]))
+    return done, rejected
 
 
 def _processors(t, dialect):
@@ -244,13 +311,6 @@ def _processors(t, dialect):
 
 def _opened(sealed, pk):
     return None if sealed is None else sealed.decrypt(*pk)
-
-
-def _forget_write_keys(t) -> None:
-    with KEYRING.write._lock:
-        for ck in [ck for ck in KEYRING.write._entries if ck[1] == t.key_id]:
-            KEYRING.write._entries.pop(ck, None)
-    KEYRING.generation += 1
 
 
 # ---------------------------------------------------------------- plaintext <-> encrypted
@@ -282,7 +342,7 @@ def _from_plain(t, raw):
         if py is bytes:
             return raw
         raw = raw.decode("utf-8")
-    if py is None or isinstance(raw, py) and not (py is int and isinstance(raw, bool)):
+    if py is None or (isinstance(raw, py) and not (py is int and isinstance(raw, bool))):
         return raw
     if py is bool:
         return str(raw).lower() in ("1", "t", "true", "y", "yes")
@@ -362,7 +422,7 @@ def _alter_to_plain(engine: Engine, col: Column) -> None:
     if not any(b in current for b in ("bytea", "binary", "blob")):
         return  # already plain (a rerun)
     table, c = _quoted(engine, col)
-    inner = col.type.type_
+    inner = _type(col).type_
     ddl = inner.compile(dialect=engine.dialect)
     if name == "postgresql":
         sql = (f"ALTER TABLE {table} ALTER COLUMN {c} TYPE {ddl} "
@@ -387,7 +447,7 @@ def encrypt_column(engine: Engine, column, *, batch_size: int = 500, alter: bool
     """
     install_listeners()
     col = _column(column)
-    t = col.type
+    t = _type(col)
     with engine.begin() as conn:
         _TABLE.create(conn, checkfirst=True)
     if alter and isinstance(t, EncryptedType):
@@ -395,7 +455,7 @@ def encrypt_column(engine: Engine, column, *, batch_size: int = 500, alter: bool
     raw_type = _raw_type(col, engine.dialect) if isinstance(t, EncryptedJSON) else \
         sa_types.NullType()
     done = 0
-    with _bar(_count(engine, col), f"encrypt {t._scope()}", progress) as bar:
+    with _bar(_count(engine, col), f"encrypt {t.key_scope()}", progress) as bar:
         for conn, rows in _pages(engine, col, raw_type, batch_size):
             decrypt, encrypt = _processors(t, conn.dialect)
             items = [(row, encrypt(_from_plain(t, row[-1]), row)) for row in rows
@@ -417,11 +477,11 @@ def decrypt_column(engine: Engine, column, *, batch_size: int = 500, alter: bool
     """
     install_listeners()
     col = _column(column)
-    t = col.type
+    t = _type(col)
     raw_type = _raw_type(col, engine.dialect) if isinstance(t, EncryptedJSON) else \
         sa_types.NullType()
     done = 0
-    with _bar(_count(engine, col), f"decrypt {t._scope()}", progress) as bar:
+    with _bar(_count(engine, col), f"decrypt {t.key_scope()}", progress) as bar:
         for conn, rows in _pages(engine, col, raw_type, batch_size):
             decrypt, _ = _processors(t, conn.dialect)
             items = [(row, _to_plain(t, decrypt(row), conn.dialect)) for row in rows

@@ -25,16 +25,27 @@ from .errors import (
 )
 
 __all__ = [
-    "EncryptedFileSystem", "register", "PATH_CONTEXT_KEY",
-    "EncryptedFileError", "NotEncryptedError", "UnsupportedFormatError", "HeaderError",
-    "HeaderAuthenticationError", "KeyCommitmentError", "EncryptionContextMismatchError",
-    "DataKeyError", "LayoutError", "ChunkAuthenticationError", "TruncatedFileError",
+    "PATH_CONTEXT_KEY",
+    "ChunkAuthenticationError",
+    "DataKeyError",
+    "EncryptedFileError",
+    "EncryptedFileSystem",
+    "EncryptionContextMismatchError",
+    "HeaderAuthenticationError",
+    "HeaderError",
+    "KeyCommitmentError",
+    "LayoutError",
+    "NotEncryptedError",
     "TrailingDataError",
+    "TruncatedFileError",
+    "UnsupportedFormatError",
+    "register",
 ]
 
 # The fsspec.specs entry point registers the protocol when the project is
 # installed; this covers running from a source tree without installing.
-from fsspec.registry import known_implementations as _known, register_implementation as _reg
+from fsspec.registry import known_implementations as _known
+from fsspec.registry import register_implementation as _reg
 
 if "encrypted" not in _known:
     _reg("encrypted", "integrations.encrypted_fs.EncryptedFileSystem")

@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args) -> int:
-    from . import tools
+    from . import tools  # noqa: PLC0415 - `kms` cold start: fsspec and tqdm only for `kms fs`
 
     storage_options = json.loads(args.storage_options)
     if not isinstance(storage_options, dict):
@@ -93,8 +93,9 @@ def _run(args) -> int:
                                     progress=progress)
         print(f"rewrapped {len(summary.done)} files; {len(summary.skipped)} not encrypted")
     else:
-        import fsspec
-        from .core import EncryptedFileSystem
+        import fsspec  # noqa: PLC0415 - as above
+
+        from .core import EncryptedFileSystem  # noqa: PLC0415 - as above
         inner, path = fsspec.core.url_to_fs(args.path, **storage_options)
         efs = EncryptedFileSystem(fs=inner, skip_instance_cache=True, **fs_options)
         header, f, size, _ = efs.open_header(path)

@@ -2,31 +2,34 @@
 from __future__ import annotations
 
 import json
-import os
-from typing import Any, Mapping
+import time
+from collections.abc import Mapping
+from typing import Any
 
 import fsspec
 from fsspec.implementations.chained import ChainedFileSystem
 from fsspec.utils import stringify_path
 
+from . import localtemp
 from .errors import EncryptionContextMismatchError, NotEncryptedError
-from .files import EncryptedReadFile, EncryptedWriteFile, _Source
+from .files import EncryptedReadFile, _Source
 from .format import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_HEADER_SIZE,
+    MAGIC,
+    MAX_CHUNK_LOG2,
+    MIN_CHUNK_LOG2,
     TRAILER,
     ChunkCipher,
     Header,
     Layout,
-    MAGIC,
-    MAX_CHUNK_LOG2,
-    MIN_CHUNK_LOG2,
     default_plaintext_size,
     needs_trailer,
     new_header,
     plaintext_size_with_trailer,
 )
 from .keys import KeyProvider, managed_key_for
+from .writer import EncryptedWriteFile
 
 PATH_CONTEXT_KEY = "kms-fs:path"
 _ATOMIC_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "abfs", "abfss", "az", "oss", "r2"})
@@ -70,6 +73,8 @@ class EncryptedFileSystem(ChainedFileSystem):
     kms_endpoint / kms_options: build the client with ``kms_core.client(endpoint_url=..., **kms_options)``;
         kms_client: an existing boto3-shaped KMS client (not picklable).
     allow_plaintext: read objects without an encrypted header as-is (migrations).
+    fsync: local files only: ``fsync`` each finished file and then its directory
+        around the rename that publishes it (default True; see localtemp.py).
     cache, cache_max_age, cache_max_files, cache_max_bytes: the data-key cache.
     """
 
@@ -82,7 +87,7 @@ class EncryptedFileSystem(ChainedFileSystem):
                  kms_endpoint: str | None = None, kms_options: Mapping[str, Any] | None = None,
                  kms_client=None, allow_plaintext: bool = False, cache: bool = True,
                  cache_max_age: float = 300.0, cache_max_files: int = 10_000,
-                 cache_max_bytes: int = 2**36, **kwargs):
+                 cache_max_bytes: int = 2**36, fsync: bool = True, **kwargs):
         super().__init__(**kwargs)
         if fs is None:
             fs = fsspec.filesystem(target_protocol or "file", **(target_options or {}))
@@ -99,6 +104,8 @@ class EncryptedFileSystem(ChainedFileSystem):
         if self.chunk_size != 1 << log2 or not MIN_CHUNK_LOG2 <= log2 <= MAX_CHUNK_LOG2:
             raise ValueError("chunk_size must be a power of two from 4096 to 16777216")
         self.allow_plaintext = _as_bool(allow_plaintext)
+        self.fsync = _as_bool(fsync)
+        self._swept: dict[str, float] = {}  # directory -> when its stale temporaries were swept
         self.kms_endpoint = kms_endpoint
         self.kms_options = dict(kms_options or {})
         self._kms_client = kms_client
@@ -115,7 +122,7 @@ class EncryptedFileSystem(ChainedFileSystem):
     def _make_client(self):
         if self._kms_client is not None:
             return self._kms_client
-        import kms_core
+        import kms_core  # noqa: PLC0415 - keeps `import integrations` light (test_import_is_light)
         if self.kms_endpoint:
             return kms_core.client(endpoint_url=self.kms_endpoint, **self.kms_options)
         return kms_core.client(**self.kms_options)
@@ -196,20 +203,27 @@ class EncryptedFileSystem(ChainedFileSystem):
                                   autocommit=autocommit, **kwargs)
 
     def _commit_temp(self, tmp: str, path: str, exclusive: bool) -> None:
-        """Move a finished temporary sibling into place (atomic on local paths)."""
-        if self._is_local:
-            if exclusive:
-                try:
-                    os.link(tmp, path)  # fails if path appeared meanwhile
-                finally:
-                    os.unlink(tmp)
-            else:
-                os.replace(tmp, path)
-            return
+        """Move a finished temporary sibling into place (filesystems that are
+        neither local nor object stores; local files: localtemp.LockedTemp)."""
         if exclusive and self.fs.exists(path):
             self.fs.rm_file(tmp)
             raise FileExistsError(path)
         self.fs.mv(tmp, path)
+
+    def _sweep_once(self, directory: str) -> None:
+        """Sweep a local directory's stale temporaries when first written to
+        (then at most once per localtemp.STALE_AFTER)."""
+        now = time.monotonic()
+        if now - self._swept.get(directory, -localtemp.STALE_AFTER) >= localtemp.STALE_AFTER:
+            self._swept[directory] = now
+            localtemp.sweep(directory)
+
+    def sweep_temp_files(self, path: str, older_than: float = localtemp.STALE_AFTER) -> list[str]:
+        """Remove temporaries that killed writers left in a local directory
+        (never a live writer's: see localtemp.py); returns their paths."""
+        if not self._is_local:
+            raise NotImplementedError("temporary files are swept on local filesystems only")
+        return localtemp.sweep(self._strip(path), older_than)
 
     def open_header(self, path: str, _stripped: bool = False) -> tuple[Header, Any, int, bytes]:
         """(header, open inner file, object size, first bytes read)."""
@@ -225,7 +239,7 @@ class EncryptedFileSystem(ChainedFileSystem):
             head = f.read(size if size <= _FIRST_READ else DEFAULT_HEADER_SIZE)
             if head[:4] != MAGIC:
                 raise NotEncryptedError("not an encrypted file (no KFSE header)", path)
-            chunk_log2, header_size = Header.parse_preamble(head, path)
+            _, header_size = Header.parse_preamble(head, path)
             if header_size > len(head):
                 head += f.read(header_size - len(head))
             return Header.parse(head, path), f, size, head
@@ -273,8 +287,8 @@ class EncryptedFileSystem(ChainedFileSystem):
     def _fix_entries(self, entries: list[dict]) -> list[dict]:
         """Plaintext sizes: from the object size alone for default-layout files,
         one ranged read of the trailer otherwise (batched)."""
-        out = []
-        need: list[tuple[int, str, int, int]] = []
+        out: list[dict] = []
+        need: list[tuple[int, str, int]] = []
         for e in entries:
             e = dict(e)
             if e.get("type") == "file" and e.get("size") is not None:
@@ -289,7 +303,7 @@ class EncryptedFileSystem(ChainedFileSystem):
             out.append(e)
         if need:
             starts, ends = [], []
-            for _, name, csize in need:
+            for _, _name, csize in need:
                 if self.allow_plaintext:
                     starts.append(0)
                     ends.append(min(csize, 4))
@@ -297,7 +311,7 @@ class EncryptedFileSystem(ChainedFileSystem):
                     starts.append(max(0, csize - TRAILER.size))
                     ends.append(csize)
             blobs = self.fs.cat_ranges([n for _, n, _ in need], starts, ends, on_error="return")
-            for (i, name, csize), blob in zip(need, blobs):
+            for (i, name, csize), blob in zip(need, blobs, strict=True):
                 if isinstance(blob, BaseException) or blob is None:
                     continue
                 if self.allow_plaintext:

@@ -7,18 +7,18 @@ name the file and what failed, never key material or plaintext.
 from __future__ import annotations
 
 __all__ = [
-    "EncryptedFileError",
-    "NotEncryptedError",
-    "UnsupportedFormatError",
-    "HeaderError",
-    "HeaderAuthenticationError",
-    "KeyCommitmentError",
-    "EncryptionContextMismatchError",
-    "DataKeyError",
-    "LayoutError",
     "ChunkAuthenticationError",
-    "TruncatedFileError",
+    "DataKeyError",
+    "EncryptedFileError",
+    "EncryptionContextMismatchError",
+    "HeaderAuthenticationError",
+    "HeaderError",
+    "KeyCommitmentError",
+    "LayoutError",
+    "NotEncryptedError",
     "TrailingDataError",
+    "TruncatedFileError",
+    "UnsupportedFormatError",
 ]
 
 

@@ -1,39 +1,87 @@
-"""File objects: a seekable decrypting reader and a streaming encrypting writer."""
+"""The seekable decrypting reader (the streaming writer is in writer.py)."""
 from __future__ import annotations
 
-import io
 import os
-import uuid
+import sys
+import threading
+from typing import TYPE_CHECKING, Any
 
-from cryptography.exceptions import InvalidTag
 from fsspec.spec import AbstractBufferedFile
 
+from . import pipeline
 from .errors import LayoutError, TruncatedFileError
-from .format import NONCE as _NONCE
-from .format import TAG_SIZE, TRAILER, ChunkCipher, Header, Layout, make_trailer
+from .format import TAG_SIZE, TRAILER, ChunkCipher, Header, Layout
 
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
 
 _MAX_SCRATCH = 4 * 2**20 + 1024  # largest ciphertext buffer kept between reads
 _LOCAL_PIECE = 2**18             # bulk reads of local files: plaintext per pread
-# Plaintext encrypted per target write (at least one chunk).  One write per
-# 512 KiB instead of per 64 KiB chunk measured 1.15-1.3x faster on local files
-# (fewer syscalls); the writer's memory is this batch plus the chunk it stages.
-_BATCH = 2**19
-_MEMORY_BATCH = 2**16
+# Bulk reads of at least this much plaintext are opened on the worker threads
+# (pipeline.py), in jobs of up to _JOB bytes (_REMOTE_JOB for object stores:
+# one ranged request each), at least one per worker; smaller ones stay on the
+# caller's thread.
+_PARALLEL_MIN = 2**19
+_JOB = 2**20
+_REMOTE_JOB = 2**22
+
+
+class _FreshBytes:
+    """New ``bytes`` objects filled in place, for reads that return many chunks.
+
+    pandas' C parser (and other callers) accept only ``bytes`` from ``read()``,
+    and ``bytes(bytearray)`` would copy the result, doubling the peak memory
+    of a whole-file read.  So a large read asks CPython for an uninitialised
+    bytes object (``PyBytes_FromStringAndSize(NULL, n)``), decrypts into its
+    storage through a ctypes view, and returns it: nobody else can see the
+    object before it is filled, and its hash is not computed until asked for.
+    Other interpreters get a bytearray copied into bytes."""
+
+    _make: Any = None
+
+    @classmethod
+    def new(cls, n: int) -> tuple[bytes, memoryview]:
+        import ctypes  # noqa: PLC0415 - loaded on the first large read, not at import
+
+        if cls._make is None:
+            make = ctypes.pythonapi.PyBytes_FromStringAndSize
+            make.restype = ctypes.py_object
+            make.argtypes = (ctypes.c_char_p, ctypes.c_ssize_t)
+            cls._make = make
+        out = cls._make(None, n)  # n > 1: never one of the shared singletons
+        addr = ctypes.cast(ctypes.c_char_p(out), ctypes.c_void_p).value  # its storage, no copy
+        if not addr:
+            raise MemoryError(n)
+        return out, memoryview((ctypes.c_char * n).from_address(addr)).cast("B")
+
+
+def _read_into_new_bytes(n: int, fill: Callable[[memoryview], None]) -> bytes:
+    """``bytes`` of length ``n`` (> 1) filled by ``fill`` (see _FreshBytes)."""
+    if sys.implementation.name != "cpython":
+        buf = bytearray(n)
+        fill(memoryview(buf))
+        return bytes(buf)
+    out, view = _FreshBytes.new(n)
+    try:
+        fill(view)
+    finally:
+        view.release()
+    return out
 
 
 class _Source:
     """Random-access ciphertext from an open file of the wrapped filesystem."""
 
-    def __init__(self, f, size: int, prefix: bytes = b""):
+    def __init__(self, f: Any, size: int, prefix: bytes = b""):
         self.f = f
+        self._lock = threading.Lock()  # seek + read of the file object (not pread, not views)
         self.size = size
         self._prefix = prefix  # bytes already read at open (header, small files whole)
         self._plen = len(prefix)
         # BytesIO-backed files (memory://) can be sliced without a copy; local
         # files are read with pread (one syscall, no seek, into our buffer).
-        self._view = f.getbuffer() if hasattr(f, "getbuffer") else None
-        self._fd = None
+        self._view: memoryview | None = f.getbuffer() if hasattr(f, "getbuffer") else None
+        self._fd: int | None = None
         if self._view is None and hasattr(os, "preadv") and type(f).__name__ == "LocalFileOpener":
             try:
                 self._fd = f.fileno()
@@ -45,8 +93,14 @@ class _Source:
         # read (0: no limit).
         self.piece = _LOCAL_PIECE if self._fd is not None else 0
 
-    def read(self, start: int, end: int, scratch: bytearray | None = None):
-        """Bytes [start, end); into ``scratch`` (reused, returned as a view) when given."""
+    @property
+    def threadsafe(self) -> bool:
+        """True if reads need no lock (pread, or slices of memory)."""
+        return self._fd is not None or self._view is not None
+
+    def read(self, start: int, end: int, scratch: bytearray | None = None) -> Any:
+        """Bytes [start, end); into ``scratch`` (reused, returned as a view) when given.
+        Safe to call from several threads."""
         if self._fd is not None and end > self._plen:  # local files: the hot path
             n = end - start
             view = memoryview(scratch)[:n] if scratch is not None else memoryview(bytearray(n))
@@ -61,6 +115,10 @@ class _Source:
             return self._view[start:end]
         if end <= self._plen:
             return memoryview(self._prefix)[start:end]
+        with self._lock:
+            return self._read_file(start, end, scratch)
+
+    def _read_file(self, start: int, end: int, scratch: bytearray | None) -> Any:
         self.f.seek(start)
         if scratch is not None and hasattr(self.f, "readinto"):
             view = memoryview(scratch)[:end - start]
@@ -80,7 +138,7 @@ class _Source:
             data += more
         return data
 
-    def close(self):
+    def close(self) -> None:
         if self._view is not None:
             self._view.release()
             self._view = None
@@ -95,16 +153,17 @@ class EncryptedReadFile(AbstractBufferedFile):
 
     Every returned byte has been authenticated.  The final chunk is checked
     (flag, trailer padding) whenever a read reaches it, so a read relative to
-    the end (Parquet footers) detects truncation.
+    the end (Parquet footers) detects truncation.  Reads of more than two
+    chunks decrypt straight into the bytes they return (no copy),
+    and bulk ones (512 KiB and more) on the worker threads.
     """
 
-    def __init__(self, fs, path: str, source: _Source, header: Header, layout: Layout,
-                 cipher: ChunkCipher, **kwargs):
+    def __init__(self, fs: Any, path: str, source: _Source, header: Header, layout: Layout,
+                 cipher: ChunkCipher, **kwargs: Any):
         self._src = source
         self.header = header
         self.layout = layout
         self._cipher = cipher
-        self._aead = cipher.aead
         self._c = layout.chunk_size
         self._unit = layout.chunk_size + TAG_SIZE
         self._n_last = layout.n_chunks - 1
@@ -113,14 +172,15 @@ class EncryptedReadFile(AbstractBufferedFile):
         # boundary, and reads that alternate between neighbours, decrypt
         # nothing twice.  A two-chunk load puts them in order, so a read
         # across their boundary is one slice.
-        self._pt = None           # memoryview of two chunks of plaintext
-        self._ct = None           # ciphertext of up to two chunks
-        self._held = [-1, -1]     # chunk index in each half (-1: none)
-        self._lru = 0             # the half the next one-chunk load replaces
-        self._bulk = None         # ciphertext of multi-chunk reads, reused
+        self._pt: memoryview | None = None   # two chunks of plaintext
+        self._ct: bytearray | None = None    # ciphertext of up to two chunks
+        self._held = [-1, -1]                # chunk index in each half (-1: none)
+        self._lru = 0                        # the half the next one-chunk load replaces
+        self._bulk: bytearray | None = None  # ciphertext of multi-chunk reads, reused
         kwargs.pop("cache_type", None)
         super().__init__(fs, path, mode="rb", cache_type="none", size=layout.plaintext_size,
                          block_size=layout.chunk_size, **kwargs)
+        self.loc: int = 0
         self.details = {"name": path, "size": layout.plaintext_size, "type": "file"}
 
     def __repr__(self) -> str:
@@ -130,11 +190,10 @@ class EncryptedReadFile(AbstractBufferedFile):
     def _read_ct(self, first: int, last: int, scratch: bytearray | None = None) -> memoryview:
         """Ciphertext of chunks first..last in one request, into ``scratch`` if
         it is large enough (checks the trailer padding when the final chunk is
-        included)."""
+        included).  Safe on any thread."""
         lay = self.layout
         start = lay.header_size + first * self._unit
         if last < self._n_last:
-            # Whole units, none final (the common case, kept lean): no trailer to check.
             end = read_end = start + (last - first + 1) * self._unit
         else:
             end = lay.header_size + lay.body_size
@@ -151,28 +210,6 @@ class EncryptedReadFile(AbstractBufferedFile):
             ct = ct[:end - start]
         return ct
 
-    def _decrypt_chunks(self, first: int, ct: memoryview, out: memoryview) -> int:
-        """Decrypt the consecutive chunks in ``ct`` (from ``first``) into ``out``;
-        returns the plaintext length."""
-        aead, unit, n_last = self._aead, self._unit, self._n_last
-        off = pos = 0
-        i = first
-        while off < len(ct):
-            piece = ct[off:off + unit]
-            n = len(piece) - TAG_SIZE
-            if i < n_last:
-                # Inline ChunkCipher.decrypt_into: the per-chunk cost matters for small chunks.
-                try:
-                    aead.decrypt_into(_NONCE.pack(i, 0), piece, None, out[pos:pos + n])
-                except InvalidTag:
-                    raise self._cipher.failure(i, False, piece) from None
-            else:
-                self._cipher.decrypt_into(i, True, piece, out[pos:pos + n])
-            off += unit
-            pos += n
-            i += 1
-        return pos
-
     def _load(self, first: int, count: int, half: int) -> None:
         """Decrypt ``count`` (1 or 2) chunks from ``first``, read in one request,
         into the halves from ``half``."""
@@ -182,22 +219,9 @@ class EncryptedReadFile(AbstractBufferedFile):
             self._ct = bytearray(2 * self._unit)
         held = self._held
         held[half] = held[half + count - 1] = -1  # invalid until decrypted
-        c, unit = self._c, self._unit
-        o = half * c
+        o = half * self._c
         ct = self._read_ct(first, first + count - 1, self._ct)
-        if first + count <= self._n_last:
-            # Not the final chunk: the common case, inlined (it is most of the
-            # cost of a small random read).
-            try:
-                self._aead.decrypt_into(_NONCE.pack(first, 0), ct[:unit], None, pt[o:o + c])
-                if count == 2:
-                    self._aead.decrypt_into(_NONCE.pack(first + 1, 0), ct[unit:], None,
-                                            pt[o + c:o + 2 * c])
-            except InvalidTag:
-                # Again, chunk by chunk, to raise the typed error naming the failing chunk.
-                self._decrypt_chunks(first, ct, pt[o:o + count * c])
-        else:
-            self._decrypt_chunks(first, ct, pt[o:o + count * c])
+        self._cipher.open_chunks(first, ct, pt[o:o + count * self._c], self._n_last)
         held[half] = first
         held[half + count - 1] = first + count - 1
 
@@ -214,6 +238,10 @@ class EncryptedReadFile(AbstractBufferedFile):
         self._lru = 1 - h
         return h
 
+    def _cached(self) -> memoryview:
+        assert self._pt is not None  # loaded by _half / _load
+        return self._pt
+
     def _pair(self, first: int, start: int, end: int) -> bytes:
         """Plaintext [start, end) across the boundary of chunks first and first+1."""
         c = self._c
@@ -224,10 +252,59 @@ class EncryptedReadFile(AbstractBufferedFile):
         else:
             a, b = self._half(first), self._half(first + 1)
             if (a, b) != (0, 1):
-                pt = self._pt
+                pt = self._cached()
                 return (pt[a * c + start - first * c:(a + 1) * c].tobytes()
                         + pt[b * c:b * c + end - (first + 1) * c])
-        return self._pt[start - first * c:end - first * c].tobytes()
+        return self._cached()[start - first * c:end - first * c].tobytes()
+
+    def _span(self, first: int, last: int, out: memoryview, scratch: bytearray | None) -> int:
+        """Whole chunks first..last into ``out``, their ciphertext read in
+        requests of at most the source's piece size; returns bytes written."""
+        c = self._c
+        per = max(1, self._src.piece // c) if self._src.piece else last - first + 1
+        pos = 0
+        i = first
+        while i <= last:
+            j = min(last, i + per - 1)
+            ct = self._read_ct(i, j, scratch)
+            pos += self._cipher.open_chunks(i, ct, out[pos:], self._n_last)
+            i = j + 1
+        return pos
+
+    def _bulk_scratch(self, first: int, last: int) -> bytearray | None:
+        per = self._src.piece // self._c if self._src.piece else last - first + 1
+        want = max(1, min(per, last - first + 1)) * self._unit
+        if want > _MAX_SCRATCH:
+            return None
+        if self._bulk is None or len(self._bulk) < want:
+            self._bulk = bytearray(want)
+        return self._bulk
+
+    def _jobs(self, first: int, last: int, out: memoryview) -> Iterator[Callable[[], int]]:
+        """Jobs for the worker threads: each opens its own run of whole chunks."""
+        most = (_JOB if self._src.threadsafe else _REMOTE_JOB) // self._c
+        per = max(1, min(most, -(-(last - first + 1) // pipeline.workers())))
+        want = min(per * self._unit, _MAX_SCRATCH)
+        if self._src.piece:
+            want = min(want, self._src.piece // self._c * self._unit)
+        elif self._src.threadsafe:  # memory: sliced, nothing to copy
+            want = 0
+        for i in range(first, last + 1, per):
+            j = min(last, i + per - 1)
+            view = out[(i - first) * self._c:(j - first + 1) * self._c]
+
+            def job(i: int = i, j: int = j, view: memoryview = view) -> int:
+                return self._span(i, j, view, pipeline.scratch(want) if want else None)
+            yield job
+
+    def _whole_chunks(self, first: int, last: int, out: memoryview) -> int:
+        """Whole chunks first..last into ``out``: on the worker threads when
+        the run is large, else here."""
+        if (last - first + 1) * self._c >= _PARALLEL_MIN and pipeline.workers() > 1:
+            pipeline.run_in_order(self._jobs(first, last, out))
+            return (last - first + 1) * self._c if last < self._n_last else (
+                (last - first) * self._c + self.layout.plaintext_size - last * self._c)
+        return self._span(first, last, out, self._bulk_scratch(first, last))
 
     def _decrypt_into(self, start: int, end: int, out: memoryview) -> None:
         """Plaintext [start, end) into ``out`` (len end-start)."""
@@ -239,30 +316,23 @@ class EncryptedReadFile(AbstractBufferedFile):
             h = self._half(first)
             pos = min(end, (first + 1) * c) - start
             at = h * c + start - first * c
-            out[:pos] = self._pt[at:at + pos]
+            out[:pos] = self._cached()[at:at + pos]
             first += 1
         if first > last:
             return
         tail_partial = end % c and end < self.size
         full_last = last - 1 if tail_partial else last
-        # Whole chunks straight into ``out``, their ciphertext read in requests
-        # of at most the source's piece size.
-        per = max(1, self._src.piece // c) if self._src.piece else full_last - first + 1
-        i = first
-        while i <= full_last:
-            j = min(full_last, i + per - 1)
-            want = (j - i + 1) * self._unit
-            if want <= _MAX_SCRATCH and (self._bulk is None or len(self._bulk) < want):
-                self._bulk = bytearray(want)
-            ct = self._read_ct(i, j, self._bulk if want <= _MAX_SCRATCH else None)
-            pos += self._decrypt_chunks(i, ct, out[pos:])
-            i = j + 1
+        if first <= full_last:
+            pos += self._whole_chunks(first, full_last, out[pos:])
         if tail_partial:
             h = self._half(last)
-            out[pos:end - start] = self._pt[h * c:h * c + end - last * c]
+            out[pos:end - start] = self._cached()[h * c:h * c + end - last * c]
 
     def read(self, length: int = -1) -> bytes:
-        """Like AbstractBufferedFile.read, without the cache layer (chunks are cached here)."""
+        """Like AbstractBufferedFile.read, without the cache layer (chunks are
+        cached here).  Reads of more than two chunks decrypt straight into the
+        bytes they return, without a copy (peak memory: the result plus
+        bounded buffers; see _FreshBytes)."""
         if self.closed:
             raise ValueError("I/O operation on closed file.")
         start = self.loc
@@ -276,17 +346,15 @@ class EncryptedReadFile(AbstractBufferedFile):
         last = (end - 1) // c
         if first == last:  # the common small read: one slice of a cached chunk
             at = (self._half(first) - first) * c
-            out = self._pt[at + start:at + end].tobytes()
+            out = self._cached()[at + start:at + end].tobytes()
         elif last == first + 1:
             out = self._pair(first, start, end)
         else:
-            buf = bytearray(end - start)
-            self._decrypt_into(start, end, memoryview(buf))
-            out = bytes(buf)
+            out = _read_into_new_bytes(end - start, lambda view: self._decrypt_into(start, end, view))
         self.loc = end
         return out
 
-    def readinto(self, b) -> int:
+    def readinto(self, b: Any) -> int:
         """Decrypts straight into the caller's buffer (no intermediate copy)."""
         out = memoryview(b).cast("B")
         start = self.loc
@@ -300,247 +368,7 @@ class EncryptedReadFile(AbstractBufferedFile):
     def close(self) -> None:
         if not self.closed:
             self._src.close()
-            self._pt = self._ct = self._bulk = None
+            self._pt = None
+            self._ct = self._bulk = None
             self._held = [-1, -1]
         super().close()
-
-
-class EncryptedWriteFile(io.BufferedIOBase):
-    """Streaming writer: memory stays at one staged chunk plus one batch of
-    ciphertext (see _BATCH), then the target's own buffer, whatever the size.
-
-    The object (or a temporary sibling, moved into place on close) only becomes
-    valid when ``close()`` writes the final chunk; leaving a ``with`` block by
-    an exception discards it, and an interrupted writer leaves no final chunk,
-    so a half-written object never reads as valid.
-    """
-
-    def __init__(self, efs, path: str, mode: str, header: Header, cipher: ChunkCipher,
-                 on_close=None, autocommit: bool = True, **open_kwargs):
-        super().__init__()
-        self.autocommit = autocommit
-        self._published = False
-        self.fs = efs
-        self.path = path
-        self.mode = mode
-        self._header = header
-        self._cipher = cipher
-        self._aead = cipher.aead
-        self._on_close = on_close
-        self._c = header.chunk_size
-        self._pending = bytearray(self._c)
-        self._plen = 0
-        self._index = 0
-        self._out = None
-        self._olen = 0
-        self._written = 0
-        self._body = 0
-        self._done = True  # nothing to discard until the sink exists
-        inner = efs.fs
-        self._direct = efs._writes_are_atomic
-        if "x" in mode and inner.exists(path):
-            raise FileExistsError(path)
-        self._memory = type(inner).__name__ == "MemoryFileSystem" and hasattr(inner, "_intrans")
-        # Chunks are encrypted into batches of about _BATCH bytes, one target
-        # write each; allocated at the first chunk (a one-chunk file gets an
-        # exact-size buffer).  memory:// takes 64 KiB at a time: its write is
-        # a copy, faster from a buffer that is still in the CPU cache.
-        batch = _MEMORY_BATCH if self._memory else _BATCH
-        self._batch_size = max(1, batch // self._c) * (self._c + TAG_SIZE)
-        if self._memory:
-            # memory:// commits a file when it is opened; open it as inside a
-            # transaction and commit in close(), so a failed write changes nothing.
-            self._target = path
-            was, inner._intrans = inner._intrans, True
-            try:
-                self._sink = inner._open(path, mode)
-            finally:
-                inner._intrans = was
-        elif self._direct:
-            self._target = path
-            self._sink = inner.open(path, mode, autocommit=autocommit, **open_kwargs)
-        else:
-            parent, _, name = path.rpartition("/")
-            self._target = f"{parent}/.{name}.{uuid.uuid4().hex[:12]}.kfse-tmp"
-            self._sink = inner.open(self._target, "wb", **open_kwargs)
-        self._done = False
-        try:
-            self._sink.write(header.encode())
-        except BaseException:
-            self.discard()
-            raise
-
-    def __repr__(self) -> str:
-        return f"<EncryptedWriteFile {self.path!r} mode={self.mode!r}>"
-
-    def writable(self) -> bool:
-        return True
-
-    def readable(self) -> bool:
-        return False
-
-    def seekable(self) -> bool:
-        return False
-
-    def tell(self) -> int:
-        return self._written
-
-    def _seal(self, src: memoryview, count: int) -> None:
-        """Encrypt ``count`` whole, non-final chunks from ``src`` into the batch
-        buffer, straight from the caller's memory; each full batch goes to the target."""
-        out = self._out
-        if out is None:
-            out = self._out = memoryview(bytearray(self._batch_size))
-        aead, pack = self._aead, _NONCE.pack
-        c = self._c
-        u = c + TAG_SIZE
-        cap = len(out) - u
-        o, i, p = self._olen, self._index, 0
-        for i in range(i, i + count):
-            aead.encrypt_into(pack(i, 0), src[p:p + c], None, out[o:o + u])
-            p += c
-            o += u
-            if o > cap:
-                self._sink.write(out[:o])
-                o = 0
-        self._olen = o
-        self._index += count
-        self._body += count * u
-
-    def _seal_last(self) -> None:
-        """Encrypt the pending bytes as the final chunk and write out the batch."""
-        n = self._plen
-        if self._out is None:  # a one-chunk file: an exact-size buffer
-            self._out = memoryview(bytearray(n + TAG_SIZE))
-        o = self._olen
-        self._cipher.encrypt_into(self._index, True, memoryview(self._pending)[:n],
-                                  self._out[o:o + n + TAG_SIZE])
-        self._index += 1
-        self._body += n + TAG_SIZE
-        self._sink.write(self._out[:o + n + TAG_SIZE])
-        self._olen = 0
-
-    def write(self, data) -> int:
-        if self.closed:
-            raise ValueError("I/O operation on closed file.")
-        mv = memoryview(data).cast("B")
-        n = len(mv)
-        c = self._c
-        pos = 0
-        if self._plen:
-            take = min(c - self._plen, n)
-            self._pending[self._plen:self._plen + take] = mv[:take]
-            self._plen += take
-            pos = take
-            if self._plen == c and pos < n:
-                self._seal(memoryview(self._pending), 1)
-                self._plen = 0
-        # The last full chunk is held back: only close() knows which chunk is final.
-        whole = (n - pos - 1) // c
-        if whole > 0:
-            self._seal(mv[pos:pos + whole * c], whole)
-            pos += whole * c
-        if pos < n:
-            self._pending[:n - pos] = mv[pos:]
-            self._plen = n - pos
-        self._written += n
-        return n
-
-    def flush(self) -> None:
-        # Chunks are written as soon as they are complete; a partial chunk
-        # cannot be flushed without ending the file.
-        if self.closed:
-            return
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        try:
-            if not self._done:
-                self._finish()
-        finally:
-            super().close()
-
-    def _finish(self) -> None:
-        self._done = True
-        try:
-            self._seal_last()
-            if not self._header.is_default_layout:
-                self._sink.write(make_trailer(self._header.chunk_log2, self._header.header_size,
-                                              self._body))
-            if not self._memory:
-                self._sink.close()
-            if self.autocommit:
-                self._publish()
-        except BaseException:
-            self._abort()
-            raise
-        self._pending = self._out = None
-        if self._on_close is not None:
-            self._on_close(self._written)
-
-    def _publish(self) -> None:
-        """Make the finished object visible at its path."""
-        if self._published:
-            return
-        self._published = True
-        if self._memory:
-            if "x" in self.mode and self.fs.fs.exists(self.path):
-                raise FileExistsError(self.path)
-            self._sink.commit()
-        elif self._direct:
-            if not self.autocommit:
-                self._sink.commit()
-        else:
-            self.fs._commit_temp(self._target, self.path, exclusive="x" in self.mode)
-
-    def commit(self) -> None:
-        """End of a transaction (``with fs.transaction:``): publish the closed file."""
-        if not self.closed:
-            self.close()
-        try:
-            self._publish()
-        except BaseException:
-            self._abort()
-            raise
-
-    def _abort(self) -> None:
-        sink = self._sink
-        try:
-            if hasattr(sink, "discard"):
-                sink.discard()
-            if hasattr(sink, "_closed"):
-                sink.closed = True  # stop AbstractBufferedFile.__del__ from committing
-            elif not getattr(sink, "closed", True):
-                sink.close()
-        except Exception:
-            pass
-        if not (self._direct or self._memory):
-            try:
-                self.fs.fs.rm_file(self._target)
-            except Exception:
-                pass
-
-    def discard(self) -> None:
-        """Abandon the file: nothing is written at the destination."""
-        if self._done:
-            if self.closed and not self._published:  # a transaction rolled back
-                self._published = True
-                self._abort()
-            return
-        self._done = True
-        self._pending = self._out = None
-        self._abort()
-        super().close()
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is not None:
-            self.discard()
-        else:
-            self.close()
-
-    def __del__(self):
-        # An unclosed writer was abandoned (e.g. the process is unwinding): never
-        # finalize it implicitly.
-        if not getattr(self, "_done", True):
-            self.discard()

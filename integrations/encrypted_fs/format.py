@@ -14,14 +14,17 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.constant_time import bytes_eq
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from kms_core.envelope import encode_context as _encode_context
 
 from .errors import (
     ChunkAuthenticationError,
@@ -34,6 +37,11 @@ from .errors import (
     TruncatedFileError,
     UnsupportedFormatError,
 )
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    Buffer: TypeAlias = bytes | bytearray | memoryview  # what AESGCM's *_into methods take
 
 MAGIC = b"KFSE"
 TRAILER_MAGIC = b"KFST"
@@ -63,11 +71,10 @@ _LABEL = b"KFSE v1 "
 
 def encode_context(context: Mapping[str, str] | None) -> bytes:
     """The project-wide canonical context encoding (kms_core.envelope)."""
-    from kms_core.envelope import encode_context as enc
-    return enc(context)
+    return _encode_context(context)
 
 
-def decode_context(buf: bytes, offset: int) -> tuple[dict[str, str], int]:
+def decode_context(buf: Buffer, offset: int) -> tuple[dict[str, str], int]:
     """Parse ``encode_context`` output at ``offset``; strict (sorted, unique, UTF-8)."""
     try:
         (count,) = struct.unpack_from(">H", buf, offset)
@@ -123,10 +130,6 @@ def _header_tag(header_key: bytes, signed: bytes) -> bytes:
     return h.finalize()
 
 
-def nonce(index: int, last: bool) -> bytes:
-    return struct.pack(">QI", index, 1 if last else 0)
-
-
 @dataclass
 class Header:
     """A parsed or to-be-written header.  ``repr`` shows no key material."""
@@ -174,11 +177,11 @@ class Header:
         return max(DEFAULT_HEADER_SIZE, -(-n // HEADER_UNIT) * HEADER_UNIT)
 
     @classmethod
-    def parse_preamble(cls, buf: bytes, path: str | None = None) -> tuple[int, int]:
+    def parse_preamble(cls, buf: Buffer, path: str | None = None) -> tuple[int, int]:
         """(chunk_log2, header_size) from the first 12 bytes; checks magic, version, suite."""
         if len(buf) < PREAMBLE.size or bytes(buf[:4]) != MAGIC:
             raise NotEncryptedError("not an encrypted file (no KFSE header)", path)
-        magic, version, suite, chunk_log2, flags, header_size = PREAMBLE.unpack_from(buf)
+        _magic, version, suite, chunk_log2, flags, header_size = PREAMBLE.unpack_from(buf)
         if version != VERSION:
             raise UnsupportedFormatError(f"unsupported format version {version}", path)
         if suite != SUITE_AES256GCM_HKDF_SHA256:
@@ -192,23 +195,28 @@ class Header:
         return chunk_log2, header_size
 
     @classmethod
-    def parse(cls, buf: bytes, path: str | None = None) -> "Header":
+    def parse(cls, buf: Buffer, path: str | None = None) -> Header:
         chunk_log2, header_size = cls.parse_preamble(buf, path)
         if len(buf) < header_size:
             raise HeaderError("header is cut short", path)
         buf = memoryview(buf)[:header_size]
         try:
             pos = PREAMBLE.size
-            salt = bytes(buf[pos:pos + SALT_SIZE]); pos += SALT_SIZE
-            commitment = bytes(buf[pos:pos + COMMIT_SIZE]); pos += COMMIT_SIZE
+            salt = bytes(buf[pos:pos + SALT_SIZE])
+            pos += SALT_SIZE
+            commitment = bytes(buf[pos:pos + COMMIT_SIZE])
+            pos += COMMIT_SIZE
             ctx_start = pos
             context, pos = decode_context(buf, pos)
             context_bytes = bytes(buf[ctx_start:pos])
-            tag = bytes(buf[pos:pos + HEADER_TAG_SIZE]); pos += HEADER_TAG_SIZE
+            tag = bytes(buf[pos:pos + HEADER_TAG_SIZE])
+            pos += HEADER_TAG_SIZE
             (klen,) = struct.unpack_from(">H", buf, pos)
-            key_id = bytes(buf[pos + 2:pos + 2 + klen]).decode("utf-8"); pos += 2 + klen
+            key_id = bytes(buf[pos + 2:pos + 2 + klen]).decode("utf-8")
+            pos += 2 + klen
             (wlen,) = struct.unpack_from(">H", buf, pos)
-            wrapped = bytes(buf[pos + 2:pos + 2 + wlen]); pos += 2 + wlen
+            wrapped = bytes(buf[pos + 2:pos + 2 + wlen])
+            pos += 2 + wlen
         except HeaderError as exc:
             raise HeaderError(str(exc), path) from None
         except (struct.error, UnicodeDecodeError):
@@ -234,7 +242,7 @@ class Header:
             raise HeaderAuthenticationError("header authentication failed", path) from None
         return keys
 
-    def with_wrapped_key(self, key_id: str, wrapped_key: bytes) -> "Header":
+    def with_wrapped_key(self, key_id: str, wrapped_key: bytes) -> Header:
         """Same data key and chunks, new wrapped key (rewrap).  Tag is unchanged:
         it does not cover the wrapped key, which the commitment already pins."""
         return Header(chunk_log2=self.chunk_log2, header_size=max(
@@ -345,7 +353,7 @@ class Layout:
 
     @classmethod
     def of(cls, header: Header, ciphertext_size: int, tail: bytes | None = None,
-           path: str | None = None) -> "Layout":
+           path: str | None = None) -> Layout:
         if header.is_default_layout:
             if needs_trailer(ciphertext_size):
                 # Only a cut (or appended) fragment gives a default file this length.
@@ -377,22 +385,22 @@ class Layout:
         return self.header_size + self.body_size + self.trailer_size
 
 
-NONCE = struct.Struct(">QI")  # chunk index, last-chunk flag
+_NONCE = struct.Struct(">QI")
+
+#: The nonce of chunk ``index``: ``u64 index ‖ u32 last`` (``chunk_nonce(index, last)``).
+#: The one place a chunk nonce is built; hot loops bind it to a local name.
+chunk_nonce = _NONCE.pack
 
 
 class ChunkCipher:
-    """Encrypts/decrypts chunks of one file with its content key."""
+    """Seals and opens the chunks of one file with its content key.
+
+    ``seal_chunks`` and ``open_chunks`` are the only chunk loops: the writer,
+    the reader (on any thread) and the whole-object helpers below all use them,
+    so the fast path and the reference are the same code.
+    """
 
     __slots__ = ("_aead", "chunk_size", "path")
-
-    @property
-    def aead(self) -> AESGCM:
-        """The AESGCM instance, for hot loops that build nonces with NONCE themselves."""
-        return self._aead
-
-    def failure(self, index: int, last: bool, ct) -> Exception:
-        """The typed error for a chunk that failed authentication (see _classify)."""
-        return self._classify(index, last, ct)
 
     def __init__(self, content_key: bytes, chunk_size: int, path: str | None = None):
         self._aead = AESGCM(content_key)
@@ -402,33 +410,76 @@ class ChunkCipher:
     def __repr__(self) -> str:
         return f"<ChunkCipher chunk_size={self.chunk_size}>"
 
-    def encrypt_into(self, index: int, last: bool, data, out) -> int:
-        """Encrypt ``data`` (≤ chunk size) into ``out``; returns bytes written."""
-        self._aead.encrypt_into(NONCE.pack(index, last), data, None, out)
-        return len(data) + TAG_SIZE
+    def seal_chunks(self, first: int, src: Buffer, out: Buffer, final: bool = False) -> int:
+        """Seal ``src`` as chunks ``first``, ``first + 1``, … into ``out``; returns
+        the ciphertext length (plaintext + one tag per chunk).
 
-    def encrypt(self, index: int, last: bool, data) -> bytes:
-        return self._aead.encrypt(NONCE.pack(index, last), data, None)
+        Without ``final``, ``src`` must be whole chunks, none of them final.
+        With it, the last chunk may be short (or empty, for an empty file) and
+        is marked final.  AESGCM releases the GIL, so other threads may seal
+        or open other chunks meanwhile."""
+        aead, nonce, c = self._aead, chunk_nonce, self.chunk_size
+        src, out = memoryview(src), memoryview(out)
+        n = len(src)
+        if final:
+            count = max(1, -(-n // c))
+        else:
+            count, rest = divmod(n, c)
+            if rest:
+                raise ValueError("only the final chunk may be shorter than the chunk size")
+        last = first + count - 1
+        p = o = 0
+        for i in range(first, last + 1):
+            piece = src[p:p + c]
+            k = len(piece) + TAG_SIZE
+            aead.encrypt_into(nonce(i, final and i == last), piece, None, out[o:o + k])
+            p += c
+            o += k
+        return o
 
-    def decrypt_into(self, index: int, last: bool, ct, out) -> int:
-        """Decrypt chunk ``index`` (``last`` = expected final) into ``out``."""
-        try:
-            self._aead.decrypt_into(NONCE.pack(index, last), ct, None, out)
-        except InvalidTag:
-            raise self._classify(index, last, ct) from None
-        return len(ct) - TAG_SIZE
+    def open_chunks(self, first: int, ct: Buffer, out: Buffer, final_index: int) -> int:
+        """Open the consecutive chunks in ``ct`` (chunk ``first`` onwards; chunk
+        ``final_index`` is expected to be the file's last) into ``out``; returns
+        the plaintext length.
 
-    def decrypt(self, index: int, last: bool, ct) -> bytes:
-        try:
-            return self._aead.decrypt(NONCE.pack(index, last), ct, None)
-        except InvalidTag:
-            raise self._classify(index, last, ct) from None
+        On failure the failing chunk's bytes in ``out`` are zeroed (AESGCM.decrypt_into
+        leaves unauthenticated plaintext there) and its typed error is raised:
+        chunks before it are authenticated plaintext, nothing after it is written."""
+        aead, nonce, u = self._aead, chunk_nonce, self.chunk_size + TAG_SIZE
+        ct, out = memoryview(ct), memoryview(out)
+        off = pos = 0
+        i = first
+        while off < len(ct):
+            piece = ct[off:off + u]
+            n = len(piece) - TAG_SIZE
+            dst = out[pos:pos + n]
+            try:
+                aead.decrypt_into(nonce(i, i == final_index), piece, None, dst)
+            except InvalidTag:
+                dst[:] = bytes(n)
+                raise self._classify(i, i == final_index, piece) from None
+            off += u
+            pos += n
+            i += 1
+        return pos
 
-    def _classify(self, index: int, last: bool, ct) -> Exception:
+    def encrypt(self, index: int, last: bool, data: Buffer) -> bytes:
+        """One chunk, as bytes (tests and small values)."""
+        out = bytearray(len(memoryview(data)) + TAG_SIZE)
+        self.seal_chunks(index, data, out, final=last)
+        return bytes(out)
+
+    def decrypt(self, index: int, last: bool, ct: Buffer) -> bytes:
+        """One chunk, as bytes (tests and small values)."""
+        out = bytearray(max(0, len(memoryview(ct)) - TAG_SIZE))
+        self.open_chunks(index, ct, out, index if last else -1)
+        return bytes(out)
+
+    def _classify(self, index: int, last: bool, ct: Buffer) -> Exception:
         """Name the failure: a chunk valid with the other last-flag means the
         object was cut short (or extended) rather than corrupted."""
         try:
-            self._aead.decrypt(NONCE.pack(index, not last), ct, None)
+            self._aead.decrypt(chunk_nonce(index, not last), ct, None)
         except InvalidTag:
             return ChunkAuthenticationError(f"chunk {index} failed authentication", self.path)
         if last:
@@ -439,25 +490,23 @@ class ChunkCipher:
 
 # ------------------------------------------------------- whole-object helpers
 
-def encrypt_bytes(plaintext: bytes, data_key: bytes, wrapped_key: bytes, key_id: str,
+def encrypt_bytes(plaintext: Buffer, data_key: bytes, wrapped_key: bytes, key_id: str,
                   context: Mapping[str, str] | None = None,
                   chunk_size: int = DEFAULT_CHUNK_SIZE, salt: bytes | None = None) -> bytes:
     """A whole encrypted object in memory (test vectors, small values)."""
     header, keys = new_header(data_key, wrapped_key, key_id, context, chunk_size, salt)
     cipher = ChunkCipher(keys.content_key, chunk_size)
-    n = max(1, -(-len(plaintext) // chunk_size))
-    mv = memoryview(plaintext)
-    parts = [header.encode()]
-    parts += [cipher.encrypt(i, i == n - 1, mv[i * chunk_size:(i + 1) * chunk_size])
-              for i in range(n)]
-    body = sum(len(p) for p in parts) - header.header_size
+    body = bytearray(ciphertext_body_size(len(plaintext), chunk_size))
+    cipher.seal_chunks(0, plaintext, body, final=True)
+    parts = [header.encode(), bytes(body)]
     if not header.is_default_layout:
-        parts.append(make_trailer(header.chunk_log2, header.header_size, body))
+        parts.append(make_trailer(header.chunk_log2, header.header_size, len(body)))
     return b"".join(parts)
 
 
-def decrypt_bytes(blob: bytes, data_key: bytes, path: str | None = None) -> bytes:
+def decrypt_bytes(blob: Buffer, data_key: bytes, path: str | None = None) -> bytes:
     """Decrypt and fully verify a whole encrypted object held in memory."""
+    blob = memoryview(blob)
     header = Header.parse(blob, path)
     keys = header.verify(data_key, path)
     tail = bytes(blob[-TRAILER.size:]) if not header.is_default_layout else None
@@ -465,11 +514,7 @@ def decrypt_bytes(blob: bytes, data_key: bytes, path: str | None = None) -> byte
     if layout.trailer_size and any(blob[layout.header_size + layout.body_size:-TRAILER.size]):
         raise LayoutError("trailer padding is not zero", path)
     cipher = ChunkCipher(keys.content_key, layout.chunk_size, path)
-    mv = memoryview(blob)
-    unit = layout.chunk_size + TAG_SIZE
-    out = []
-    for i in range(layout.n_chunks):
-        start = layout.chunk_offset(i)
-        end = min(start + unit, layout.header_size + layout.body_size)
-        out.append(cipher.decrypt(i, i == layout.n_chunks - 1, mv[start:end]))
-    return b"".join(out)
+    out = bytearray(layout.plaintext_size)
+    body = blob[layout.header_size:layout.header_size + layout.body_size]
+    cipher.open_chunks(0, body, out, layout.n_chunks - 1)
+    return bytes(out)

@@ -6,7 +6,8 @@ our server, real AWS KMS).  Key bytes live only in memory and never in reprs.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from kms_core.envelope import CachedKey, DataKeyCache, encode_context
 

@@ -14,16 +14,19 @@ Both are resumable and lose nothing when interrupted:
 from __future__ import annotations
 
 import hashlib
+import os
 import posixpath
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import fsspec
 
+from . import localtemp
 from .core import EncryptedFileSystem
 from .errors import EncryptedFileError, NotEncryptedError
-from .format import TRAILER, Header, make_trailer
+from .format import TRAILER, Header, make_trailer, parse_trailer
 
 COPY_BLOCK = 4 * 2**20
 _TMP_MARK = ".kfse-migrate"
@@ -40,7 +43,7 @@ class Summary:
 
 
 def _progress(total: int, enabled: bool, desc: str):
-    from tqdm import tqdm
+    from tqdm import tqdm  # noqa: PLC0415 - `kms fs` cold start: only when a tool runs
     return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
                 disable=not enabled, leave=False)
 
@@ -99,6 +102,8 @@ def encrypt_tree(src: str, dest: str | None = None, *, storage_options: Mapping 
                 summary.skipped.append(path)
                 bar.update(files[path].get("size") or 0)
                 continue
+            if efs._is_local:  # object stores have no folders to create
+                dest_inner.makedirs(posixpath.dirname(target) or ".", exist_ok=True)
             tmp = _sibling(target)
             digest = hashlib.sha256()
             with plain_fs.open(path, "rb") as fin, efs.open(tmp, "wb") as fout:
@@ -124,7 +129,7 @@ def _already_encrypted(efs: EncryptedFileSystem, path: str) -> bool:
     if not efs.fs.exists(path):
         return False
     try:
-        header, f, size, _ = efs.open_header(path)
+        header, f, _size, _ = efs.open_header(path)
         f.close()
     except NotEncryptedError:
         return False
@@ -145,9 +150,12 @@ def _sha256(efs: EncryptedFileSystem, path: str) -> bytes:
 
 
 def _replace(efs: EncryptedFileSystem, tmp: str, target: str) -> None:
-    if efs._is_local:
-        import os
+    if efs._is_local:  # durable, like the filesystem's own writes (localtemp.py)
+        if efs.fsync:
+            localtemp.sync_file(tmp)
         os.replace(tmp, target)
+        if efs.fsync:
+            localtemp.sync_dir(os.path.dirname(target) or ".")
     else:
         efs.fs.mv(tmp, target)
 
@@ -197,7 +205,6 @@ def _rewrap_one(efs: EncryptedFileSystem, path: str, header: Header, f: Any, siz
         body_end = size
     else:
         f.seek(size - TRAILER.size)
-        from .format import parse_trailer
         body_end = size - parse_trailer(f.read(TRAILER.size), path)[2]
     tmp = _sibling(path)
     with efs.fs.open(tmp, "wb") as out:

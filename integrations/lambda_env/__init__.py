@@ -27,14 +27,51 @@ _EXPORTS = {
     "EnvFileError": "errors", "EnvFileFormatError": "errors", "EnvFileTamperedError": "errors",
 }
 
-__all__ = sorted(_EXPORTS)
+# Spelled out (linters and IDEs read a literal): the names of _EXPORTS.
+__all__ = [
+    "DEFAULT_KEY_ID",
+    "AccessDeniedError",
+    "CredentialsError",
+    "EnvFileError",
+    "EnvFileFormatError",
+    "EnvFileTamperedError",
+    "EnvSecrets",
+    "KMSRequestError",
+    "KMSUnavailableError",
+    "KeyDeletedError",
+    "KeyDisabledError",
+    "KeyUnavailableError",
+    "LightKMSClient",
+    "MissingSecretError",
+    "NotCiphertextError",
+    "SecretError",
+    "TransformError",
+    "WrongContextError",
+    "WrongKeyError",
+    "clear_caches",
+    "configure",
+    "decrypt_env_file",
+    "decrypt_environ",
+    "decrypt_value",
+    "default_contexts",
+    "encrypt_env_file",
+    "encrypt_value",
+    "function_context",
+    "get_secret",
+    "get_secrets",
+    "load_env_file",
+    "refresh",
+    "register_after_restore",
+    "resolve_client",
+    "with_secrets",
+]
 
 
 def __getattr__(name: str):
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
+    import importlib  # noqa: PLC0415 - only on first access to a lazy attribute
     value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
     globals()[name] = value
     return value

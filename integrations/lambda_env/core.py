@@ -29,23 +29,48 @@ import os
 import sys
 import threading
 import time
-from typing import Any, Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from typing import Any
+
+from .errors import (
+    AccessDeniedError,
+    CredentialsError,
+    KeyDeletedError,
+    KeyDisabledError,
+    KeyUnavailableError,
+    KMSRequestError,
+    KMSUnavailableError,
+    MissingSecretError,
+    NotCiphertextError,
+    SecretError,
+    TransformError,
+    WrongContextError,
+    WrongKeyError,
+)
 
 
 def _compare_digest(a: bytes, b: bytes) -> bool:
-    import hmac  # lazily: hashlib's import is a cold-start cost
+    import hmac  # noqa: PLC0415 - cold start: hashlib's import
     return hmac.compare_digest(a, b)
 
-from .errors import (AccessDeniedError, CredentialsError, KeyDeletedError, KeyDisabledError,
-                     KeyUnavailableError, KMSRequestError, KMSUnavailableError,
-                     MissingSecretError, NotCiphertextError, SecretError, TransformError,
-                     WrongContextError, WrongKeyError)
-
 __all__ = [
-    "DEFAULT_KEY_ID", "DEFAULT_MAX_AGE", "FUNCTION_CONTEXT_KEY", "EnvSecrets",
-    "resolve_client", "default_contexts", "function_context", "decrypt_value",
-    "encrypt_value", "get_secret", "get_secrets", "decrypt_environ", "with_secrets",
-    "refresh", "clear_caches", "configure", "register_after_restore",
+    "DEFAULT_KEY_ID",
+    "DEFAULT_MAX_AGE",
+    "FUNCTION_CONTEXT_KEY",
+    "EnvSecrets",
+    "clear_caches",
+    "configure",
+    "decrypt_environ",
+    "decrypt_value",
+    "default_contexts",
+    "encrypt_value",
+    "function_context",
+    "get_secret",
+    "get_secrets",
+    "refresh",
+    "register_after_restore",
+    "resolve_client",
+    "with_secrets",
 ]
 
 DEFAULT_KEY_ID = "alias/aws/lambda"
@@ -77,12 +102,12 @@ def resolve_client(endpoint_url: str | None = None) -> tuple[Any, bool]:
     """Return ``(client, remote)`` following the order in the module docstring."""
     url = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_KMS")
     if not url and _in_aws_lambda():
-        from .remote import region_from_env
+        from .remote import region_from_env  # noqa: PLC0415 - cold start: only inside AWS Lambda
         url = f"https://kms.{region_from_env()}.amazonaws.com"
     if url:
-        from .remote import LightKMSClient
+        from .remote import LightKMSClient  # noqa: PLC0415 - cold start: only with an endpoint
         return LightKMSClient(url), True
-    import kms_core  # the embedded engine: SQLAlchemy and friends, only now
+    import kms_core  # noqa: PLC0415 - cold start: the embedded engine (SQLAlchemy and friends), only now
     return kms_core.client(), False
 
 
@@ -266,11 +291,11 @@ def _apply(plaintext: bytes, name: str, transform: str | None) -> Any:
         raise TransformError(f"{name} is not UTF-8 text; use transform='binary'",
                              variable=name) from None
     if transform == "json":
-        import json
+        import json  # noqa: PLC0415 - cold start: only for transform='json'
         try:
             return json.loads(text)
         except ValueError as exc:
-            where = f" (line {exc.lineno} column {exc.colno})" if hasattr(exc, "lineno") else ""
+            where = f" (line {exc.lineno} column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else ""
             raise TransformError(f"{name} is not valid JSON{where}", variable=name) from None
     return text
 
@@ -326,7 +351,7 @@ def run_all(func: Callable[[Any], Any], items: list, concurrent: bool,
 # --- the cache -----------------------------------------------------------------
 
 class _Entry:
-    __slots__ = ("source", "plaintext", "fetched")
+    __slots__ = ("fetched", "plaintext", "source")
 
     def __init__(self, source: str, plaintext: bytes, fetched: float):
         self.source = source
@@ -380,7 +405,7 @@ class EnvSecrets:
 
     @property
     def remote(self) -> bool:
-        self.kms
+        _ = self.kms  # resolves the client, which sets _remote
         return bool(self._remote)
 
     @property
@@ -448,7 +473,7 @@ class EnvSecrets:
         if todo:
             results = run_all(lambda item: self._fetch(*item), todo,
                               concurrent=self.remote and len(todo) > 1)
-            for (name, _), (entry, error) in zip(todo, results):
+            for (name, _), (entry, error) in zip(todo, results, strict=True):
                 if error is not None:
                     raise error
                 entries[name] = entry
@@ -510,7 +535,7 @@ _default_lock = threading.Lock()
 
 
 def _provider() -> EnvSecrets:
-    global _default
+    global _default  # noqa: PLW0603 - the lazily made default provider, set under its lock
     if _default is None:
         with _default_lock:
             if _default is None:
@@ -520,7 +545,7 @@ def _provider() -> EnvSecrets:
 
 def configure(**kwargs: Any) -> EnvSecrets:
     """Replace the default provider (same arguments as ``EnvSecrets``)."""
-    global _default
+    global _default  # noqa: PLW0603 - replaces the default provider, under its lock
     with _default_lock:
         _default = EnvSecrets(**kwargs)
     return _default
@@ -558,7 +583,7 @@ def register_after_restore() -> bool:
     decrypted during init are not reused from the snapshot.  Returns False
     when not running under SnapStart (``snapshot_restore_py`` missing)."""
     try:
-        from snapshot_restore_py import register_after_restore as register  # type: ignore
+        from snapshot_restore_py import register_after_restore as register  # noqa: PLC0415 - optional dependency (SnapStart only)
     except ImportError:
         return False
     register(refresh)

@@ -3,16 +3,17 @@ embedded defaults, then an encrypted .env file and its tamper check."""
 from __future__ import annotations
 
 import pathlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 DEMO_FUNCTION = "demo-orders-api"
 DEMO_SECRET = "demo-only-password-1234"  # made up for the demo, printed on purpose
 
 
 def run(kms: Any, workdir: pathlib.Path, say: Callable[[str], None]) -> None:
-    from .core import EnvSecrets, encrypt_value
-    from .envfile import decrypt_env_file, encrypt_env_file
-    from .errors import EnvFileTamperedError
+    from .core import EnvSecrets, encrypt_value  # noqa: PLC0415 - cold start: `kms demo` lists its steps first
+    from .envfile import decrypt_env_file, encrypt_env_file  # noqa: PLC0415 - cold start: as above
+    from .errors import EnvFileTamperedError  # noqa: PLC0415 - cold start: as above
 
     value = encrypt_value(DEMO_SECRET, kms=kms, function_name=DEMO_FUNCTION)
     say(f"Encrypted DB_PASSWORD the Lambda console's way (alias/aws/lambda, context "
@@ -31,7 +32,7 @@ def run(kms: Any, workdir: pathlib.Path, say: Callable[[str], None]) -> None:
     say(f"Wrote {path} (names readable, values encrypted, MAC over the file); "
         f"it decrypts to {', '.join(names)}")
     lines = path.read_text().split("\n")
-    swapped = "\n".join([lines[0], lines[2], lines[1]] + lines[3:])
+    swapped = "\n".join([lines[0], lines[2], lines[1], *lines[3:]])
     try:
         decrypt_env_file(swapped, kms=kms)
     except EnvFileTamperedError:

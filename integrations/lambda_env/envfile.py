@@ -19,15 +19,36 @@ import base64
 import json
 import re
 import struct
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-from .core import (DEFAULT_KEY_ID, _is_client_failure, _kms_error, decrypt_value,
-                   encrypt_value, function_context, map_error, resolve_client, run_all)
+from .core import (
+    DEFAULT_KEY_ID,
+    _is_client_failure,
+    _kms_error,
+    decrypt_value,
+    encrypt_value,
+    function_context,
+    map_error,
+    resolve_client,
+    run_all,
+)
 from .errors import EnvFileFormatError, EnvFileTamperedError
 
-__all__ = ["FORMAT_VERSION", "MAC_PURPOSE", "encrypt_env_file", "decrypt_env_file",
-           "load_env_file", "parse", "render", "mac_input", "compute_mac", "verify_mac",
-           "read_plain_env", "EncryptedEnv"]
+__all__ = [
+    "FORMAT_VERSION",
+    "MAC_PURPOSE",
+    "EncryptedEnv",
+    "compute_mac",
+    "decrypt_env_file",
+    "encrypt_env_file",
+    "load_env_file",
+    "mac_input",
+    "parse",
+    "read_plain_env",
+    "render",
+    "verify_mac",
+]
 
 FORMAT_VERSION = 1
 HEADER_PREFIX = "#kms-env v"
@@ -45,7 +66,7 @@ _MAC_RE = re.compile(rf"#kms-env-mac v([0-9]+) ({_B64}) ({_B64})\Z")
 class EncryptedEnv:
     """A parsed file: header text, context, key, entries, wrapped MAC key, MAC."""
 
-    __slots__ = ("header", "context", "key", "entries", "wrapped_key", "mac")
+    __slots__ = ("context", "entries", "header", "key", "mac", "wrapped_key")
 
     def __init__(self, header: str, context: dict[str, str], key: str | None,
                  entries: list[tuple[str, str]], wrapped_key: bytes, mac: bytes):
@@ -88,7 +109,7 @@ def mac_input(header: str, entries: Iterable[tuple[str, str]], wrapped_key: byte
 
 def compute_mac(mac_key: bytes, header: str, entries: Iterable[tuple[str, str]],
                 wrapped_key: bytes) -> bytes:
-    from cryptography.hazmat.primitives import hashes, hmac
+    from cryptography.hazmat.primitives import hashes, hmac  # noqa: PLC0415 - cold start: parse() needs no crypto
     h = hmac.HMAC(mac_key, hashes.SHA256())
     h.update(mac_input(header, entries, wrapped_key))
     return h.finalize()
@@ -96,8 +117,8 @@ def compute_mac(mac_key: bytes, header: str, entries: Iterable[tuple[str, str]],
 
 def verify_mac(mac_key: bytes, env: EncryptedEnv) -> None:
     """Constant-time check; raises EnvFileTamperedError."""
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives import hashes, hmac
+    from cryptography.exceptions import InvalidSignature  # noqa: PLC0415 - cold start
+    from cryptography.hazmat.primitives import hashes, hmac  # noqa: PLC0415 - cold start
     h = hmac.HMAC(mac_key, hashes.SHA256())
     h.update(mac_input(env.header, env.entries, env.wrapped_key))
     try:
@@ -132,7 +153,13 @@ def parse(text: str) -> EncryptedEnv:
     lines = [(i, line) for i, line in lines if line]
     if not lines:
         raise EnvFileFormatError("empty file: not an encrypted .env file")
-    lineno, first = lines[0]
+    header, context, key = _parse_header(*lines[0])
+    entries, mac_line = _parse_entries(lines[1:])
+    wrapped, mac = _parse_mac(*mac_line)
+    return EncryptedEnv(header, dict(context), key, entries, wrapped, mac)
+
+
+def _parse_header(lineno: int, first: str) -> tuple[str, dict, str | None]:
     m = _HEADER_RE.match(first)
     if m is None:
         if first.startswith(HEADER_PREFIX):
@@ -155,10 +182,14 @@ def parse(text: str) -> EncryptedEnv:
         key = doc["key"]
         if not isinstance(key, str) or not key:
             raise _tampered(lineno, "the header's key is not a string")
+    return header, context, key
+
+
+def _parse_entries(lines: list[tuple[int, str]]) -> tuple[list[tuple[str, str]], tuple[int, str]]:
     entries: list[tuple[str, str]] = []
     seen: set[str] = set()
     mac_line = None
-    for lineno, line in lines[1:]:
+    for lineno, line in lines:
         if mac_line is not None:
             raise _tampered(lineno, "text after the MAC line")
         if line.startswith(MAC_PREFIX):
@@ -174,7 +205,10 @@ def parse(text: str) -> EncryptedEnv:
         entries.append((name, m.group(2)))
     if mac_line is None:
         raise EnvFileTamperedError("the MAC line ('#kms-env-mac v1 …') is missing")
-    lineno, line = mac_line
+    return entries, mac_line
+
+
+def _parse_mac(lineno: int, line: str) -> tuple[bytes, bytes]:
     m = _MAC_RE.match(line)
     if m is None or int(m.group(1)) != FORMAT_VERSION:
         raise _tampered(lineno, "unreadable MAC line")
@@ -185,7 +219,7 @@ def parse(text: str) -> EncryptedEnv:
         raise _tampered(lineno, "unreadable MAC line") from None
     if len(mac) != 32:
         raise _tampered(lineno, "the MAC is not 32 bytes")
-    return EncryptedEnv(header, dict(context), key, entries, wrapped, mac)
+    return wrapped, mac
 
 
 # --- with KMS ---------------------------------------------------------------------
@@ -233,7 +267,7 @@ def encrypt_env_file(entries: Iterable[tuple[str, str]] | Mapping[str, str], *, 
     results = run_all(lambda p: encrypt_value(p[1], name=p[0], kms=kms, key_id=key_arn,
                                               context=ctx or None), pairs, concurrent=remote)
     values = []
-    for (name, _), (value, error) in zip(pairs, results):
+    for (name, _), (value, error) in zip(pairs, results, strict=True):
         if error is not None:
             raise error
         values.append((name, value))
@@ -272,7 +306,7 @@ def decrypt_env_file(text: str, *, kms: Any = None, key_id: str | None = None
     results = run_all(lambda e: decrypt_value(e[1], name=e[0], kms=kms, contexts=contexts,
                                               key_id=pin), env.entries, concurrent=remote)
     out: dict[str, str] = {}
-    for (name, _), (plaintext, error) in zip(env.entries, results):
+    for (name, _), (plaintext, error) in zip(env.entries, results, strict=True):
         if error is not None:
             raise error
         try:
@@ -286,7 +320,7 @@ def load_env_file(path: str, *, kms: Any = None, key_id: str | None = None,
                   into_environ: bool = True, override: bool = True) -> dict[str, str]:
     """Decrypt an encrypted .env file; by default also set its variables in
     ``os.environ`` (``override=False`` keeps variables already set)."""
-    import os
+    import os  # noqa: PLC0415 - cold start of the package (os is loaded anyway; kept as written)
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
@@ -303,9 +337,9 @@ def load_env_file(path: str, *, kms: Any = None, key_id: str | None = None,
 def read_plain_env(text: str) -> list[tuple[str, str]]:
     """Read a plaintext .env file with python-dotenv (quotes, ``export``,
     comments, multi-line values), without variable expansion."""
-    import io
+    import io  # noqa: PLC0415 - only the CLI reads plaintext .env files
 
-    from dotenv import dotenv_values
+    from dotenv import dotenv_values  # noqa: PLC0415 - python-dotenv: only the CLI needs it
     values = dotenv_values(stream=io.StringIO(text), interpolate=False)
     out = []
     for name, value in values.items():

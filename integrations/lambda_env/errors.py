@@ -8,10 +8,22 @@ only, so that importing the helper stays cheap.
 from __future__ import annotations
 
 __all__ = [
-    "SecretError", "MissingSecretError", "NotCiphertextError", "WrongContextError",
-    "KeyUnavailableError", "KeyDisabledError", "KeyDeletedError", "WrongKeyError",
-    "AccessDeniedError", "KMSRequestError", "KMSUnavailableError", "CredentialsError",
-    "TransformError", "EnvFileError", "EnvFileFormatError", "EnvFileTamperedError",
+    "AccessDeniedError",
+    "CredentialsError",
+    "EnvFileError",
+    "EnvFileFormatError",
+    "EnvFileTamperedError",
+    "KMSRequestError",
+    "KMSUnavailableError",
+    "KeyDeletedError",
+    "KeyDisabledError",
+    "KeyUnavailableError",
+    "MissingSecretError",
+    "NotCiphertextError",
+    "SecretError",
+    "TransformError",
+    "WrongContextError",
+    "WrongKeyError",
 ]
 
 

@@ -14,12 +14,13 @@ import os
 import random
 import threading
 import time
+from typing import Any
 from urllib.parse import urlsplit
 
 from . import sigv4
 from .errors import CredentialsError, KMSUnavailableError
 
-__all__ = ["LightKMSClient", "KMSClientError", "credentials_from_env", "region_from_env"]
+__all__ = ["KMSClientError", "LightKMSClient", "credentials_from_env", "region_from_env"]
 
 _BLOB_FIELDS = ("Plaintext", "CiphertextBlob")
 _RETRY_CODES = frozenset({"ThrottlingException", "KMSInternalException",
@@ -33,7 +34,7 @@ class KMSClientError(Exception):
 
     def __init__(self, code: str, message: str, status: int, request_id: str | None = None):
         super().__init__(f"{code}: {message}" if message else code)
-        self.response = {"Error": {"Code": code, "Message": message},
+        self.response: dict[str, Any] = {"Error": {"Code": code, "Message": message},
                          "ResponseMetadata": {"HTTPStatusCode": status, "RequestId": request_id}}
 
 
@@ -106,9 +107,9 @@ class LightKMSClient:
     def _connection(self):
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            import http.client  # lazily: ~35 ms with ssl
+            import http.client  # noqa: PLC0415 - cold start: ~35 ms with ssl
             if self._scheme == "https":
-                import ssl
+                import ssl  # noqa: PLC0415 - cold start: as above
                 # AWS_CA_BUNDLE as botocore reads it; else the system's CAs.
                 context = ssl.create_default_context(cafile=os.environ.get("AWS_CA_BUNDLE") or None)
                 conn = http.client.HTTPSConnection(self._hostname, self._port,
@@ -170,7 +171,7 @@ class LightKMSClient:
             raise err
 
     def _send(self, headers: dict, body: bytes) -> tuple[int, str | None, bytes]:
-        import http.client
+        import http.client  # noqa: PLC0415 - cold start: as above (loaded by _connection by now)
         conn = self._connection()
         try:
             conn.request("POST", self._path, body=body, headers=headers)

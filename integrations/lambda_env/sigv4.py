@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from kms_core import sigv4 as shared
 
-__all__ = ["Credentials", "sign", "canonical_request"]
+__all__ = ["Credentials", "canonical_request", "sign"]
 
 # Headers botocore never signs (botocore.auth.SIGNED_HEADERS_BLACKLIST).
 UNSIGNED_HEADERS = frozenset({

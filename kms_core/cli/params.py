@@ -216,6 +216,8 @@ def unpack(arg: Argument, value, binary_format: str = "raw-in-base64-out"):
     """One option's command-line value to its Python API value (awscli's order:
     param file, then shorthand, then JSON or scalar conversion, then blobs)."""
     cli_name, shape = arg.cli_name, arg.shape
+    if shape is None:  # only the model's members are unpacked; the CLI's own options have no shape
+        raise ParamError(cli_name, "this option takes no value from the model")
     from_binary_file = False
     candidate = value[0] if isinstance(value, list) and len(value) == 1 else value
     try:
@@ -286,9 +288,16 @@ def _looks_like_json(value) -> bool:
     return isinstance(check, str) and check.strip().startswith(("[", "{"))
 
 
+def _element(shape: Shape) -> Shape:
+    """A list's member shape (always present for lists in the model)."""
+    if shape.member is None:
+        raise ValueError(f"list shape {shape.name} has no member")
+    return shape.member
+
+
 def _supports_shorthand(shape: Shape) -> bool:
     if shape.type == "list":
-        return shape.member.type in ("structure", "list", "map")
+        return _element(shape).type in ("structure", "list", "map")
     return shape.type in ("structure", "map")
 
 
@@ -317,7 +326,7 @@ def _complex(shape: Shape, value, cli_name: str):
         value = [value]
     if len(value) == 1 and value[0].strip().startswith("["):
         return _json(value[0], cli_name)
-    member = shape.member
+    member = _element(shape)
     if member.type in SCALAR_TYPES:
         return [_scalar(member, v, cli_name) for v in value]
     return [_complex(member, v, cli_name) for v in value]
@@ -348,8 +357,8 @@ def _blobs(shape: Shape, value, cli_name: str, binary_format: str, raw: bool):
         return {k: _blobs(members[k], v, cli_name, binary_format, False) if k in members else v
                 for k, v in value.items()}
     if kind == "list" and isinstance(value, list):
-        return [_blobs(shape.member, v, cli_name, binary_format, False) for v in value]
-    if kind == "map" and isinstance(value, dict):
+        return [_blobs(_element(shape), v, cli_name, binary_format, False) for v in value]
+    if kind == "map" and isinstance(value, dict) and shape.value is not None:
         return {k: _blobs(shape.value, v, cli_name, binary_format, False) for k, v in value.items()}
     if kind == "timestamp" and value is not None and not isinstance(value, datetime.datetime):
         return _timestamp(value, cli_name)

@@ -27,6 +27,19 @@ _CONTEXT_PARAM = {"ReEncryptFrom": "SourceEncryptionContext",
 # Permissions for which the kms:EncryptionAlgorithm condition key is set.
 _ALGORITHM_KEYED = frozenset({"Encrypt", "Decrypt", "ReEncryptFrom", "ReEncryptTo", "GenerateDataKey",
                               "GenerateDataKeyWithoutPlaintext"})
+# The request parameter naming that algorithm (absent: SYMMETRIC_DEFAULT, AWS's default).
+_ALGORITHM_PARAM = {"Encrypt": "EncryptionAlgorithm", "Decrypt": "EncryptionAlgorithm",
+                    "ReEncryptFrom": "SourceEncryptionAlgorithm", "ReEncryptTo": "DestinationEncryptionAlgorithm"}
+# Other condition keys taken from the request: permission -> ((condition key, parameter, default), ...).
+_REQUEST_KEYED = {
+    "Sign": (("kms:SigningAlgorithm", "SigningAlgorithm", None), ("kms:MessageType", "MessageType", "RAW")),
+    "Verify": (("kms:SigningAlgorithm", "SigningAlgorithm", None), ("kms:MessageType", "MessageType", "RAW")),
+    "GenerateMac": (("kms:MacAlgorithm", "MacAlgorithm", None),),
+    "VerifyMac": (("kms:MacAlgorithm", "MacAlgorithm", None),),
+    "DeriveSharedSecret": (("kms:KeyAgreementAlgorithm", "KeyAgreementAlgorithm", None),),
+    "GenerateDataKeyPair": (("kms:DataKeyPairSpec", "KeyPairSpec", None),),
+    "GenerateDataKeyPairWithoutPlaintext": (("kms:DataKeyPairSpec", "KeyPairSpec", None),),
+}
 _DECISIONS_MAX = 65536
 
 GRANT_TOKEN_PREFIX = "KMSGT1"
@@ -142,7 +155,9 @@ class Authorizer:
                 c["kms:EncryptionContext:" + k] = v
             c["kms:EncryptionContextKeys"] = list(ec)
         if name in _ALGORITHM_KEYED:
-            c["kms:EncryptionAlgorithm"] = SYMMETRIC
+            c["kms:EncryptionAlgorithm"] = params.get(_ALGORITHM_PARAM.get(name, "")) or SYMMETRIC
+        for key, param, default in _REQUEST_KEYED.get(name, ()):
+            c[key] = params.get(param) or default
         ref = params.get("KeyId") or params.get("DestinationKeyId")
         alias = arns.alias_of(ref) if isinstance(ref, str) else None
         if alias is not None:

@@ -25,6 +25,7 @@ from kms_core import arn as arns
 from kms_core.clock import SystemClock
 from kms_core.envelope import encode_context
 from kms_core.errors import KMSError, not_found, validation
+from kms_core.keytypes import operations as keytype_ops
 from kms_core.model import KEY_STATE_RULES, OPERATIONS, Operation
 from kms_core.policy import access_denied
 from kms_core.settings import Settings
@@ -317,7 +318,6 @@ class Engine:
                            "Recipient (Nitro Enclaves attestation) is not supported by this KMS engine.")
 
     def metadata(self, rec: KeyRecord) -> Result:
-        kt = rec.key_type
         md: Result = {
             "AWSAccountId": rec.account_id, "KeyId": rec.key_id, "Arn": rec.arn,
             "CreationDate": ts(rec.creation_date), "Enabled": rec.key_state == ENABLED,
@@ -325,12 +325,8 @@ class Engine:
             "Origin": rec.origin, "KeyManager": rec.key_manager,
             "CustomerMasterKeySpec": rec.key_spec, "KeySpec": rec.key_spec,
         }
-        for field, algorithms in (("EncryptionAlgorithms", kt.encryption_algorithms),
-                                  ("SigningAlgorithms", kt.signing_algorithms),
-                                  ("MacAlgorithms", kt.mac_algorithms),
-                                  ("KeyAgreementAlgorithms", kt.key_agreement_algorithms)):
-            if algorithms:
-                md[field] = list(algorithms)
+        # Only the list that goes with the key's usage (an RSA SIGN_VERIFY key has no EncryptionAlgorithms).
+        md.update(keytype_ops.metadata_algorithms(rec.key_spec, rec.key_usage))
         md["MultiRegion"] = False
         if rec.key_state == PENDING_DELETION:
             md["DeletionDate"] = ts(rec.deletion_date)
@@ -339,7 +335,8 @@ class Engine:
             md["ExpirationModel"] = rec.expiration_model or "KEY_MATERIAL_EXPIRES"
             if rec.valid_to is not None:
                 md["ValidTo"] = ts(rec.valid_to)
-        if rec.current_version and rec.current_version in rec.material_ids:
+        # AWS: "present for symmetric encryption keys with AWS_KMS or EXTERNAL origin".
+        if rec.key_spec == SYMMETRIC and rec.current_version and rec.current_version in rec.material_ids:
             md["CurrentKeyMaterialId"] = rec.material_ids[rec.current_version]
         return md
 

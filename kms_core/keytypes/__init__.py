@@ -28,10 +28,12 @@ def specs() -> tuple[str, ...]:
     return tuple(_REGISTRY)
 
 
-# The built-in families register here; each module defines its KeyType classes.
-from .symmetric import SymmetricDefault  # noqa: E402 - after the registry it registers into
+# The built-in families register here, after the registry they register into:
+# SYMMETRIC_DEFAULT by instance, the other families on import.
+from .symmetric import SymmetricDefault  # noqa: E402
 
 register(SymmetricDefault())
 
+from . import ecc, ed25519, hmac, mldsa, rsa  # noqa: E402, F401
 
 __all__ = ["Encrypter", "KeyAgreement", "KeyType", "Mac", "Material", "Signer", "get", "register", "specs"]

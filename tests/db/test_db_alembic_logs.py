@@ -11,8 +11,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 import integrations.encrypted_columns as ec
-from integrations.encrypted_columns import (SIGN_ONLY, EncryptedJSON, EncryptedType,
-                                            UnsupportedValueError, render_item)
+from integrations.encrypted_columns import SIGN_ONLY, EncryptedJSON, EncryptedType, UnsupportedValueError, render_item
 
 
 def test_autogenerate_renders_importable_types(sqlite_url, counting_kms, unique):

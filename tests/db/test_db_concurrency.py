@@ -48,7 +48,7 @@ def test_threads_with_their_own_pending_keys_never_mix(pg_module_url, counting_k
                     conn.execute(t.insert(), [
                         {"id": i, "a": f"a{i}", "b": f"b{i}", "d": f"d{i % 7}"}
                         for i in range(base, base + ROWS)])
-        except BaseException as err:  # noqa: BLE001 - reported below
+        except BaseException as err:
             errors.append(err)
 
     try:

@@ -7,10 +7,10 @@ from collections import Counter
 
 import pytest
 import sqlalchemy as sa
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from integrations.encrypted_columns import (DecryptionError, EncryptedType, UnsupportedValueError,
-                                            codec, configure)
+from integrations.encrypted_columns import DecryptionError, EncryptedType, UnsupportedValueError, codec, configure
 from integrations.encrypted_columns import format as fmt
 from integrations.encrypted_columns.keys import FORCED_KEY, KEYRING
 
@@ -108,7 +108,7 @@ def test_nonces_are_unique_across_blocks_and_statements(table):
         assert len({p[:12] for p in pairs}) == 1  # one data key, one fixed nonce field
         assert len({p[12:] for p in pairs}) == 10_000  # so the counters never repeat
 
-        write, _, open_ = _processors(t, conn, "r")
+        write, _, _open = _processors(t, conn, "r")
         token = FORCED_KEY.set(KEYRING.read_key(conn.dialect, pairs[0][:8]))
         try:  # a key read back from the key table (tools): random nonces, in blocks too
             nonces = [bytes(write("same")[10:22]) for _ in range(3000)]

@@ -12,9 +12,11 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, AESSIV
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from integrations.encrypted_columns import codec, format as fmt
+from integrations.encrypted_columns import codec
+from integrations.encrypted_columns import format as fmt
 from integrations.encrypted_columns.errors import DecryptionError
 from kms_core.envelope import encode_context
 
@@ -171,8 +173,8 @@ def test_garbage_never_decrypts(junk):
 
 def test_encrypted_json_known_answer(monkeypatch):
     import base64
-    import hmac as py_hmac
     import hashlib
+    import hmac as py_hmac
 
     import sqlalchemy as sa
 
@@ -205,6 +207,7 @@ def test_column_reader_rejects_every_truncation_and_extension(sqlite_url, counti
                                                               deterministic):
     # The types' fast read path relies on the AEAD itself to reject short values.
     import sqlalchemy as sa
+
     from integrations.encrypted_columns import EncryptedType
     md = sa.MetaData()
     t = sa.Table(unique("trunc"), md, sa.Column("id", sa.Integer, primary_key=True),

@@ -8,8 +8,15 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from integrations.encrypted_columns import (DO_NOTHING, ENCRYPT_AND_SIGN, SIGN_ONLY, DecryptionError,
-                                            EncryptedJSON, SignatureError, UnsupportedComparisonError)
+from integrations.encrypted_columns import (
+    DO_NOTHING,
+    ENCRYPT_AND_SIGN,
+    SIGN_ONLY,
+    DecryptionError,
+    EncryptedJSON,
+    SignatureError,
+    UnsupportedComparisonError,
+)
 
 ACTIONS = {"pk": SIGN_ONLY, "name": SIGN_ONLY, "ssn": ENCRYPT_AND_SIGN, "note": DO_NOTHING}
 DOC = {"pk": "u1", "name": "Ann", "ssn": "123-45-6789", "note": "scratch",
@@ -58,7 +65,7 @@ def test_sign_only_attributes_are_queryable(db, docs):
     with pytest.raises(UnsupportedComparisonError, match="encrypted"):
         docs.c.doc["ssn"]
     with pytest.raises(UnsupportedComparisonError):
-        docs.c.doc == {"a": 1}
+        _ = docs.c.doc == {"a": 1}
 
 
 CHANGES = ["edit_signed", "drop_signed", "add_signed", "swap_encrypted", "edit_actions",
@@ -68,7 +75,7 @@ CHANGES = ["edit_signed", "drop_signed", "add_signed", "swap_encrypted", "edit_a
 def test_tampering_is_detected(db, docs):
     rows = [{"id": i, "doc": DOC} for i in range(1, len(CHANGES) + 1)]
     with db.begin() as conn:
-        conn.execute(docs.insert(), rows + [{"id": 100, "doc": dict(DOC, ssn="999")}])
+        conn.execute(docs.insert(), [*rows, {"id": 100, "doc": dict(DOC, ssn="999")}])
         other = _raw(conn, docs, 100)
         for id_, change in enumerate(CHANGES, 1):
             doc = _raw(conn, docs, id_)

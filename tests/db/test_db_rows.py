@@ -7,8 +7,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from integrations.encrypted_columns import (DecryptionError, EncryptedColumnError, EncryptedType,
-                                            SealedValue, bind_row)
+from integrations.encrypted_columns import DecryptionError, EncryptedColumnError, EncryptedType, SealedValue, bind_row
 
 
 def _model(unique):
@@ -63,9 +62,8 @@ def test_core_use_needs_the_row(db, unique):
     t = Account.__table__
     rid = uuid.uuid4()
     try:
-        with db.begin() as conn:
-            with pytest.raises(EncryptedColumnError, match="bind_row"):
-                conn.execute(t.insert(), [{"id": rid, "iban": "plain"}])
+        with db.begin() as conn, pytest.raises(EncryptedColumnError, match="bind_row"):
+            conn.execute(t.insert(), [{"id": rid, "iban": "plain"}])
         with db.begin() as conn:
             conn.execute(t.insert(), [{"id": rid, "iban": bind_row("NL00 4444", rid)}])
         with db.connect() as conn:

@@ -7,8 +7,15 @@ import decimal
 import pytest
 import sqlalchemy as sa
 
-from integrations.encrypted_columns import EncryptedJSON, EncryptedType, SIGN_ONLY, key_table
-from integrations.encrypted_columns import tools
+from integrations.encrypted_columns import (
+    SIGN_ONLY,
+    EncryptedColumnError,
+    EncryptedJSON,
+    EncryptedType,
+    key_table,
+    tools,
+)
+from integrations.encrypted_columns.keys import FORCED_KEY, KEYRING
 
 
 def _rows(n):
@@ -84,17 +91,83 @@ def test_reencrypt_interrupted_and_resumed(db, people, counting_kms, fresh_cache
     # a finished run leaves no job behind: the next run is a new rotation
     assert tools.reencrypt(db, people.c.name, batch_size=7, progress=False) == 30
     assert len(_key_ids(db, people.c.name) | new_keys) == 2
-    # deterministic column: the fresh key becomes the active one, lookups keep working
-    assert tools.reencrypt(db, people.c.email, batch_size=50, progress=False) == 30
-    assert not (_key_ids(db, people.c.email) & old_email_keys)
+    # deterministic column: its one key stays, no stored byte changes
+    raw_email = _raw(db, people.c.email)
+    assert tools.reencrypt(db, people.c.email, batch_size=50, progress=False) == 0
+    assert _raw(db, people.c.email) == raw_email and _key_ids(db, people.c.email) == old_email_keys
     fresh_caches()
     assert _read(db, people) == expected
     with db.begin() as conn:
         assert conn.execute(sa.select(people.c.id).where(people.c.email == "u7@x.org")).scalar_one() == 7
         conn.execute(people.insert(), [{"id": 99, "email": "new@x.org"}])
         assert conn.execute(sa.select(people.c.id).where(people.c.email == "new@x.org")).scalar_one() == 99
-    assert _key_ids(db, people.c.email) - {None} == _key_ids(db, people.c.email)
-    assert len(_key_ids(db, people.c.email)) == 1
+    assert _key_ids(db, people.c.email) == old_email_keys
+
+
+def test_reencrypt_stops_this_process_writing_under_its_cached_key(db, people, counting_kms):
+    cached = _key_ids(db, people.c.name)  # the fixture's insert left this process's write key cached
+    assert tools.reencrypt(db, people.c.name, batch_size=50, progress=False) == 30
+    with db.begin() as conn:
+        conn.execute(people.insert(), [{"id": 98, "name": "after"}])
+        raw = conn.execute(sa.select(sa.type_coerce(people.c.name, sa.LargeBinary))
+                           .where(people.c.id == 98)).scalar_one()
+    assert bytes(raw)[2:10].hex() not in cached
+
+
+def _raw(db, col):
+    with db.connect() as conn:
+        return [None if r is None else bytes(r) for r in conn.execute(
+            sa.select(sa.type_coerce(col, sa.LargeBinary)).order_by(col.table.c.id)).scalars()]
+
+
+def _legacy_move(db, col, ids, scope_prefix="reencrypt:"):
+    """What an earlier version's `reencrypt` left behind when killed: rows
+    ``ids`` of a deterministic column under its job key (scope ``reencrypt:...``)."""
+    t = col.type
+    with db.begin() as conn:
+        job = KEYRING.scoped_key(conn, t.key_id, scope_prefix + t.key_scope())
+        values = dict(conn.execute(sa.select(col.table.c.id, col).where(col.table.c.id.in_(ids))).all())
+        token = FORCED_KEY.set(job)
+        try:
+            for i, v in values.items():
+                conn.execute(sa.update(col.table).where(col.table.c.id == i).values({col.name: v}))
+        finally:
+            FORCED_KEY.reset(token)
+    return job
+
+
+def test_reencrypt_repairs_a_deterministic_column_an_old_rotation_split(db, people, counting_kms,
+                                                                       fresh_caches):
+    """The damage #16.3 describes (rows split between two keys, a duplicate that
+    UNIQUE could not see) is reported by primary key and repaired by a rerun."""
+    col = people.c.email
+    active = _key_ids(db, col)
+    job = _legacy_move(db, col, range(11, 21))
+    assert len(_key_ids(db, col)) == 2
+    with db.connect() as conn:  # the damage: 10 rows not found by value
+        assert conn.execute(sa.select(people.c.id).where(col == "u12@x.org")).first() is None
+    with db.begin() as conn:  # and UNIQUE blind to a duplicate under the active key
+        conn.execute(people.insert(), [{"id": 112, "email": "u12@x.org"}])
+    fresh_caches()
+    with pytest.raises(EncryptedColumnError) as err:
+        tools.reencrypt(db, col, batch_size=4, progress=False)
+    assert err.value.code == "ConflictException" and "(primary keys 12)" in str(err.value)
+    assert "u12" not in str(err.value)  # names rows, never values
+    assert _key_ids(db, col) == active | {job.key_id.hex()}  # only row 12 is left behind
+    with db.begin() as conn:
+        conn.execute(sa.delete(people).where(people.c.id == 112))
+    assert tools.reencrypt(db, col, batch_size=4, progress=False) == 1
+    assert _key_ids(db, col) == active
+    kt = key_table(people.metadata)
+    with db.connect() as conn:  # the old job is retired; the column's key is unchanged
+        scopes = {r.id: r.scope for r in conn.execute(sa.select(kt))}
+    assert scopes[next(iter(active))] == col.type.key_scope() and scopes[job.key_id.hex()] is None
+    fresh_caches()
+    with db.connect() as conn:
+        for i in range(1, 31):
+            assert conn.execute(sa.select(people.c.id).where(col == f"u{i}@x.org")).scalar_one() == i
+    with pytest.raises(sa.exc.IntegrityError), db.begin() as conn:
+        conn.execute(people.insert(), [{"id": 113, "email": "u13@x.org"}])
 
 
 def test_reencrypt_interrupted_mid_batches_resumes_with_same_key(db, people, counting_kms):

@@ -10,8 +10,12 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from integrations.encrypted_columns import (DecryptionError, EncryptedType,
-                                            UnsupportedComparisonError, UnsupportedValueError)
+from integrations.encrypted_columns import (
+    DecryptionError,
+    EncryptedType,
+    UnsupportedComparisonError,
+    UnsupportedValueError,
+)
 
 UTC5 = datetime.timezone(datetime.timedelta(hours=5, minutes=30))
 
@@ -26,7 +30,7 @@ CASES = [
     (sa.Date(), [datetime.date(2024, 2, 29), datetime.date(1, 1, 1)]),
     (sa.Time(), [datetime.time(13, 45, 0, 123456), datetime.time(0, 0)]),
     (sa.DateTime(timezone=True), [datetime.datetime(2024, 2, 29, 13, 45, 1, 5, tzinfo=UTC5),
-                                  datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)]),
+                                  datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)]),
     (sa.DateTime(), [datetime.datetime(2024, 2, 29, 13, 45, 1)]),
     (sa.Uuid(), [uuid.UUID("12345678-1234-5678-1234-567812345678")]),
     (sa.JSON(), [{"a": [1, 2.5, None, "x"], "b": {"c": True}}, [1, "two"], "just a string"]),
@@ -51,7 +55,7 @@ def test_roundtrip_every_type(db, unique):
                 got = conn.execute(sa.select(t.c.v).order_by(t.c.id)).scalars().all()
                 assert got == vals, t.name
                 assert [type(g) for g in got] == [type(v) for v in vals], t.name
-                for g, v in zip(got, vals):
+                for g, v in zip(got, vals, strict=True):
                     if isinstance(v, decimal.Decimal):
                         assert str(g) == str(v)  # 1.50 stays 1.50
                     if isinstance(v, datetime.datetime):
@@ -73,7 +77,7 @@ def test_null_semantics(db, unique):
     try:
         with db.begin() as conn:
             conn.execute(t.insert(), [{"id": 1, "plain_null": None, "enc_null": None},
-                                      {"id": 2, "plain_null": 0, "enc_null": False and 0}])
+                                      {"id": 2, "plain_null": 0, "enc_null": False}])
         with db.connect() as conn:
             rows = conn.execute(sa.select(t).order_by(t.c.id)).all()
             assert [tuple(r) for r in rows] == [(1, None, None), (2, 0, 0)]
@@ -115,8 +119,8 @@ def test_randomized_comparisons_raise(db, unique):
     md = sa.MetaData()
     t = _table(md, unique("cmp"), sa.String(20))
     for build in (lambda: t.c.v == "x", lambda: t.c.v != "x", lambda: t.c.v.in_(["x"]),
-                  lambda: t.c.v.like("x%"), lambda: t.c.v > "a", lambda: t.c.v.desc(),
-                  lambda: "x" == t.c.v, lambda: t.c.v.contains("x")):
+                  lambda: t.c.v.like("x%"), lambda: t.c.v > "a", lambda: t.c.v.desc(),  # noqa: PLW0108
+                  lambda: t.c.v == "x", lambda: t.c.v.contains("x")):
         with pytest.raises(UnsupportedComparisonError, match="randomized"):
             build()
     assert str(t.c.v.is_(None).compile()).endswith("IS NULL")
@@ -151,7 +155,7 @@ def test_deterministic_queries_and_unique(db, unique):
             with pytest.raises(UnsupportedComparisonError, match="deterministic"):
                 User.email.like("a%")
             with pytest.raises(UnsupportedComparisonError):
-                User.code > 3
+                _ = User.code > 3
         with Session(db) as s:
             s.add(User(id=4, email="a@x.org"))
             with pytest.raises(sa.exc.IntegrityError) as info:
@@ -196,9 +200,8 @@ def test_tampered_byte_detected(db, unique):
             stored = conn.execute(sa.select(sa.type_coerce(t.c.v, sa.LargeBinary))).scalar_one()
             bad = stored[:-1] + bytes([stored[-1] ^ 1])
             conn.execute(sa.update(t).values({t.c.v: sa.type_coerce(sa.bindparam("s", bad), sa.LargeBinary)}))
-        with db.connect() as conn:
-            with pytest.raises(DecryptionError):
-                conn.execute(sa.select(t.c.v)).scalar_one()
+        with db.connect() as conn, pytest.raises(DecryptionError):
+            conn.execute(sa.select(t.c.v)).scalar_one()
     finally:
         md.drop_all(db)
 
@@ -248,7 +251,8 @@ def test_import_and_ddl_make_no_kms_call(counting_kms, sqlite_url, unique):
 
 
 def test_hypothesis_roundtrip_through_sqlite(sqlite_url, counting_kms, unique):
-    from hypothesis import given, settings, strategies as st
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
 
     md = sa.MetaData()
     t = sa.Table(unique("fuzz"), md, sa.Column("id", sa.Integer, primary_key=True),
@@ -296,3 +300,18 @@ def test_json_inner_type_tags_every_value_as_json(sqlite_url, counting_kms, uniq
         assert fmt.open_(v, t.c.v.type._ctx(), lambda k: key) == b'\x0b"text"'
         assert fmt.open_(s, t.c.s.type._ctx(), lambda k: key) == b"\x01text"
     engine.dispose()
+
+
+def test_type_learns_its_column_through_public_events(unique):
+    """Column attach goes through the public after_parent_attach event (not
+    Column._on_table_attach): before the table exists, after it, and in a copy
+    made by Table.to_metadata (which shares the type instance)."""
+    col = sa.Column("ssn", EncryptedType(sa.String(11), deterministic=True))
+    assert col.type._where() == "this EncryptedType"  # not on a table yet
+    name = unique("attach")
+    t = sa.Table(name, sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True), col)
+    assert t.c.ssn.type.key_scope() == f"{name}.ssn"
+    copy = t.to_metadata(sa.MetaData(), schema="other")
+    assert copy.c.ssn.type.key_scope() == f"other.{name}.ssn"
+    assert t.c.ssn.type.key_scope() == f"{name}.ssn"  # the original keeps its context
+    assert copy.c.ssn.type._ctx() != t.c.ssn.type._ctx()

@@ -97,6 +97,7 @@ def bucket(s3):
 @pytest.fixture
 def mem_efs(shared_kms):
     from fsspec.implementations.memory import MemoryFileSystem
+
     from integrations.encrypted_fs import EncryptedFileSystem
 
     root = "/t" + uuid.uuid4().hex[:12]
@@ -110,6 +111,7 @@ def mem_efs(shared_kms):
 @pytest.fixture
 def local_efs(shared_kms, tmp_path):
     from fsspec.implementations.local import LocalFileSystem
+
     from integrations.encrypted_fs import EncryptedFileSystem
 
     efs = EncryptedFileSystem(fs=LocalFileSystem(), kms_client=shared_kms,

@@ -7,9 +7,14 @@ import uuid
 import pytest
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
-from fsspec.tests.abstract import AbstractFixtures
-from fsspec.tests.abstract import AbstractCopyTests, AbstractGetTests, AbstractOpenTests, \
-    AbstractPipeTests, AbstractPutTests
+from fsspec.tests.abstract import (
+    AbstractCopyTests,
+    AbstractFixtures,
+    AbstractGetTests,
+    AbstractOpenTests,
+    AbstractPipeTests,
+    AbstractPutTests,
+)
 
 from integrations.encrypted_fs import EncryptedFileSystem
 

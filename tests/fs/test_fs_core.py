@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import pathlib
 import pickle
 import uuid
 
@@ -9,15 +10,24 @@ import fsspec
 import pytest
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from integrations.encrypted_fs import (
-    ChunkAuthenticationError, DataKeyError, EncryptedFileError, EncryptedFileSystem,
-    EncryptionContextMismatchError, LayoutError, NotEncryptedError, PATH_CONTEXT_KEY,
-    TrailingDataError, TruncatedFileError)
+    PATH_CONTEXT_KEY,
+    ChunkAuthenticationError,
+    DataKeyError,
+    EncryptedFileError,
+    EncryptedFileSystem,
+    EncryptionContextMismatchError,
+    LayoutError,
+    NotEncryptedError,
+    TrailingDataError,
+    TruncatedFileError,
+    files,
+    writer,
+)
 from integrations.encrypted_fs import format as F
-from integrations.encrypted_fs import files
-
 
 C = F.DEFAULT_CHUNK_SIZE
 U = C + F.TAG_SIZE
@@ -50,10 +60,9 @@ def _read_all_ways(efs, path):
     """Every way to get at the plaintext must fail the same way."""
     with pytest.raises(EncryptedFileError) as first:
         efs.cat_file(path)
-    with pytest.raises(type(first.value)):
-        with efs.open(path, "rb") as f:
-            while f.read(10_000):
-                pass
+    with pytest.raises(type(first.value)), efs.open(path, "rb") as f:
+        while f.read(10_000):
+            pass
     return first.value
 
 
@@ -91,7 +100,7 @@ def test_small_read_across_a_boundary_names_the_tampered_chunk(which, request):
     """A small read across chunks 0|1 decrypts both from one request; a flipped
     bit in either is reported as that chunk's failure."""
     efs = request.getfixturevalue(which)
-    path, data, raw = _three_chunks(efs)
+    path, _data, raw = _three_chunks(efs)
     for index in (0, 1):
         at = H + index * U + 5
         efs.fs.pipe_file(path, raw[:at] + bytes([raw[at] ^ 1]) + raw[at + 1:])
@@ -112,16 +121,16 @@ def test_extending_a_whole_chunk_file_is_trailing_data(mem_efs):
 def test_splicing_chunks_between_files_fails(mem_efs):
     # Same cached data key for both files; the per-file salt still separates them.
     a, _, raw_a = _three_chunks(mem_efs, "a")
-    b, _, raw_b = _three_chunks(mem_efs, "b")
+    _b, _, raw_b = _three_chunks(mem_efs, "b")
     ha, ca = _chunks(raw_a)
-    hb, cb = _chunks(raw_b)
+    _hb, cb = _chunks(raw_b)
     mem_efs.fs.pipe_file(a, ha + ca[0] + cb[1] + ca[2])
     assert isinstance(_read_all_ways(mem_efs, a), ChunkAuthenticationError)
 
 
 def test_splicing_headers_between_files_fails(mem_efs):
     a, _, raw_a = _three_chunks(mem_efs, "a")
-    b, _, raw_b = _three_chunks(mem_efs, "b")
+    _b, _, raw_b = _three_chunks(mem_efs, "b")
     mem_efs.fs.pipe_file(a, _chunks(raw_b)[0] + b"".join(_chunks(raw_a)[1]))
     assert isinstance(_read_all_ways(mem_efs, a), ChunkAuthenticationError)
 
@@ -367,10 +376,9 @@ def test_exception_in_with_block_keeps_the_old_object(mem_efs, local_efs):
     for efs in (mem_efs, local_efs):
         path = p(efs, "keep")
         efs.pipe_file(path, b"old")
-        with pytest.raises(RuntimeError):
-            with efs.open(path, "wb") as f:
-                f.write(os.urandom(3 * C))
-                raise RuntimeError("boom")
+        with pytest.raises(RuntimeError), efs.open(path, "wb") as f:
+            f.write(os.urandom(3 * C))
+            raise RuntimeError("boom")
         assert efs.cat_file(path) == b"old"
         assert [e.rsplit("/", 1)[1] for e in efs.ls(efs.root, detail=False)] == ["keep"]
 
@@ -383,12 +391,12 @@ def test_abandoned_writer_never_becomes_valid(local_efs):
     assert os.path.exists(tmp) and not os.path.exists(path)
     # A writer killed here leaves only a hidden temporary without a final chunk,
     # whether nothing but the header reached it yet, or some batches did.
-    raws = [open(tmp, "rb").read()]
-    f.write(os.urandom(3 * files._BATCH))  # full batches reach the target
-    raws.append(open(tmp, "rb").read())
+    raws = [pathlib.Path(tmp).read_bytes()]
+    f.write(os.urandom(3 * writer._BATCH))  # full batches reach the target
+    raws.append(pathlib.Path(tmp).read_bytes())
     assert len(raws[0]) < len(raws[1])
     # (the first may be empty: the header can still sit in the target's buffer)
-    for raw, error in zip(raws, (EncryptedFileError, TruncatedFileError)):
+    for raw, error in zip(raws, (EncryptedFileError, TruncatedFileError), strict=False):
         local_efs.fs.pipe_file(path, raw)
         with pytest.raises(error):
             local_efs.cat_file(path)
@@ -548,7 +556,7 @@ def test_url_chaining_and_construction(shared_kms, tmp_path, monkeypatch):
     url = f"encrypted::file://{tmp_path}/chained.bin"
     with fsspec.open(url, "wb", encrypted={"kms_client": shared_kms}) as f:
         f.write(b"chained")
-    assert open(f"{tmp_path}/chained.bin", "rb").read(4) == b"KFSE"
+    assert pathlib.Path(f"{tmp_path}/chained.bin").read_bytes()[:4] == b"KFSE"
     fs, path = fsspec.core.url_to_fs(url, encrypted={"kms_client": shared_kms})
     assert isinstance(fs, EncryptedFileSystem) and path == f"{tmp_path}/chained.bin"
     assert fs.cat_file(path) == b"chained"
@@ -609,10 +617,9 @@ def test_transactions_publish_at_the_end(which, request):
             f.write(b"B" * 100_000)
         assert not efs.exists(a) and not efs.exists(b)
     assert efs.cat_file(a) == b"A" and efs.cat_file(b) == b"B" * 100_000
-    with pytest.raises(RuntimeError):
-        with efs.transaction:
-            efs.pipe_file(a, b"changed")
-            raise RuntimeError("roll back")
+    with pytest.raises(RuntimeError), efs.transaction:
+        efs.pipe_file(a, b"changed")
+        raise RuntimeError("roll back")
     assert efs.cat_file(a) == b"A"
     assert sorted(x.rsplit("/", 1)[1] for x in efs.ls(efs.root, detail=False)) == ["ta", "tb"]
 
@@ -685,3 +692,31 @@ def test_cache_counts_bytes_of_concurrent_writers(shared_kms, counting_kms):
     (entry,) = efs.keys.write_cache._entries.values()
     assert entry.uses == 200
     assert entry.bytes == sum(100 + i for i in range(200))
+
+
+def test_memory_writes_use_only_public_fsspec_api(mem_efs):
+    """memory:// files are written to an uncommitted fsspec MemoryFile and
+    committed on close (no private MemoryFileSystem attributes; this pins the
+    behaviour of the fsspec installed, within pyproject's range): nothing is
+    visible, not even an empty file, until close; a failed write leaves the old
+    object; listing, sizes and timestamps work as for any committed file."""
+    import fsspec.implementations.memory as memory
+
+    path = p(mem_efs, "pub")
+    mem_efs.pipe_file(path, b"old")
+    f = mem_efs.open(path, "wb")
+    f.write(os.urandom(3 * C))
+    assert mem_efs.cat_file(path) == b"old"
+    assert isinstance(mem_efs.fs.store[path], memory.MemoryFile)
+    f.close()
+    assert mem_efs.size(path) == 3 * C and mem_efs.info(path)["type"] == "file"
+    assert mem_efs.modified(path) >= mem_efs.created(path)
+    new = p(mem_efs, "sub/new")
+    with mem_efs.open(new, "wb") as g:
+        g.write(b"x" * 10)
+        assert not mem_efs.exists(new)
+    assert mem_efs.ls(p(mem_efs, "sub"), detail=False) == [new]
+    with pytest.raises(FileExistsError):
+        mem_efs.open(p(mem_efs, "pub/child"), "wb")  # a file is not a folder
+    with pytest.raises(IsADirectoryError):
+        mem_efs.open(p(mem_efs, "sub"), "wb")

@@ -5,6 +5,8 @@ import importlib.util
 import pathlib
 import sys
 
+import pytest
+
 from integrations.encrypted_fs import demo
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -28,3 +30,18 @@ def test_pandas_example_runs(kms_home, moto_server, bucket, monkeypatch, capsys)
     mod.main()
     out = capsys.readouterr().out
     assert "starts with b'KFSE'" in out and "identical" in out
+
+
+@pytest.mark.slow
+def test_pandas_example_with_its_own_s3_prints_no_access_log(kms_home, tmp_path):
+    """Started without --endpoint-url, the example runs moto itself: its
+    per-request access log must not reach the terminal (issue #16.10)."""
+    import os
+    import subprocess
+
+    run = subprocess.run([sys.executable, str(ROOT / "examples" / "fs_pandas_s3.py")],
+                         capture_output=True, text=True, timeout=120, env=dict(os.environ),
+                         cwd=tmp_path, check=False)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "identical" in run.stdout
+    assert "HTTP/1.1" not in run.stderr + run.stdout, run.stderr[:500]

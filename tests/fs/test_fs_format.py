@@ -10,13 +10,22 @@ import pytest
 from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from integrations.encrypted_fs import format as F
 from integrations.encrypted_fs.errors import (
-    ChunkAuthenticationError, EncryptedFileError, HeaderAuthenticationError, HeaderError,
-    KeyCommitmentError, LayoutError, NotEncryptedError, TrailingDataError, TruncatedFileError,
-    UnsupportedFormatError)
+    ChunkAuthenticationError,
+    EncryptedFileError,
+    HeaderAuthenticationError,
+    HeaderError,
+    KeyCommitmentError,
+    LayoutError,
+    NotEncryptedError,
+    TrailingDataError,
+    TruncatedFileError,
+    UnsupportedFormatError,
+)
 
 DOC = pathlib.Path(__file__).resolve().parents[2] / "docs" / "encrypted-file-format.md"
 
@@ -51,7 +60,7 @@ CONTEXT_BYTES = "0002000a6465706172746d656e74000766696e616e63650007707572706f736
 
 @pytest.mark.parametrize("vec", VECTORS, ids=[v[0] for v in VECTORS])
 def test_known_answer_vectors_through_the_implementation(vec):
-    name, pt, chunk, ck, tag, chunk0, size, digest = vec
+    _name, pt, chunk, ck, tag, chunk0, size, digest = vec
     blob = F.encrypt_bytes(pt, DK, WRAPPED, KID, CTX, chunk, salt=SALT)
     assert len(blob) == size
     assert hashlib.sha256(blob).hexdigest() == digest
@@ -73,7 +82,7 @@ def _hkdf(info: bytes) -> bytes:
 @pytest.mark.parametrize("vec", VECTORS, ids=[v[0] for v in VECTORS])
 def test_known_answer_vectors_rederived_from_the_spec(vec):
     """Builds each vector from docs/encrypted-file-format.md with pyca only."""
-    name, pt, chunk, ck, tag, chunk0, size, digest = vec
+    _name, pt, chunk, ck, tag, _chunk0, size, digest = vec
     log2 = chunk.bit_length() - 1
     ctx = bytes.fromhex(CONTEXT_BYTES)
     content_key = _hkdf(b"content\x01" + bytes([log2]) + hashlib.sha256(ctx).digest())
@@ -103,7 +112,7 @@ def test_known_answer_vectors_rederived_from_the_spec(vec):
 
 def test_vectors_in_the_spec_match_the_tests():
     doc = DOC.read_text()
-    for name, pt, chunk, ck, tag, chunk0, size, digest in VECTORS:
+    for name, _pt, _chunk, ck, tag, chunk0, _size, digest in VECTORS:
         for value in (ck, tag, digest, chunk0):
             if value:
                 assert value in doc, (name, value)

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 
 import pytest
 
 import kms_core
-from integrations.encrypted_fs import EncryptedFileSystem
-from integrations.encrypted_fs import cli, files as files_mod, format as F, tools
+from integrations.encrypted_fs import EncryptedFileSystem, cli, tools
+from integrations.encrypted_fs import format as F
+from integrations.encrypted_fs import writer as files_mod
 
 
 def _tree(root, n=6):
@@ -33,7 +35,7 @@ def test_encrypt_in_place_then_rerun_skips(kms_home, tmp_path):
     assert sorted(s.done) == sorted(data) and not s.skipped
     efs = _efs()
     for path, content in data.items():
-        assert open(path, "rb").read(4) == b"KFSE"
+        assert pathlib.Path(path).read_bytes()[:4] == b"KFSE"
         assert efs.cat_file(path) == content
     again = tools.encrypt_tree(str(tmp_path / "data"), progress=False)
     assert not again.done and sorted(again.skipped) == sorted(data)
@@ -45,16 +47,18 @@ def test_interrupted_encrypt_loses_nothing_and_resumes(kms_home, tmp_path, monke
     data = _tree(tmp_path / "data")
     order = sorted(data)
 
-    def stop_after_two(path, seen=[]):
+    seen = []
+
+    def stop_after_two(path):
         seen.append(path)
         if len(seen) == 2:
             raise KeyboardInterrupt
     with pytest.raises(KeyboardInterrupt):
         tools.encrypt_tree(str(tmp_path / "data"), progress=False, after_file=stop_after_two)
-    encrypted = [p for p in order if open(p, "rb").read(4) == b"KFSE"]
+    encrypted = [p for p in order if pathlib.Path(p).read_bytes()[:4] == b"KFSE"]
     assert encrypted == order[:2]
     for p in order[2:]:
-        assert open(p, "rb").read() == data[p]
+        assert pathlib.Path(p).read_bytes() == data[p]
 
     # Now die in the middle of the next file's data.
     real_write = files_mod.EncryptedWriteFile.write
@@ -71,7 +75,7 @@ def test_interrupted_encrypt_loses_nothing_and_resumes(kms_home, tmp_path, monke
         tools.encrypt_tree(str(tmp_path / "data"), progress=False)
     monkeypatch.setattr(files_mod.EncryptedWriteFile, "write", real_write)
     for p in order[2:]:
-        assert open(p, "rb").read() == data[p]
+        assert pathlib.Path(p).read_bytes() == data[p]
     leftovers = [f for f in (tmp_path / "data").rglob("*") if f.is_file() and str(f) not in data]
     assert not leftovers
 
@@ -104,9 +108,11 @@ def test_rewrap_moves_files_to_another_key_without_touching_chunks(kms_home, tmp
     key_b = kms.create_key()["KeyMetadata"]["Arn"]
     data = _tree(tmp_path / "data", 4)
     tools.encrypt_tree(str(tmp_path / "data"), progress=False, fs_options={"key_id": key_a})
-    bodies = {p: open(p, "rb").read()[1024:] for p in data}
+    bodies = {p: pathlib.Path(p).read_bytes()[1024:] for p in data}
 
-    def stop_after_one(path, seen=[]):
+    seen = []
+
+    def stop_after_one(path):
         seen.append(path)
         if len(seen) == 1:
             raise KeyboardInterrupt
@@ -118,7 +124,7 @@ def test_rewrap_moves_files_to_another_key_without_touching_chunks(kms_home, tmp
     kms.disable_key(KeyId=key_a)
     efs = _efs()
     for p, content in data.items():
-        raw = open(p, "rb").read()
+        raw = pathlib.Path(p).read_bytes()
         assert F.Header.parse(raw).key_id == key_b
         assert raw[1024:] == bodies[p]
         assert efs.cat_file(p) == content
@@ -163,12 +169,34 @@ def test_kms_command_line_dispatches_fs(kms_home, tmp_path):
     import sys
     p = tmp_path / "cli.txt"
     p.write_bytes(b"via kms")
-    run = lambda *a: subprocess.run(
-        [sys.executable, "-c", "import sys; from kms_core.cli import main; sys.exit(main(sys.argv[1:]))",
-         "fs", *a], capture_output=True, text=True, env=dict(os.environ))
+    def run(*a):
+        return subprocess.run(
+            [sys.executable, "-c", "import sys; from kms_core.cli import main; sys.exit(main(sys.argv[1:]))",
+             "fs", *a], capture_output=True, text=True, env=dict(os.environ), check=False)
     done = run("encrypt", str(p), "--no-progress")
     assert done.returncode == 0, done.stderr
     shown = run("inspect", str(p))
     assert shown.returncode == 0 and json.loads(shown.stdout)["plaintext_size"] == 7
     assert "alias/aws/elasticfilesystem" not in shown.stdout  # headers name the key ARN
     assert _efs().cat_file(str(p)) == b"via kms"
+
+
+@pytest.mark.parametrize("layout", ["tree", "single-file"])
+def test_encrypt_to_a_local_destination_that_does_not_exist_yet(kms_home, tmp_path, capsys, layout):
+    """DEST and the folders below it are created (issue #16.5)."""
+    if layout == "tree":
+        data = _tree(tmp_path / "data")
+        src, dest = tmp_path / "data", tmp_path / "new" / "deeper"
+    else:
+        src = tmp_path / "one.csv"
+        src.write_bytes(b"a,b\n1,2\n")
+        data = {str(src): src.read_bytes()}
+        dest = tmp_path / "new" / "dir" / "one.enc"
+    rc = cli.main(["encrypt", str(src), str(dest), "--no-progress"])
+    assert rc == 0, capsys.readouterr().err
+    efs = _efs()
+    for path, content in data.items():
+        target = dest if layout == "single-file" else dest / os.path.relpath(path, src)
+        assert pathlib.Path(target).read_bytes()[:4] == b"KFSE"
+        assert efs.cat_file(str(target)) == content
+        assert pathlib.Path(path).read_bytes() == content  # the source is untouched

@@ -21,7 +21,9 @@ from kms_core.engine import OPERATIONS_SERVED
 ACCOUNT = "111122223333"
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _HEX64 = re.compile(r"\b[0-9a-f]{64}\b")
-RANDOM_BLOBS = {"CiphertextBlob", "CiphertextForRecipient", "ImportToken", "PublicKey"}
+RANDOM_BLOBS = {"CiphertextBlob", "CiphertextForRecipient", "ImportToken", "PublicKey", "Mac", "SharedSecret"}
+# Random and of varying length too (DER signatures and private keys).
+RANDOM_LENGTH_BLOBS = {"Signature", "PrivateKeyPlaintext", "PrivateKeyCiphertextBlob"}
 RANDOM_STRINGS = {"NextMarker", "GrantToken"}
 ALICE = f"arn:aws:iam::{ACCOUNT}:user/alice"  # the server's caller; the local client acts as her too
 BOB = f"arn:aws:iam::{ACCOUNT}:user/bob"
@@ -47,6 +49,9 @@ def script():
     k1 = lambda s: s["k1"]["KeyMetadata"]["KeyId"]  # noqa: E731
     k2 = lambda s: s["k2"]["KeyMetadata"]["KeyId"]  # noqa: E731
     blob = lambda s: s["enc"]["CiphertextBlob"]  # noqa: E731
+    sk = lambda s: s["sk"]["KeyMetadata"]["KeyId"]  # noqa: E731
+    hk = lambda s: s["hk"]["KeyMetadata"]["KeyId"]  # noqa: E731
+    ak = lambda s: s["ak"]["KeyMetadata"]["KeyId"]  # noqa: E731
     return [
         ("CreateKey", {"Description": "first", "Tags": [{"TagKey": "team", "TagValue": "red"}]}, "k1"),
         ("CreateKey", {}, "k2"),
@@ -148,8 +153,36 @@ def script():
         ("Encrypt", lambda s: {"KeyId": s["ext"]["KeyMetadata"]["KeyId"], "Plaintext": b"x"}, None),
         ("DeleteImportedKeyMaterial", lambda s: {"KeyId": s["ext"]["KeyMetadata"]["KeyId"]}, None),
         ("Encrypt", lambda s: {"KeyId": s["ext"]["KeyMetadata"]["KeyId"], "Plaintext": b"x"}, None),
-        # An operation of AWS KMS that this engine does not implement.
+        # Asymmetric and HMAC keys.
+        ("CreateKey", {"KeySpec": "ECC_NIST_P256", "KeyUsage": "SIGN_VERIFY"}, "sk"),
+        ("CreateKey", {"KeySpec": "RSA_2048"}, None),
+        ("Sign", lambda s: {"KeyId": sk(s), "Message": b"m", "SigningAlgorithm": "ECDSA_SHA_256"}, "sig"),
+        ("Verify", lambda s: {"KeyId": sk(s), "Message": b"m", "SigningAlgorithm": "ECDSA_SHA_256",
+                              "Signature": s["sig"]["Signature"]}, None),
+        ("Verify", lambda s: {"KeyId": sk(s), "Message": b"n", "SigningAlgorithm": "ECDSA_SHA_256",
+                              "Signature": s["sig"]["Signature"]}, None),
+        ("Sign", lambda s: {"KeyId": sk(s), "Message": b"short", "MessageType": "DIGEST",
+                            "SigningAlgorithm": "ECDSA_SHA_256"}, None),
         ("Sign", lambda s: {"KeyId": k1(s), "Message": b"m", "SigningAlgorithm": "RSASSA_PSS_SHA_256"}, None),
+        ("GetPublicKey", lambda s: {"KeyId": sk(s)}, None),
+        ("GetPublicKey", lambda s: {"KeyId": k1(s)}, None),
+        ("CreateKey", {"KeySpec": "HMAC_256", "KeyUsage": "GENERATE_VERIFY_MAC"}, "hk"),
+        ("GenerateMac", lambda s: {"KeyId": hk(s), "Message": b"m", "MacAlgorithm": "HMAC_SHA_256"}, "mac"),
+        ("VerifyMac", lambda s: {"KeyId": hk(s), "Message": b"m", "MacAlgorithm": "HMAC_SHA_256",
+                                 "Mac": s["mac"]["Mac"]}, None),
+        ("VerifyMac", lambda s: {"KeyId": hk(s), "Message": b"n", "MacAlgorithm": "HMAC_SHA_256",
+                                 "Mac": s["mac"]["Mac"]}, None),
+        ("CreateKey", {"KeySpec": "ECC_NIST_P256", "KeyUsage": "KEY_AGREEMENT"}, "ak"),
+        ("GetPublicKey", lambda s: {"KeyId": ak(s)}, "apub"),
+        ("DeriveSharedSecret", lambda s: {"KeyId": ak(s), "KeyAgreementAlgorithm": "ECDH",
+                                          "PublicKey": s["apub"]["PublicKey"]}, None),
+        ("DeriveSharedSecret", lambda s: {"KeyId": sk(s), "KeyAgreementAlgorithm": "ECDH",
+                                          "PublicKey": s["apub"]["PublicKey"]}, None),
+        ("GenerateDataKeyPair", lambda s: {"KeyId": k1(s), "KeyPairSpec": "ECC_NIST_P256"}, None),
+        ("GenerateDataKeyPairWithoutPlaintext", lambda s: {"KeyId": k1(s), "KeyPairSpec": "RSA_2048"}, None),
+        ("GenerateDataKeyPair", lambda s: {"KeyId": sk(s), "KeyPairSpec": "RSA_2048"}, None),
+        # An operation of AWS KMS that this engine does not implement.
+        ("ReplicateKey", lambda s: {"KeyId": k1(s), "ReplicaRegion": "us-west-2"}, None),
     ]
 
 
@@ -169,6 +202,8 @@ def _normalise(op: str, value, ids: _Ids, field: str = ""):
     if isinstance(value, list):
         return [_normalise(op, v, ids, field) for v in value]
     if isinstance(value, (bytes, bytearray)):
+        if field in RANDOM_LENGTH_BLOBS:
+            return "<random bytes>"
         if field in RANDOM_BLOBS or (field == "Plaintext" and op in RANDOM_PLAINTEXT_OPS):
             return f"<{len(value)} random bytes>"
         return bytes(value)

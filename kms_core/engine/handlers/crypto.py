@@ -83,8 +83,10 @@ def decrypt(eng: Engine, p: Params, ctx: RequestContext) -> Result:
     rec, plaintext, version, alg = _open(eng, bytes(p["CiphertextBlob"]), ctx, "Decrypt", p, key_param="KeyId",
                                          context_param="EncryptionContext", algorithm_param="EncryptionAlgorithm")
     eng.dry_run(p)
-    return {"KeyId": rec.arn, "Plaintext": plaintext, "EncryptionAlgorithm": alg,
-            "KeyMaterialId": rec.material_ids[version]}
+    out: Result = {"KeyId": rec.arn, "Plaintext": plaintext, "EncryptionAlgorithm": alg}
+    if rec.key_spec == SYMMETRIC:  # AWS: "present only when the operation uses a symmetric encryption KMS key"
+        out["KeyMaterialId"] = rec.material_ids[version]
+    return out
 
 
 def re_encrypt(eng: Engine, p: Params, ctx: RequestContext) -> Result:
@@ -99,9 +101,14 @@ def re_encrypt(eng: Engine, p: Params, ctx: RequestContext) -> Result:
     eng.dry_run(p)
     v = dst.current_version
     blob = enc.encrypt(dst.materials[v], plaintext, dst_alg, eng.context_bytes(p, "DestinationEncryptionContext"))
-    return {"CiphertextBlob": blob, "SourceKeyId": src.arn, "KeyId": dst.arn,
-            "SourceEncryptionAlgorithm": src_alg, "DestinationEncryptionAlgorithm": dst_alg,
-            "SourceKeyMaterialId": src.material_ids[version], "DestinationKeyMaterialId": dst.material_ids[v]}
+    out: Result = {"CiphertextBlob": blob, "SourceKeyId": src.arn, "KeyId": dst.arn,
+                   "SourceEncryptionAlgorithm": src_alg, "DestinationEncryptionAlgorithm": dst_alg}
+    # AWS reports material ids only for symmetric encryption keys.
+    if src.key_spec == SYMMETRIC:
+        out["SourceKeyMaterialId"] = src.material_ids[version]
+    if dst.key_spec == SYMMETRIC:
+        out["DestinationKeyMaterialId"] = dst.material_ids[v]
+    return out
 
 
 def _data_key_length(p: Params) -> int:

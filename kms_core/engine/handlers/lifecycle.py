@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kms_core import keytypes
 from kms_core.errors import KMSError, validation
+from kms_core.keytypes import operations as ops
 
 from .. import paging
 from ..records import (
@@ -14,7 +14,6 @@ from ..records import (
     ENABLED,
     PENDING_DELETION,
     PENDING_IMPORT,
-    SYMMETRIC,
     Params,
     RequestContext,
     Result,
@@ -28,20 +27,9 @@ if TYPE_CHECKING:
     from ..core import Engine
 
 
-def _key_type(p: Params) -> tuple[str, str]:
-    """(KeySpec, KeyUsage) for CreateKey, as the registered key types allow them."""
-    if p.get("KeySpec") and p.get("CustomerMasterKeySpec"):
-        raise validation("You cannot specify KeySpec and CustomerMasterKeySpec in the same request. "
-                         "CustomerMasterKeySpec is deprecated.")
-    spec = p.get("KeySpec") or p.get("CustomerMasterKeySpec") or SYMMETRIC
-    if spec not in keytypes.specs():
-        raise KMSError("UnsupportedOperationException",
-                       f"KeySpec {spec} is not supported by this KMS engine; use SYMMETRIC_DEFAULT.")
-    kt = keytypes.get(spec)
-    usage = p.get("KeyUsage") or kt.key_usages[0]
-    if usage not in kt.key_usages:
-        raise validation(f"KeyUsage {usage} is not compatible with KeySpec {spec}")
-    return spec, usage
+def _key_type(p: Params, region: str) -> tuple[str, str]:
+    """(KeySpec, KeyUsage) for CreateKey: AWS's rules per spec (``keytypes.operations``)."""
+    return ops.create_key_spec(p, region)
 
 
 def _origin(p: Params) -> str:
@@ -58,7 +46,7 @@ def _origin(p: Params) -> str:
 
 
 def create_key(eng: Engine, p: Params, ctx: RequestContext) -> Result:
-    spec, usage = _key_type(p)
+    spec, usage = _key_type(p, eng.region(ctx))
     origin = _origin(p)
     account, region = eng.account(ctx), eng.region(ctx)
     policy = p.get("Policy")

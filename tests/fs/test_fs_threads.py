@@ -1,0 +1,199 @@
+"""Bulk reads and writes on worker threads: same bytes, same errors, bounded memory (issue #14)."""
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from integrations.encrypted_fs import ChunkAuthenticationError, EncryptedFileSystem, TruncatedFileError, pipeline
+from integrations.encrypted_fs import format as F
+
+C = F.DEFAULT_CHUNK_SIZE
+U = C + F.TAG_SIZE
+H = F.DEFAULT_HEADER_SIZE
+MiB = 2**20
+
+
+@pytest.fixture(params=[1, 3], ids=["one-thread", "three-workers"])
+def workers(request, monkeypatch):
+    monkeypatch.setattr(pipeline, "workers", lambda: request.param)
+    return request.param
+
+
+def _reference(efs, path, data, chunk_size):
+    raw = efs.fs.cat_file(path)
+    header = F.Header.parse(raw)
+    key = efs.keys.unwrap(header.key_id, header.wrapped_key, header.context)
+    return raw == F.encrypt_bytes(data, key, header.wrapped_key, header.key_id, header.context,
+                                  chunk_size, header.salt)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(where=st.sampled_from(["mem_efs", "local_efs"]), chunk_size=st.sampled_from([4096, C]),
+       n_workers=st.sampled_from([1, 2, 3]),
+       pieces=st.lists(st.one_of(st.integers(0, 3 * C), st.integers(8 * C, 40 * C)),
+                       min_size=1, max_size=5),
+       reads=st.lists(st.tuples(st.integers(0, 3 * MiB), st.integers(0, 3 * MiB)), max_size=4))
+def test_threaded_paths_are_the_reference_encoding(request, monkeypatch, where, chunk_size,
+                                                    n_workers, pieces, reads):
+    """Writes large enough for the worker threads give byte for byte the
+    format's encoding (F.encrypt_bytes, the reference), and reads of any
+    span give the plaintext, with one to three workers."""
+    base = request.getfixturevalue(where)
+    efs = EncryptedFileSystem(fs=base.fs, kms_client=base.keys.client, chunk_size=chunk_size,
+                              skip_instance_cache=True)
+    data = random.Random(sum(pieces)).randbytes(sum(pieces))
+    path = f"{base.root}/t{chunk_size}"
+    with monkeypatch.context() as m:
+        m.setattr(pipeline, "workers", lambda: n_workers)
+        buf = bytearray(max(pieces))
+        with efs.open(path, "wb") as f:
+            pos = 0
+            for n in pieces:
+                buf[:n] = data[pos:pos + n]
+                f.write(memoryview(buf)[:n])
+                buf[:n] = bytes(n)  # the writer kept no reference to it
+                pos += n
+        assert _reference(efs, path, data, chunk_size)
+        assert efs.cat_file(path) == data
+        with efs.open(path, "rb") as f:
+            for start, length in reads:
+                f.seek(min(start, len(data)))
+                got = f.read(length)
+                assert got == data[start:start + length]
+                out = bytearray(length)
+                f.seek(min(start, len(data)))
+                n = f.readinto(out)
+                assert out[:n] == data[start:start + length]
+
+
+def _big(efs, name, n_chunks=40):
+    data = os.urandom(n_chunks * C - 123)
+    path = f"{efs.root}/{name}"
+    efs.pipe_file(path, data)
+    return path, data, efs.fs.cat_file(path)
+
+
+def _flip(raw, index, at=5):
+    pos = H + index * U + at
+    return raw[:pos] + bytes([raw[pos] ^ 1]) + raw[pos + 1:]
+
+
+@pytest.mark.parametrize("which", ["mem_efs", "local_efs"])
+def test_a_tampered_chunk_fails_a_bulk_read_at_that_chunk(which, request, workers):
+    """The first failing chunk in file order is named (chunk 30 failing sooner
+    on another thread changes nothing), and a caller's buffer never holds the
+    failing chunk's unauthenticated plaintext (AESGCM.decrypt_into leaves it
+    there): its bytes are zeroed, those before it are authenticated."""
+    efs = request.getfixturevalue(which)
+    path, data, raw = _big(efs, "tampered")
+    efs.fs.pipe_file(path, _flip(_flip(raw, 17), 30))
+    with pytest.raises(ChunkAuthenticationError, match="chunk 17 failed"):
+        efs.cat_file(path)
+    with efs.open(path, "rb") as f:
+        with pytest.raises(ChunkAuthenticationError, match="chunk 17 failed"):
+            f.read()
+        f.seek(0)
+        out = bytearray(len(data))
+        with pytest.raises(ChunkAuthenticationError, match="chunk 17 failed"):
+            f.readinto(out)
+    assert out[:17 * C] == data[:17 * C]
+    assert out[17 * C:18 * C] == bytes(C)
+    for index in range(18, 40):  # whatever else a worker decrypted is authentic
+        part = out[index * C:(index + 1) * C]
+        assert part in (data[index * C:(index + 1) * C], bytes(len(part))) or index == 30
+
+
+@pytest.mark.parametrize("which", ["mem_efs", "local_efs"])
+def test_a_truncated_big_file_fails_a_bulk_read(which, request, workers):
+    efs = request.getfixturevalue(which)
+    path, _data, raw = _big(efs, "cut")
+    efs.fs.pipe_file(path, raw[:H + 25 * U])
+    with pytest.raises(TruncatedFileError):
+        efs.cat_file(path)
+
+
+def test_run_in_order_raises_the_first_failure_after_every_started_job_ends():
+    finished = []
+
+    def job(i):
+        def run():
+            if i == 1:
+                time.sleep(0.05)
+                finished.append(i)
+                raise ValueError("job 1")
+            if i == 2:
+                finished.append(i)
+                raise KeyError("job 2")  # fails first in time, later in order
+            time.sleep(0.01)
+            finished.append(i)
+            return i
+        return run
+    seen = []
+    with pytest.raises(ValueError, match="job 1"):
+        pipeline.run_in_order((job(i) for i in range(50)), seen.append)
+    assert seen == [0]
+    settled = list(finished)
+    time.sleep(0.1)
+    assert finished == settled  # nothing still running after the raise
+    assert len(finished) <= 1 + pipeline.window()
+    assert threading.active_count() < 50
+
+
+_WHOLE_READ = """
+import os, sys, tracemalloc
+from integrations.encrypted_fs import EncryptedFileSystem
+
+
+class KMS:
+    def __init__(self):
+        self.keys = {}
+
+    def generate_data_key(self, KeyId, KeySpec, EncryptionContext):
+        dk = os.urandom(32)
+        self.keys[dk[:8] * 8] = dk
+        return {"Plaintext": dk, "CiphertextBlob": dk[:8] * 8, "KeyId": KeyId}
+
+    def decrypt(self, CiphertextBlob, EncryptionContext, KeyId=None):
+        return {"Plaintext": self.keys[CiphertextBlob], "KeyId": "k"}
+
+
+size = 64 * 2**20
+efs = EncryptedFileSystem(target_protocol="file", kms_client=KMS(), skip_instance_cache=True)
+path = sys.argv[1] + "/whole"
+with efs.open(path, "wb") as f:
+    f.write(os.urandom(size))
+efs.cat_file(path, 0, 10)  # keys cached, imports done
+peaks = []
+for how in ("cat_file", "read"):
+    tracemalloc.start()
+    if how == "cat_file":
+        got = efs.cat_file(path)
+    else:
+        with efs.open(path, "rb") as f:
+            got = f.read()
+    peaks.append(tracemalloc.get_traced_memory()[1])
+    assert len(got) == size
+    del got
+    tracemalloc.stop()
+print(size, *peaks, type(efs.cat_file(path)).__name__)
+"""
+
+
+def test_whole_file_reads_hold_the_file_once(tmp_path):
+    """read() and cat_file of a whole file return the bytes they decrypted
+    into: the peak is the file plus bounded buffers, not twice the file.
+    (tracemalloc in a process of its own; the benchmark measures peak RSS.)"""
+    out = subprocess.run([sys.executable, "-c", _WHOLE_READ, str(tmp_path)], check=True,
+                         capture_output=True, text=True, timeout=120).stdout.split()
+    size, peak_cat, peak_read = map(int, out[:3])
+    assert out[3] == "bytes"
+    for peak in (peak_cat, peak_read):
+        assert peak < 1.1 * size, (peak, size)
