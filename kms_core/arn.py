@@ -38,25 +38,25 @@ def parse_key_ref(ref: str) -> KeyRef:
 
     Raises NotFoundException with AWS's messages for what is none of them."""
     if ref.startswith("arn:"):
-        m = KMS_ARN.match(ref)
+        m = KMS_ARN.fullmatch(ref)
         if not m:
             raise not_found(f"Invalid arn {ref}") if ":kms:" in ref else not_found(f"Invalid keyId '{ref}'")
         _, region, account, kind, rest = m.groups()
         if kind == "alias":
             return KeyRef("alias", "alias/" + rest, region, account)
-        if not _ANY_CASE_KEY_ID.match(rest):
+        if not _ANY_CASE_KEY_ID.fullmatch(rest):
             raise not_found(f"Invalid keyId '{ref}'")
         return KeyRef("key", rest, region, account)
     if ref.startswith("alias/"):
         return KeyRef("alias", ref)
-    if not _ANY_CASE_KEY_ID.match(ref):
+    if not _ANY_CASE_KEY_ID.fullmatch(ref):
         raise not_found(f"Invalid keyId '{ref}'")
     return KeyRef("key", ref)
 
 
 def is_key_id(value: str) -> bool:
     """A key id as AWS issues it (lower-case UUID)."""
-    return KEY_ID.match(value) is not None
+    return KEY_ID.fullmatch(value) is not None
 
 
 def key_arn(region: str, account: str, key_id: str, partition: str = "aws") -> str:
@@ -78,17 +78,17 @@ def alias_of(ref: str) -> str | None:
 
 def principal_account(principal: str) -> str | None:
     """The account of an IAM/STS principal ARN, else None."""
-    m = PRINCIPAL_ARN.match(principal)
+    m = PRINCIPAL_ARN.fullmatch(principal)
     return m.group(2) if m else None
 
 
 def root_account(pattern: str) -> str | None:
     """The account an account principal names (``arn:aws:iam::<account>:root`` or the bare
     12-digit id), else None."""
-    m = ACCOUNT_ROOT.match(pattern)
+    m = ACCOUNT_ROOT.fullmatch(pattern)
     if m:
         return m.group(1)
-    return pattern if ACCOUNT_ID.match(pattern) else None
+    return pattern if ACCOUNT_ID.fullmatch(pattern) else None
 
 
 # What a key policy or a grant may name as a principal: "*", an account id, an IAM or STS
@@ -107,10 +107,10 @@ def is_grant_principal(value: str) -> bool:
     or federated-user session.  Not ``*``, not service principals, not IAM groups (which are
     no principals): AWS says a grant is for "Amazon Web Services accounts, IAM users, IAM
     roles, federated users, and assumed role users" (CreateGrant docs, reference §5.2)."""
-    if ACCOUNT_ID.match(value):
+    if ACCOUNT_ID.fullmatch(value):
         return True
-    m = PRINCIPAL_ARN.match(value)
-    return m is not None and _GRANTABLE_RESOURCE.match(f"{m.group(1)}:{m.group(3)}") is not None
+    m = PRINCIPAL_ARN.fullmatch(value)
+    return m is not None and _GRANTABLE_RESOURCE.fullmatch(f"{m.group(1)}:{m.group(3)}") is not None
 
 
 # iam: root, user/..., role/...; sts: assumed-role/..., federated-user/...

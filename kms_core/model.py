@@ -25,16 +25,30 @@ import math
 import os
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from kms_core.errors import KMSError
 
 __all__ = [
-    "Shape", "Operation", "OPERATIONS", "SHAPES", "METADATA", "SOURCE",
-    "operation", "shape", "by_py_name", "by_cli_name", "ALIAS_OPERATIONS",
-    "KEY_STATE_RULES", "to_wire", "from_wire", "decode_request", "encode_response",
-    "coerce_input", "camel",
+    "ALIAS_OPERATIONS",
+    "KEY_STATE_RULES",
+    "METADATA",
+    "OPERATIONS",
+    "SHAPES",
+    "SOURCE",
+    "Operation",
+    "Shape",
+    "by_cli_name",
+    "by_py_name",
+    "camel",
+    "coerce_input",
+    "decode_request",
+    "encode_response",
+    "from_wire",
+    "operation",
+    "shape",
+    "to_wire",
 ]
 
 _DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "kms-model.json")
@@ -48,9 +62,23 @@ class Shape:
     strings, blobs and lists and values for integers.
     """
 
-    __slots__ = ("name", "type", "members", "required", "min", "max", "enum",
-                 "enum_set", "pattern", "sensitive", "member", "key", "value",
-                 "exception", "_regex")
+    __slots__ = (
+        "_regex",
+        "enum",
+        "enum_set",
+        "exception",
+        "key",
+        "max",
+        "member",
+        "members",
+        "min",
+        "name",
+        "pattern",
+        "required",
+        "sensitive",
+        "type",
+        "value",
+    )
 
     def __init__(self, name: str, spec: dict):
         self.name = name
@@ -67,10 +95,10 @@ class Shape:
         self.member: Shape | None = None
         self.key: Shape | None = None
         self.value: Shape | None = None
-        self._regex = None
+        self._regex: re.Pattern[str] | None = None
 
     @property
-    def regex(self):
+    def regex(self) -> re.Pattern[str] | None:
         """Compiled ``pattern``, anchored (AWS matches the whole value, Java
         semantics: ``\\w``, ``\\d``, ``\\s`` are ASCII-only)."""
         if self._regex is None and self.pattern is not None:
@@ -100,8 +128,8 @@ ANY_KEY = KeyRequirement()
 class Operation:
     """One KMS operation and everything the project derives from it."""
 
-    __slots__ = ("alias_members", "alias_ok", "aws_managed_ok", "blob_members", "cli_name",
-                 "creates_managed_key", "deprecated", "documented_ranges", "errors", "handler",
+    __slots__ = ("alias_ok", "aws_managed_ok", "blob_members", "cli_name",
+                 "creates_managed_key", "documented_ranges", "errors", "handler",
                  "input_shape", "key_members", "key_policy", "key_state_rule", "name",
                  "output_shape", "paginated", "paginator", "permission", "py_name",
                  "requirement", "summary", "timestamp_members")
@@ -113,7 +141,6 @@ class Operation:
     output_shape: Shape
     errors: tuple[str, ...]
     alias_ok: bool                        # its key members accept alias names and alias ARNs
-    alias_members: tuple[str, ...]
     key_members: tuple[str, ...]
     permission: tuple[str, ...]           # the IAM / key-policy actions it needs
     key_policy: bool                      # False: IAM-only (no key policy or grant applies)
@@ -128,7 +155,6 @@ class Operation:
     timestamp_members: tuple[str, ...]
     summary: str
     documented_ranges: dict[str, tuple[int, int]]
-    deprecated: bool
 
     def __init__(self, **kw):
         for k in self.__slots__:
@@ -247,9 +273,9 @@ KEY_STATE_RULES: dict[str, dict[str, tuple[str, str]]] = {
     "enable_disable": {"PendingImport": _PI, "PendingDeletion": _PD,
                        "PendingReplicaDeletion": _PD},
     # CancelKeyDeletion: only a key pending deletion
-    "pending_deletion_only": {s: ("KMSInvalidStateException", "{arn} is not pending deletion.")
-                              for s in ("Enabled", "Disabled", "PendingImport",
-                                        "Creating", "Updating", "Unavailable")},
+    "pending_deletion_only": dict.fromkeys(
+        ("Enabled", "Disabled", "PendingImport", "Creating", "Updating", "Unavailable"),
+        ("KMSInvalidStateException", "{arn} is not pending deletion.")),
     # Enable/DisableKeyRotation, RotateKeyOnDemand
     "rotation": {"Disabled": ("DisabledException", "{arn} is disabled."),
                  "PendingImport": _PI, "PendingDeletion": _PD,
@@ -258,14 +284,13 @@ KEY_STATE_RULES: dict[str, dict[str, tuple[str, str]]] = {
     "import": {"PendingDeletion": _PD, "PendingReplicaDeletion": _PD},
 }
 _STATE_RULE_OF = {
-    **{op: "usable" for op in (
-        "Encrypt", "Decrypt", "ReEncrypt", "GenerateDataKey",
-        "GenerateDataKeyWithoutPlaintext", "GenerateDataKeyPair",
-        "GenerateDataKeyPairWithoutPlaintext", "Sign", "Verify", "GetPublicKey",
-        "CreateGrant", "GenerateMac", "VerifyMac", "DeriveSharedSecret")},
-    **{op: "not_pending_deletion" for op in (
-        "CreateAlias", "UpdateKeyDescription", "TagResource", "UntagResource",
-        "ScheduleKeyDeletion", "ReplicateKey", "UpdatePrimaryRegion")},
+    **dict.fromkeys((
+        "Encrypt", "Decrypt", "ReEncrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext",
+        "GenerateDataKeyPair", "GenerateDataKeyPairWithoutPlaintext", "Sign", "Verify", "GetPublicKey",
+        "CreateGrant", "GenerateMac", "VerifyMac", "DeriveSharedSecret"), "usable"),
+    **dict.fromkeys((
+        "CreateAlias", "UpdateKeyDescription", "TagResource", "UntagResource", "ScheduleKeyDeletion",
+        "ReplicateKey", "UpdatePrimaryRegion"), "not_pending_deletion"),
     "EnableKey": "enable_disable", "DisableKey": "enable_disable",
     "CancelKeyDeletion": "pending_deletion_only",
     "EnableKeyRotation": "rotation", "DisableKeyRotation": "rotation",
@@ -303,7 +328,6 @@ def _load():
             name=name, py_name=o["py_name"], cli_name=o["cli_name"],
             input_shape=ins, output_shape=outs, errors=tuple(o["errors"]),
             alias_ok=alias_ok,
-            alias_members=key_members if alias_ok else (),
             key_members=key_members,
             permission=_PERMISSIONS.get(name, (f"kms:{name}",)),
             paginated="paginator" in o, paginator=o.get("paginator"),
@@ -312,7 +336,6 @@ def _load():
             summary=o.get("summary", ""),
             documented_ranges={m: tuple(r) for m, r in o.get("documented_ranges", {}).items()},
             key_state_rule=_STATE_RULE_OF.get(name, "any" if key_members else None),
-            deprecated=bool(o.get("deprecated")),
             key_policy=name not in _NOT_KEY_POLICY,
             requirement=_REQUIREMENTS.get(name, ANY_KEY),
             aws_managed_ok=name not in _NOT_FOR_AWS_MANAGED,
@@ -379,6 +402,110 @@ def _mismatch(shape: Shape, value: Any, path: str) -> KMSError:
                 f" (at '{path or 'request'}')")
 
 
+def _structure_members(shape: Shape, value: Any, path: str, convert: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _mismatch(shape, value, path)
+    out = {}
+    members = shape.members
+    for k, v in value.items():
+        sub = members.get(k)
+        if sub is None or v is None:
+            continue
+        out[k] = convert(sub, v, f"{path}.{k}" if path else k)
+    return out
+
+
+def _null_member(shape: Shape, path: str) -> KMSError:
+    return _ser(f"null can not be converted to {_TARGET.get(shape.type, shape.type)} (at '{path}')")
+
+
+def _from_structure(shape: Shape, value: Any, path: str) -> Any:
+    return _structure_members(shape, value, path, from_wire)
+
+
+def _from_string(shape: Shape, value: Any, path: str) -> Any:
+    if not isinstance(value, str):
+        raise _mismatch(shape, value, path)
+    return value
+
+
+def _from_blob(shape: Shape, value: Any, path: str) -> Any:
+    if not isinstance(value, str):
+        raise _mismatch(shape, value, path)
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        # Never echo the value: it may be (part of) plaintext or a secret.
+        raise _ser(f"Base64 encoded blob is invalid (at '{path}')") from None
+
+
+def _from_integer(shape: Shape, value: Any, path: str) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _mismatch(shape, value, path)
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise _ser(f"NUMBER_VALUE {value!r} can not be converted to an Integer (at '{path}')")
+        value = int(value)
+    # AWS deserializes into Java int/long: anything wider cannot be read.
+    bits = 31 if shape.type == "integer" else 63
+    if not -(1 << bits) <= value < (1 << bits):
+        raise _ser(f"NUMBER_VALUE is out of range for {_TARGET[shape.type]} (at '{path}')")
+    return value
+
+
+def _from_boolean(shape: Shape, value: Any, path: str) -> Any:
+    if not isinstance(value, bool):
+        raise _mismatch(shape, value, path)
+    return value
+
+
+def _from_timestamp(shape: Shape, value: Any, path: str) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise _mismatch(shape, value, path)
+    try:
+        return datetime.fromtimestamp(value, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        raise _ser(f"NUMBER_VALUE is not a valid timestamp (at '{path}')") from None
+
+
+def _from_list(shape: Shape, value: Any, path: str) -> Any:
+    if not isinstance(value, list):
+        raise _mismatch(shape, value, path)
+    m = shape.member
+    assert m is not None  # every list shape has a member shape
+    out = []
+    for i, v in enumerate(value):
+        if v is None:
+            raise _null_member(m, f"{path}[{i}]")
+        out.append(from_wire(m, v, f"{path}[{i}]"))
+    return out
+
+
+def _from_map(shape: Shape, value: Any, path: str) -> Any:
+    if not isinstance(value, dict):
+        raise _mismatch(shape, value, path)
+    vs = shape.value
+    assert vs is not None  # every map shape has a value shape
+    out = {}
+    for k, v in value.items():
+        if v is None:
+            raise _null_member(vs, f"{path}.{k}")
+        out[k] = from_wire(vs, v, f"{path}.{k}")
+    return out
+
+
+def _from_double(shape: Shape, value: Any, path: str) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _mismatch(shape, value, path)
+    return float(value)
+
+
+_FROM_WIRE = {"structure": _from_structure, "string": _from_string, "blob": _from_blob,
+              "integer": _from_integer, "long": _from_integer, "boolean": _from_boolean,
+              "timestamp": _from_timestamp, "list": _from_list, "map": _from_map,
+              "double": _from_double, "float": _from_double}
+
+
 def from_wire(shape: Shape, value: Any, path: str = "") -> Any:
     """Decoded JSON -> boto3 Python form (bytes for blobs, aware datetimes).
 
@@ -387,87 +514,74 @@ def from_wire(shape: Shape, value: Any, path: str = "") -> Any:
     dropped, so a client built from a newer model still works (callers that
     want to refuse unknown members check them first).
     """
-    t = shape.type
-    if t == "structure":
-        if not isinstance(value, dict):
-            raise _mismatch(shape, value, path)
-        out = {}
-        members = shape.members
-        for k, v in value.items():
-            sub = members.get(k)
-            if sub is None or v is None:
-                continue
-            out[k] = from_wire(sub, v, f"{path}.{k}" if path else k)
-        return out
-    if t == "string":
-        if not isinstance(value, str):
-            raise _mismatch(shape, value, path)
-        return value
-    if t == "blob":
-        if not isinstance(value, str):
-            raise _mismatch(shape, value, path)
-        try:
-            return base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
-            # Never echo the value: it may be (part of) plaintext or a secret.
-            raise _ser(f"Base64 encoded blob is invalid (at '{path}')") from None
-    if t in ("integer", "long"):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise _mismatch(shape, value, path)
-        if isinstance(value, float):
-            if not value.is_integer():
-                raise _ser(f"NUMBER_VALUE {value!r} can not be converted to an Integer (at '{path}')")
-            value = int(value)
-        # AWS deserializes into Java int/long: anything wider cannot be read.
-        bits = 31 if t == "integer" else 63
-        if not -(1 << bits) <= value < (1 << bits):
-            raise _ser(f"NUMBER_VALUE is out of range for {_TARGET[t]} (at '{path}')")
-        return value
-    if t == "boolean":
-        if not isinstance(value, bool):
-            raise _mismatch(shape, value, path)
-        return value
-    if t == "timestamp":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise _mismatch(shape, value, path)
-        try:
-            return datetime.fromtimestamp(value, tz=timezone.utc)
-        except (OverflowError, OSError, ValueError):
-            raise _ser(f"NUMBER_VALUE is not a valid timestamp (at '{path}')") from None
-    if t == "list":
-        if not isinstance(value, list):
-            raise _mismatch(shape, value, path)
-        m = shape.member
-        out = []
-        for i, v in enumerate(value):
-            if v is None:
-                raise _ser(f"null can not be converted to {_TARGET.get(m.type, m.type)} (at '{path}[{i}]')")
-            out.append(from_wire(m, v, f"{path}[{i}]"))
-        return out
-    if t == "map":
-        if not isinstance(value, dict):
-            raise _mismatch(shape, value, path)
-        vs = shape.value
-        out = {}
-        for k, v in value.items():
-            if v is None:
-                raise _ser(f"null can not be converted to {_TARGET.get(vs.type, vs.type)} (at '{path}.{k}')")
-            out[k] = from_wire(vs, v, f"{path}.{k}")
-        return out
-    if t in ("double", "float"):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise _mismatch(shape, value, path)
-        return float(value)
-    raise _ser(f"unsupported shape type {t} (at '{path}')")
+    convert = _FROM_WIRE.get(shape.type)
+    if convert is None:
+        raise _ser(f"unsupported shape type {shape.type} (at '{path}')")
+    return convert(shape, value, path)
 
 
 def _epoch(dt: datetime) -> float | int:
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     ts = dt.timestamp()
     # AWS sends epoch seconds with millisecond fractions; whole seconds as ints.
     ts = round(ts, 3)
     return int(ts) if ts.is_integer() else ts
+
+
+def _to_structure(shape: Shape, value: Any, path: str) -> Any:
+    return _structure_members(shape, value, path, to_wire)
+
+
+def _to_blob(shape: Shape, value: Any, path: str) -> Any:
+    if isinstance(value, str):
+        value = value.encode("utf-8")
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        raise _ser(f"{type(value).__name__} can not be converted to a Blob (at '{path}')")
+    return base64.b64encode(value).decode("ascii")
+
+
+def _to_timestamp(shape: Shape, value: Any, path: str) -> Any:
+    if isinstance(value, datetime):
+        return _epoch(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    raise _ser(f"{type(value).__name__} can not be converted to a Date (at '{path}')")
+
+
+def _to_checked(kind: type, target: str) -> Any:
+    """A converter that passes values of ``kind`` through (bool is no int here)."""
+    def convert(shape: Shape, value: Any, path: str) -> Any:
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            raise _ser(f"{type(value).__name__} can not be converted to {target} (at '{path}')")
+        return value
+    return convert
+
+
+def _to_list(shape: Shape, value: Any, path: str) -> Any:
+    if not isinstance(value, (list, tuple)):
+        raise _ser(f"{type(value).__name__} can not be converted to a List (at '{path}')")
+    m = shape.member
+    assert m is not None  # every list shape has a member shape
+    return [to_wire(m, v, f"{path}[{i}]") for i, v in enumerate(value)]
+
+
+def _to_map(shape: Shape, value: Any, path: str) -> Any:
+    if not isinstance(value, dict):
+        raise _ser(f"{type(value).__name__} can not be converted to a Map (at '{path}')")
+    vs = shape.value
+    assert vs is not None  # every map shape has a value shape
+    return {k: to_wire(vs, v, f"{path}.{k}") for k, v in value.items()}
+
+
+def _to_double(shape: Shape, value: Any, path: str) -> Any:
+    return float(value)
+
+
+_TO_WIRE = {"structure": _to_structure, "blob": _to_blob, "timestamp": _to_timestamp,
+            "string": _to_checked(str, "a String"), "integer": _to_checked(int, "an Integer"),
+            "long": _to_checked(int, "an Integer"), "boolean": _to_checked(bool, "a Boolean"),
+            "list": _to_list, "map": _to_map, "double": _to_double, "float": _to_double}
 
 
 def to_wire(shape: Shape, value: Any, path: str = "") -> Any:
@@ -476,55 +590,10 @@ def to_wire(shape: Shape, value: Any, path: str = "") -> Any:
     Members the shape does not know (e.g. ``ResponseMetadata``) and ``None``
     values are dropped.  Wrong Python types raise SerializationException.
     """
-    t = shape.type
-    if t == "structure":
-        if not isinstance(value, dict):
-            raise _mismatch(shape, value, path)
-        out = {}
-        members = shape.members
-        for k, v in value.items():
-            sub = members.get(k)
-            if sub is None or v is None:
-                continue
-            out[k] = to_wire(sub, v, f"{path}.{k}" if path else k)
-        return out
-    if t == "blob":
-        if isinstance(value, str):
-            value = value.encode("utf-8")
-        if not isinstance(value, (bytes, bytearray, memoryview)):
-            raise _ser(f"{type(value).__name__} can not be converted to a Blob (at '{path}')")
-        return base64.b64encode(value).decode("ascii")
-    if t == "timestamp":
-        if isinstance(value, datetime):
-            return _epoch(value)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return value
-        raise _ser(f"{type(value).__name__} can not be converted to a Date (at '{path}')")
-    if t == "string":
-        if not isinstance(value, str):
-            raise _ser(f"{type(value).__name__} can not be converted to a String (at '{path}')")
-        return value
-    if t in ("integer", "long"):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _ser(f"{type(value).__name__} can not be converted to an Integer (at '{path}')")
-        return value
-    if t == "boolean":
-        if not isinstance(value, bool):
-            raise _ser(f"{type(value).__name__} can not be converted to a Boolean (at '{path}')")
-        return value
-    if t == "list":
-        if not isinstance(value, (list, tuple)):
-            raise _ser(f"{type(value).__name__} can not be converted to a List (at '{path}')")
-        m = shape.member
-        return [to_wire(m, v, f"{path}[{i}]") for i, v in enumerate(value)]
-    if t == "map":
-        if not isinstance(value, dict):
-            raise _ser(f"{type(value).__name__} can not be converted to a Map (at '{path}')")
-        vs = shape.value
-        return {k: to_wire(vs, v, f"{path}.{k}") for k, v in value.items()}
-    if t in ("double", "float"):
-        return float(value)
-    raise _ser(f"unsupported shape type {t} (at '{path}')")
+    convert = _TO_WIRE.get(shape.type)
+    if convert is None:
+        raise _ser(f"unsupported shape type {shape.type} (at '{path}')")
+    return convert(shape, value, path)
 
 
 def decode_request(operation_name: str, body: Any) -> dict:
@@ -575,7 +644,7 @@ def coerce_input(operation_name: str, params: dict) -> dict:
         v = params.get(name)
         if v is None or (isinstance(v, datetime) and v.tzinfo is not None):
             continue
-        from botocore.utils import parse_to_aware_datetime  # rare path: lazy import
+        from botocore.utils import parse_to_aware_datetime  # noqa: PLC0415 - rare path; botocore is a cold-start cost
         try:
             v = parse_to_aware_datetime(v)
         except (TypeError, ValueError, AttributeError):

@@ -22,15 +22,14 @@ import fnmatch
 import ipaddress
 import json
 import re
+from collections.abc import Iterable
 from functools import lru_cache
-from typing import Any, Iterable
+from typing import Any
 
+from .arn import principal_account, root_account
 from .errors import KMSError
 
-# IAM-only operations: no key policy applies, every account principal may call them.
-IAM_ONLY = {"CreateKey", "ListKeys", "ListAliases", "GenerateRandom", "ListRetirableGrants"}
-# RetireGrant is not controlled by key policies (see RetireGrant's own rules).
-NOT_POLICY_CONTROLLED = {"RetireGrant"}
+# Which operations a key policy governs is the operation table's (Operation.key_policy).
 
 ADMIN_ACTIONS = ["kms:Create*", "kms:Describe*", "kms:Enable*", "kms:List*", "kms:Put*",
                  "kms:Update*", "kms:Revoke*", "kms:Disable*", "kms:Get*", "kms:Delete*",
@@ -40,8 +39,6 @@ USER_ACTIONS = ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDat
                 "kms:DescribeKey"]
 GRANT_ACTIONS = ["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"]
 
-_ACCOUNT_ROOT = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):root$")
-_IAM_ARN = re.compile(r"^arn:aws[a-z-]*:(iam|sts)::(\d{12}):.+$")
 
 
 def console_policy(account_id: str, *, administrators: Iterable[str] = (),
@@ -79,7 +76,7 @@ def _as_list(value: Any) -> list:
 
 
 class Statement:
-    __slots__ = ("effect", "principals", "not_principals", "actions", "not_actions", "conditions")
+    __slots__ = ("actions", "conditions", "effect", "not_actions", "not_principals", "principals")
 
     def __init__(self, st: dict):
         self.effect = st["Effect"]
@@ -99,7 +96,7 @@ class Statement:
                 _check_operator(op)
 
     @staticmethod
-    def _principals(p: Any) -> list[str] | None:
+    def _principals(p: Any) -> list[str]:
         if p is None:
             return []
         if p == "*":
@@ -139,12 +136,10 @@ def _principal_match(pattern: str, principal: str, account: str) -> bool:
         return True
     if pattern == principal:
         return True
-    m = _ACCOUNT_ROOT.match(pattern)
-    if m or re.fullmatch(r"\d{12}", pattern):
+    acct = root_account(pattern)
+    if acct is not None:
         # No IAM here: the account stands for all of its principals.
-        acct = m.group(1) if m else pattern
-        pm = _IAM_ARN.match(principal)
-        return pm is not None and pm.group(2) == acct
+        return principal_account(principal) == acct
     if "*" in pattern or "?" in pattern:
         return fnmatch.fnmatchcase(principal, pattern)
     return False

@@ -15,14 +15,29 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Iterator
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import (Boolean, Column, Double, Integer, LargeBinary, MetaData, String, Table,
-                        Text, create_engine, event, insert, select, update)
-from sqlalchemy.engine import Connection, Engine as SAEngine
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Double,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Engine as SAEngine
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
@@ -167,7 +182,7 @@ def _check_io() -> None:
 # Epoch-second timestamps are Double: MySQL's FLOAT is 4 bytes and would lose ~1 hour.
 
 # Migrations from version N to N+1, run in one transaction each.
-MIGRATIONS: dict[int, "callable"] = {}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
 
 
 class Store:
@@ -258,7 +273,6 @@ class Store:
 
     @property
     def display_url(self) -> str:
-        from sqlalchemy.engine import make_url
         return make_url(self.url).render_as_string(hide_password=True)
 
     def _check_root(self, aead: AESGCM, sealed: bytes) -> None:
@@ -365,15 +379,20 @@ class Store:
     def ensure_tables(self, *tables: Table) -> None:
         metadata.create_all(self.engine, tables=list(tables), checkfirst=True)
 
+    def _root(self) -> AESGCM:
+        if self._aead is None:  # pragma: no cover - set by __init__ before any use
+            raise StoreError("the store is not open")
+        return self._aead
+
     def seal(self, data: bytes, aad: bytes) -> bytes:
         nonce = os.urandom(12)
-        return bytes([_SEAL_VERSION]) + nonce + self._aead.encrypt(nonce, data, b"kms-local/seal/v1|" + aad)
+        return bytes([_SEAL_VERSION]) + nonce + self._root().encrypt(nonce, data, b"kms-local/seal/v1|" + aad)
 
     def unseal(self, sealed: bytes, aad: bytes) -> bytes:
         if not sealed or sealed[0] != _SEAL_VERSION:
             raise StoreError("a sealed value in the store has an unknown format")
         try:
-            return self._aead.decrypt(sealed[1:13], sealed[13:], b"kms-local/seal/v1|" + aad)
+            return self._root().decrypt(sealed[1:13], sealed[13:], b"kms-local/seal/v1|" + aad)
         except InvalidTag:
             raise StoreError("a sealed value in the store failed authentication "
                              "(tampered with, or moved between rows)") from None

@@ -70,6 +70,11 @@ class Engine:
         self.store = store
         self.settings = settings
         self.clock = clock or SystemClock()
+        # Epoch seconds now, read through the clock (tests move it, or patch time.time: never
+        # bind time.time itself); the bound method is looked up once (hot path).
+        stamp = getattr(self.clock, "timestamp", None)
+        self.now: Callable[[], float] = (stamp if stamp is not None
+                                         else lambda: float(self.clock.now().timestamp()))
         self.repo = KeyRepository(store, settings.cache_ttl)
         self.access = Authorizer(self)
         # Hooks for an external authorizer and the audit trail.
@@ -141,10 +146,6 @@ class Engine:
         self.repo.invalidate(key_id)
 
     # ------------------------------------------------------------------ names and time
-    def now(self) -> float:
-        stamp = getattr(self.clock, "timestamp", None)
-        return float(stamp()) if stamp is not None else float(self.clock.now().timestamp())
-
     def region(self, ctx: RequestContext) -> str:
         return ctx.region or self.settings.region
 
@@ -164,7 +165,8 @@ class Engine:
     def get(self, key_id: str, ctx: RequestContext, *, settle: bool = True) -> KeyRecord | None:
         """The key with this id in the caller's account and Region, brought up to date with
         the clock (deletion, rotation, expiry) unless ``settle`` is False."""
-        rec = self.repo.get(key_id, self.account(ctx), self.region(ctx))
+        rec = self.repo.get(key_id, ctx.account_id or self.settings.account_id,
+                            ctx.region or self.settings.region)
         if rec is not None and settle and rec.next_event <= self.now():
             if not self.repo.settle(key_id, self.now()):
                 return None
@@ -181,7 +183,8 @@ class Engine:
             raise validation("1 validation error detected: Value at 'keyId' failed to satisfy "
                              "constraint: Member must have length greater than or equal to 1")
         rec = self.repo.keys.get(ref)  # fast path: a plain key id already cached
-        if rec is not None and rec.account_id == self.account(ctx) and rec.region == self.region(ctx):
+        if (rec is not None and rec.account_id == (ctx.account_id or self.settings.account_id)
+                and rec.region == (ctx.region or self.settings.region)):
             if rec.next_event <= self.now():
                 settled = self.get(ref, ctx)
                 if settled is None:
@@ -259,6 +262,19 @@ class Engine:
             raise KMSError("UnsupportedOperationException",
                            f"{rec.arn} origin is {rec.origin} which is not valid for this operation.")
 
+    @staticmethod
+    def check_key_and_state(operation: str, rec: KeyRecord) -> None:
+        """``check_key`` then ``check_state``, reading the table once (the hot path)."""
+        op = OPERATIONS[operation]
+        req = op.requirement
+        if ((req.key_usages is not None and rec.key_usage not in req.key_usages)
+                or (req.key_specs is not None and rec.key_spec not in req.key_specs)
+                or (req.origins is not None and rec.origin not in req.origins)):
+            Engine.check_key(operation, rec)
+        rule = op.key_state_rule
+        if rule is not None and rec.key_state in KEY_STATE_RULES[rule]:
+            Engine.check_state(operation, rec)
+
     def deny_if_managed(self, operation: str, rec: KeyRecord, ctx: RequestContext) -> None:
         if rec.key_manager == "AWS" and not OPERATIONS[operation].aws_managed_ok:
             raise access_denied(self.principal(ctx), "kms:" + operation, rec.arn, explicit=False)
@@ -266,14 +282,15 @@ class Engine:
     def authorize(self, operation: str, rec: KeyRecord | None, ctx: RequestContext, params: Params,
                   permission: str | None = None) -> None:
         """Key policy and grants (``permission`` when the operation has two, as ReEncrypt)."""
+        if ctx.principal is None and self.authorizer is None and not params.get("GrantTokens"):
+            return  # the trusted local application: nothing to evaluate (the hot path)
         self.access.authorize(operation, rec, ctx, params, permission)
 
     def crypto_key(self, ref: str, ctx: RequestContext, operation: str, params: Params,
                    permission: str | None = None) -> KeyRecord:
         """A key for a cryptographic operation: accepted keys, state, then authorization."""
         rec = self.resolve(ref, ctx, operation)
-        self.check_key(operation, rec)
-        self.check_state(operation, rec)
+        self.check_key_and_state(operation, rec)
         self.authorize(operation, rec, ctx, params, permission)
         return rec
 

@@ -17,45 +17,47 @@ from .base import Encrypter, KeyType, Material
 SYMMETRIC_DEFAULT = "SYMMETRIC_DEFAULT"
 _KEY_BYTES = 32
 _CACHE_MAX = 4096
+_HEADER_LEN = blobfmt.HEADER_LEN
+_BODY = blobfmt.HEADER_LEN + blobfmt.NONCE_LEN  # where the GCM ciphertext starts
 
 
 class _AesGcmEncrypter(Encrypter):
     """AES-256-GCM under one material version.
 
     Building an ``AESGCM`` and the blob header costs more than sealing 64 bytes, so
-    both are kept per material (the engine's hot path); the cache is bounded and keyed by
-    the ``Material`` itself (key id, version and secret), never by object identity.
+    both are kept per material object (the engine's hot path; it keeps one ``Material`` per
+    loaded version).  The cache is bounded; an entry holds its ``Material``, so the object
+    stays alive and its ``id`` cannot be reused by another while the entry exists (the
+    ``is`` check makes that explicit).
     """
 
     __slots__ = ("_cache",)
 
     def __init__(self) -> None:
-        self._cache: dict[Material, tuple[AESGCM, bytes, bytes]] = {}
+        self._cache: dict[int, tuple[Material, AESGCM, bytes]] = {}
 
-    def _prepared(self, material: Material) -> tuple[AESGCM, bytes, bytes]:
-        hit = self._cache.get(material)
-        if hit is None:
-            id_bytes = uuid.UUID(material.key_id).bytes
-            header = blobfmt.header_bytes(id_bytes, material.version)
-            hit = (AESGCM(material.secret), id_bytes, header)
+    def _prepared(self, material: Material) -> tuple[Material, AESGCM, bytes]:
+        hit = self._cache.get(id(material))
+        if hit is None or hit[0] is not material:
+            header = blobfmt.header_bytes(uuid.UUID(material.key_id).bytes, material.version)
+            hit = (material, AESGCM(material.secret), header)
             if len(self._cache) >= _CACHE_MAX:
                 self._cache.clear()
-            self._cache[material] = hit
+            self._cache[id(material)] = hit
         return hit
 
     def encrypt(self, material: Material, plaintext: bytes, algorithm: str, context: bytes) -> bytes:
-        aead, id_bytes, _ = self._prepared(material)
-        return blobfmt.seal(aead, id_bytes, material.version, plaintext, context)
+        _, aead, header = self._prepared(material)
+        return blobfmt.seal_header(aead, header, plaintext, context)
 
     def decrypt(self, material: Material, ciphertext: bytes, algorithm: str, context: bytes) -> bytes:
-        aead, _, header = self._prepared(material)
+        _, aead, header = self._prepared(material)
         # The header must name this very material (it is also authenticated, as AAD).
-        if len(ciphertext) <= blobfmt.OVERHEAD or ciphertext[:blobfmt.HEADER_LEN] != header:
+        if ciphertext[:_HEADER_LEN] != header:
             raise invalid_ciphertext()
-        nonce = ciphertext[blobfmt.HEADER_LEN:blobfmt.HEADER_LEN + blobfmt.NONCE_LEN]
         try:
-            return aead.decrypt(nonce, ciphertext[blobfmt.HEADER_LEN + blobfmt.NONCE_LEN:], header + context)
-        except InvalidTag:
+            return aead.decrypt(ciphertext[_HEADER_LEN:_BODY], ciphertext[_BODY:], header + context)
+        except (InvalidTag, ValueError):  # ValueError: too short to hold a nonce
             raise invalid_ciphertext() from None
 
 

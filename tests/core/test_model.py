@@ -127,9 +127,10 @@ def test_alias_acceptance_follows_reference_and_model_docs():
             if m.name == "KeyIdType" and "Alias name:" in re.sub("<[^>]+>", " ", m.documentation):
                 documented.add(name)
     assert documented == ALIAS_OPS - {"GenerateMac", "VerifyMac"}
-    assert model.OPERATIONS["ReEncrypt"].alias_members == ("SourceKeyId", "DestinationKeyId")
+    assert model.OPERATIONS["ReEncrypt"].key_members == ("SourceKeyId", "DestinationKeyId")
+    assert model.OPERATIONS["ReEncrypt"].alias_ok
     assert model.OPERATIONS["CreateAlias"].key_members == ("TargetKeyId",)
-    assert model.OPERATIONS["CreateAlias"].alias_members == ()
+    assert not model.OPERATIONS["CreateAlias"].alias_ok
     assert model.OPERATIONS["ListKeys"].key_members == ()
 
 

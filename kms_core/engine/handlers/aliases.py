@@ -19,7 +19,7 @@ def check_alias_name(name: Any) -> str:
     if not isinstance(name, str) or not name.startswith("alias/"):
         raise validation('Alias must start with the prefix "alias/". Please see '
                          "https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html")
-    if not arns.ALIAS_NAME.match(name) or len(name) > 256:
+    if not arns.ALIAS_NAME.fullmatch(name) or len(name) > 256:
         raise validation(f"1 validation error detected: Value '{name}' at 'aliasName' failed to "
                          "satisfy constraint: Member must satisfy regular expression pattern: "
                          "^[a-zA-Z0-9:/_-]+$")

@@ -25,7 +25,7 @@ def _encrypter(rec: KeyRecord, algorithm: str | None) -> tuple[Encrypter, str]:
     """The key's Encrypter and the algorithm to use (SYMMETRIC_DEFAULT when not named, as AWS)."""
     alg = algorithm or SYMMETRIC
     enc = rec.encrypter
-    if enc is None or alg not in rec.key_type.encryption_algorithms:
+    if enc is None or (alg not in rec.key_type.encryption_algorithms):
         raise KMSError("InvalidKeyUsageException", f"The encryption algorithm {alg} is not valid for this key.")
     return enc, alg
 
@@ -66,8 +66,7 @@ def _open(eng: Engine, blob: bytes, ctx: RequestContext, operation: str, p: Para
         version = rec.current_version
     else:
         raise invalid_ciphertext()
-    eng.check_key(operation, rec)
-    eng.check_state(operation, rec)
+    eng.check_key_and_state(operation, rec)
     eng.authorize(operation, rec, ctx, p, permission)
     enc, alg = _encrypter(rec, p.get(algorithm_param))
     material: Material | None = rec.materials.get(version)
