@@ -101,7 +101,8 @@ def main() -> int:
     srv_env = base_env(pycache)
     srv_env.update(KMS_HOME=server_home, KMS_ROOT_KEY=base64.b64encode(os.urandom(32)).decode(),
                    AWS_DEFAULT_REGION="us-east-1")
-    made = subprocess.run(kms_cmd() + ["create-access-key", "--user-name", "bench"], env=srv_env,
+    made = subprocess.run(kms_cmd() + ["create-access-key", "--user-name", "bench",
+                                          "--service", "lambda"], env=srv_env,
                           capture_output=True, text=True, check=True)
     key = json.loads(made.stdout)["AccessKey"]
     port = free_port()

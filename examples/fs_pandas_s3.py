@@ -4,7 +4,8 @@
     python examples/fs_pandas_s3.py --endpoint-url http://127.0.0.1:9000 --bucket mybucket
 
 KMS is the embedded engine (KMS_HOME, default ~/.kms); pass
-`"encrypted": {"kms_endpoint": "http://127.0.0.1:8080"}` for `kms serve`, or
+`"encrypted": {"kms_endpoint": "http://127.0.0.1:8080"}` for `kms serve` (signed with a
+`kms create-access-key --service s3` key: alias/aws/s3 is used through S3 only), or
 nothing at all on AWS to use the real KMS with `alias/aws/s3`.
 """
 from __future__ import annotations

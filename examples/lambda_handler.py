@@ -8,7 +8,8 @@ Set in the function's configuration (console "encryption helpers", or
 
 Where KMS is: in AWS Lambda, real KMS in the function's region (the light
 SigV4 client, no boto3 import); with AWS_ENDPOINT_URL_KMS, that endpoint
-(e.g. `kms serve`); elsewhere, the embedded engine (KMS_HOME).
+(e.g. `kms serve`, with a `kms create-access-key --service lambda` key); elsewhere, the
+embedded engine (KMS_HOME).
 
 Run locally against the embedded engine:
 

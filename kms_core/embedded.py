@@ -145,6 +145,9 @@ class KMSClient:
         if self._engine is None:
             from .engine import get_engine  # noqa: PLC0415 - cold start: loaded on first need
             self._engine = get_engine(self._settings, self._clock)
+            if self._ctx is not None and self._ctx.principal is not None:
+                from .audit import attach  # noqa: PLC0415 - cold start: only a principal's client needs it (every call made as a principal is audited)
+                attach(self._engine)
         return self._engine
 
     def __repr__(self) -> str:

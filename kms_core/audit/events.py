@@ -210,6 +210,9 @@ def _user_identity(ctx, account: str) -> dict:
     via = getattr(ctx, "via_service", None)
     if via:
         ui["invokedBy"] = via.split(".", 1)[0] + ".amazonaws.com"
+    source = getattr(ctx, "source_identity", None)
+    if source:  # e.g. the OS user who ran the kms CLI (docs/audit-log.md)
+        ui["sessionContext"] = {"sourceIdentity": source}
     return ui
 
 
@@ -256,7 +259,7 @@ class _Renderer:
         g = getattr
         k = (g(ctx, "principal", None), g(ctx, "access_key_id", None), g(ctx, "authenticated", True),
              g(ctx, "via_service", None), g(ctx, "region", None), g(ctx, "account_id", None),
-             g(ctx, "source_ip", None), g(ctx, "user_agent", None))
+             g(ctx, "source_ip", None), g(ctx, "user_agent", None), g(ctx, "source_identity", None))
         hit = self._who.get(k)
         if hit is not None:
             return hit
@@ -367,7 +370,7 @@ class _Renderer:
 
 class _NO_CTX:
     principal = access_key_id = via_service = region = account_id = None
-    source_ip = user_agent = request_id = None
+    source_ip = user_agent = request_id = source_identity = None
     authenticated = True
 
 
@@ -393,7 +396,8 @@ def _template_key(ctx, operation, params, result):
         c = ctx if ctx is not None else _NO_CTX
         # every field the event reads from the context, except request_id (per request)
         key = (c.principal, c.access_key_id, c.authenticated, c.via_service, c.region,
-               c.account_id, c.source_ip, c.user_agent, operation, tuple(pk), rk)
+               c.account_id, c.source_ip, c.user_agent, getattr(c, "source_identity", None),
+               operation, tuple(pk), rk)
         hash(key)
     except (AttributeError, TypeError):  # an odd context or value: render it in full
         return None

@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rc = _run(argv, debug)
         sys.stdout.flush()  # here, so a closed pipe is handled below and not at interpreter exit
-        return rc
+        return _commit_audit(rc)
     except KeyboardInterrupt:
         sys.stdout.write("\n")
         return RC_INTERRUPTED
@@ -66,7 +66,28 @@ def main(argv: list[str] | None = None) -> int:
 
             traceback.print_exc()
         _error(_describe(e))
+        return _commit_audit(RC_ERROR)
+    finally:
+        _commit_audit(RC_OK)  # idempotent: whatever path was taken, the events are committed
+
+
+# The embedded engine's audit log while a command runs (see _embedded_client).
+_audit_logs: list = []
+
+
+def _commit_audit(rc: int) -> int:
+    """Commit the audit events of this run before the process exits; a call whose event
+    cannot be committed fails the command (every call is in the audit trail)."""
+    committed = True
+    while _audit_logs:
+        audit = _audit_logs.pop()
+        committed = audit.flush(timeout=30.0) and committed
+        audit.close()
+    if not committed:
+        _error("The audit log could not record this call (its store is unreachable); "
+               "the call itself may have taken effect.")
         return RC_ERROR
+    return rc
 
 
 def _silence_stdout() -> None:
@@ -115,6 +136,34 @@ def _version() -> str:
     return f"kms/{version} Python/{platform.python_version()} {platform.system()}/{platform.release()}"
 
 
+def _user_agent() -> str:
+    """The CLI's user agent in its audit events, shaped like the AWS CLI's ``aws-cli/…``
+    (the package's own version string: importlib.metadata would cost ~10 ms a call)."""
+    import platform  # noqa: PLC0415 - start-up: each command loads only what it uses
+
+    from kms_core import __version__  # noqa: PLC0415 - start-up: each command loads only what it uses
+
+    uname = os.uname() if hasattr(os, "uname") else None
+    system, release = (uname.sysname, uname.release) if uname else (platform.system(), platform.release())
+    return f"kms-cli/{__version__} Python/{platform.python_version()} {system}/{release}"
+
+
+def _os_user() -> str:
+    """The operating-system user running this process: the effective uid's name (not $USER,
+    which the caller sets at will)."""
+    try:
+        import pwd  # noqa: PLC0415 - POSIX only; start-up: each command loads only what it uses
+
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except (ImportError, KeyError):  # Windows, or a uid without a passwd entry
+        import getpass  # noqa: PLC0415 - start-up: each command loads only what it uses
+
+        try:
+            return getpass.getuser()
+        except (OSError, KeyError):
+            return f"uid:{os.getuid()}" if hasattr(os, "getuid") else "unknown"
+
+
 def _global_parser():
     from .argparsing import USAGE, ArgParser  # noqa: PLC0415 - start-up: each command loads only what it uses
 
@@ -127,6 +176,8 @@ def _global_parser():
     p.add_argument("--query")
     p.add_argument("--profile")
     p.add_argument("--region")
+    # Our addition, not an AWS CLI option: act as this principal on the embedded engine.
+    p.add_argument("--principal")
     p.add_argument("--version", action="store_true")
     p.add_argument("-h", "--help", action="store_true", dest="show_help")
     p.add_argument("--color", choices=["on", "off", "auto"], default="auto")
@@ -142,7 +193,7 @@ def _global_parser():
 
 
 _VALUED_GLOBALS = {"--endpoint-url", "--output", "--query", "--profile", "--region", "--color", "--ca-bundle",
-                   "--cli-read-timeout", "--cli-connect-timeout", "--cli-binary-format"}
+                   "--cli-read-timeout", "--cli-connect-timeout", "--cli-binary-format", "--principal"}
 
 
 def _command_index(argv: list[str]) -> int | None:
@@ -394,9 +445,10 @@ def _client(g):
     boto3 client with the AWS CLI's connection options."""
     endpoint = g.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_KMS")
     if not endpoint:
-        import kms_core  # noqa: PLC0415 - start-up: each command loads only what it uses
-
-        return kms_core.client(region=g.region) if g.region else kms_core.client()
+        return _embedded_client(g)
+    if g.principal:
+        raise ValueError("--principal applies to the embedded engine only: an endpoint "
+                         "knows its caller from the access key that signs the request.")
     from urllib.parse import urlparse  # noqa: PLC0415 - start-up: each command loads only what it uses
 
     if not urlparse(endpoint).scheme:
@@ -428,6 +480,29 @@ def _client(g):
     session = boto3.session.Session(profile_name=g.profile)
     region = g.region or os.environ.get("KMS_REGION") or session.region_name or "us-east-1"
     return session.client("kms", endpoint_url=endpoint, region_name=region, **kwargs)
+
+
+def _embedded_client(g):
+    """A client on the embedded engine whose every call is audited: as the trusted local
+    application, or as ``--principal`` / ``KMS_PRINCIPAL`` (key policies and grants apply),
+    with the OS user and the CLI's user agent in each event (docs/audit-log.md)."""
+    from kms_core import arn  # noqa: PLC0415 - start-up: each command loads only what it uses
+    from kms_core.audit import attach  # noqa: PLC0415 - start-up: each command loads only what it uses
+    from kms_core.embedded import KMSClient  # noqa: PLC0415 - start-up: each command loads only what it uses
+    from kms_core.engine import RequestContext, get_engine  # noqa: PLC0415 - start-up: each command loads only what it uses
+    from kms_core.settings import Settings  # noqa: PLC0415 - start-up: each command loads only what it uses
+
+    principal = g.principal or os.environ.get("KMS_PRINCIPAL") or None
+    if principal is not None and not (principal.startswith("arn:") and arn.is_grant_principal(principal)):
+        raise ValueError(f"Bad value for --principal {principal!r}: expected an IAM principal ARN "
+                         "(arn:aws:iam::<account>:user/<name>, :role/<name> or :root, or an "
+                         "arn:aws:sts:: session)")
+    settings = Settings.from_env(region=g.region)
+    engine = get_engine(settings)
+    _audit_logs.append(attach(engine))
+    ctx = RequestContext(region=settings.region, account_id=settings.account_id, principal=principal,
+                         source_ip=None, user_agent=_user_agent(), source_identity=_os_user())
+    return KMSClient(engine, ctx)
 
 
 def _stdout():

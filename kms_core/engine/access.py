@@ -137,11 +137,9 @@ class Authorizer:
         eng = self.engine
         principal = ctx.principal or ""
         account = arns.principal_account(principal)
+        # Only a caller that acts for a service (a service access key, docs/policies.md) has
+        # kms:ViaService: an AWS-managed key's policy refuses everyone else, as in AWS.
         via = ctx.via_service
-        if via is None and rec.managed_alias:
-            # There are no AWS services here: the application itself plays the
-            # service that owns an AWS-managed key (docs/policies.md).
-            via = f"{rec.managed_alias[len('alias/aws/'):]}.{eng.region(ctx)}.amazonaws.com"
         c: dict[str, Any] = {
             "kms:CallerAccount": account or eng.account(ctx),
             "aws:PrincipalArn": principal, "aws:PrincipalAccount": account,

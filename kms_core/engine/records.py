@@ -41,8 +41,9 @@ class RequestContext:
     user_agent: str | None = None
     request_id: str | None = None
     access_key_id: str | None = None
-    via_service: str | None = None
+    via_service: str | None = None        # e.g. s3.us-east-1.amazonaws.com: the caller acts for that service
     authenticated: bool = True
+    source_identity: str | None = None    # who is behind the call, e.g. the OS user running the kms CLI
 
 
 DEFAULT_CTX = RequestContext()

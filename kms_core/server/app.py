@@ -358,6 +358,8 @@ class KMSApp:
             request_id=request_id,
             access_key_id=akid,
             authenticated=authenticated,
+            # a service access key's requests come through its service (docs/policies.md)
+            via_service=cred.via_service(signed.region) if cred is not None else None,
         )
 
     async def handle(self, scope, receive, request_id: str) -> tuple[int, bytes]:

@@ -179,10 +179,10 @@ def serve_main(argv: list[str] | None = None) -> int:
         from kms_core.settings import Settings  # noqa: PLC0415 - cold start of `kms`
         from kms_core.store import Store  # noqa: PLC0415 - cold start of `kms`
 
-        from .credentials import access_keys  # noqa: PLC0415 - cold start of `kms`
+        from .credentials import access_key_services, access_keys  # noqa: PLC0415 - cold start of `kms`
 
         store = Store(Settings.from_env(store_url=args.store_url))
-        store.ensure_tables(access_keys)
+        store.ensure_tables(access_keys, access_key_services)
         store.dispose()
     except StoreError as e:
         return _fail(str(e), 1)
@@ -252,9 +252,13 @@ def create_access_key_main(argv: list[str] | None = None) -> int:
                                 description="Create an access key for SigV4 requests to `kms serve` "
                                             "(prints the secret once, in IAM's CreateAccessKey shape).")
     p.add_argument("--user-name", required=True)
+    p.add_argument("--service", default=None,
+                   help="our addition: the key signs requests coming through this service (e.g. s3, "
+                        "lambda), so it may use that service's AWS-managed key alias/aws/SERVICE "
+                        "(docs/policies.md)")
     p.add_argument("--store-url", default=None)
     a = p.parse_args(argv)
-    return _run("CreateAccessKey", lambda: _keys(a.store_url).create(a.user_name))
+    return _run("CreateAccessKey", lambda: _keys(a.store_url).create(a.user_name, a.service))
 
 
 def list_access_keys_main(argv: list[str] | None = None) -> int:

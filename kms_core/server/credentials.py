@@ -33,14 +33,38 @@ access_keys = Table(
     Column("create_date", DateTime(timezone=True), nullable=False),
 )
 
+# Our addition (docs/policies.md): an access key made for a service (`--service s3`) signs
+# requests that come through that service (kms:ViaService), which AWS-managed keys require.
+# A table of its own, so stores made before it need no migration; the service is also bound
+# into the sealed secret's associated data, so a row added here cannot promote a plain key.
+access_key_services = Table(
+    "kms_access_key_services",
+    metadata,
+    Column("access_key_id", String(128), primary_key=True),
+    Column("service", String(64), nullable=False),
+)
+
+_WITH_SERVICE = access_keys.outerjoin(
+    access_key_services, access_keys.c.access_key_id == access_key_services.c.access_key_id)
+
 # IAM's UserName rules: 1-64 of [\w+=,.@-].
 _USER_NAME = re.compile(r"^[\w+=,.@-]{1,64}$")
 # IAM access key ids: "AKIA" + 16 of A-Z2-7 (base32 alphabet), 20 chars.
 _B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 
 
-def _aad(access_key_id: str) -> bytes:
-    return f"access-key|{access_key_id}".encode()
+def _aad(access_key_id: str, service: str | None = None) -> bytes:
+    return f"access-key|{access_key_id}".encode() + (f"|service={service}".encode() if service else b"")
+
+
+def check_service(service: str) -> str:
+    """A service that owns AWS-managed keys (``alias/aws/<service>``)."""
+    from kms_core.engine.records import MANAGED_SERVICES  # noqa: PLC0415 - kms create-access-key stays light
+
+    if service not in MANAGED_SERVICES:
+        raise KMSError("ValidationException",
+                       f"Unknown service {service!r}: one of {', '.join(sorted(MANAGED_SERVICES))}")
+    return service
 
 
 @dataclass(frozen=True)
@@ -50,6 +74,11 @@ class Credential:
     account_id: str
     status: str
     secret: str = field(repr=False)
+    service: str | None = None   # requests signed with it come through this service
+
+    def via_service(self, region: str) -> str | None:
+        """kms:ViaService for a request signed with this key in ``region``."""
+        return f"{self.service}.{region}.amazonaws.com" if self.service else None
 
     @property
     def principal(self) -> str:
@@ -87,14 +116,17 @@ class AccessKeys:
     def __init__(self, store, account_id: str):
         self.store = store
         self.account_id = account_id
-        store.ensure_tables(access_keys)
+        store.ensure_tables(access_keys, access_key_services)
 
-    def create(self, user_name: str) -> dict:
-        """Create a key; returns IAM's CreateAccessKey response shape (with the secret)."""
+    def create(self, user_name: str, service: str | None = None) -> dict:
+        """Create a key (for ``service``, if given); returns IAM's CreateAccessKey response
+        shape (with the secret), plus ``Service`` for a service key."""
         check_user_name(user_name)
+        if service is not None:
+            check_service(service)
         akid, secret = new_access_key_id(), new_secret()
         now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-        sealed = self.store.seal(secret.encode("ascii"), _aad(akid))
+        sealed = self.store.seal(secret.encode("ascii"), _aad(akid, service))
         with self.store.transaction() as conn:
             conn.execute(
                 insert(access_keys).values(
@@ -106,32 +138,32 @@ class AccessKeys:
                     create_date=now,
                 )
             )
-        return {
-            "AccessKey": {
-                "UserName": user_name,
-                "AccessKeyId": akid,
-                "Status": "Active",
-                "SecretAccessKey": secret,
-                "CreateDate": _iso(now),
-            }
-        }
+            if service is not None:
+                conn.execute(insert(access_key_services).values(access_key_id=akid, service=service))
+        key = {"UserName": user_name, "AccessKeyId": akid, "Status": "Active",
+               "SecretAccessKey": secret, "CreateDate": _iso(now)}
+        if service is not None:
+            key["Service"] = service
+        return {"AccessKey": key}
 
     def list(self, user_name: str | None = None) -> dict:
         """IAM's ListAccessKeys shape (never the secrets)."""
-        q = select(access_keys.c.user_name, access_keys.c.access_key_id, access_keys.c.status,
-                   access_keys.c.create_date).order_by(access_keys.c.user_name, access_keys.c.create_date)
+        q = (select(access_keys.c.user_name, access_keys.c.access_key_id, access_keys.c.status,
+                    access_keys.c.create_date, access_key_services.c.service)
+             .select_from(_WITH_SERVICE)
+             .order_by(access_keys.c.user_name, access_keys.c.create_date))
         if user_name is not None:
             q = q.where(access_keys.c.user_name == user_name)
         with self.store.reading() as conn:
             rows = conn.execute(q).all()
-        return {
-            "AccessKeyMetadata": [
-                {"UserName": r.user_name, "AccessKeyId": r.access_key_id, "Status": r.status,
-                 "CreateDate": _iso(r.create_date)}
-                for r in rows
-            ],
-            "IsTruncated": False,
-        }
+        listed = []
+        for r in rows:
+            item = {"UserName": r.user_name, "AccessKeyId": r.access_key_id, "Status": r.status,
+                    "CreateDate": _iso(r.create_date)}
+            if r.service:
+                item["Service"] = r.service
+            listed.append(item)
+        return {"AccessKeyMetadata": listed, "IsTruncated": False}
 
     def delete(self, access_key_id: str, user_name: str | None = None) -> None:
         q = delete(access_keys).where(access_keys.c.access_key_id == access_key_id)
@@ -139,6 +171,9 @@ class AccessKeys:
             q = q.where(access_keys.c.user_name == user_name)
         with self.store.transaction() as conn:  # tells every process before returning
             n = conn.execute(q).rowcount
+            if n:
+                conn.execute(delete(access_key_services)
+                             .where(access_key_services.c.access_key_id == access_key_id))
         if n == 0:
             # IAM's error for an unknown key.
             raise KMSError("NoSuchEntity", f"The Access Key with id {access_key_id} cannot be found.")
@@ -147,11 +182,14 @@ class AccessKeys:
         # A read-only connection: on SQLite a plain connect() would BEGIN
         # IMMEDIATE and queue behind the audit log's writes.
         with self.store.reading() as conn:
-            row = conn.execute(select(access_keys).where(access_keys.c.access_key_id == access_key_id)).first()
+            row = conn.execute(select(access_keys, access_key_services.c.service)
+                               .select_from(_WITH_SERVICE)
+                               .where(access_keys.c.access_key_id == access_key_id)).first()
         if row is None:
             return None
-        secret = self.store.unseal(row.sealed_secret, _aad(row.access_key_id)).decode("ascii")
-        return Credential(row.access_key_id, row.user_name, row.account_id, row.status, secret)
+        secret = self.store.unseal(row.sealed_secret, _aad(row.access_key_id, row.service)).decode("ascii")
+        return Credential(row.access_key_id, row.user_name, row.account_id, row.status, secret,
+                          row.service)
 
 
 class CredentialCache:

@@ -97,7 +97,8 @@ def start_server(home: Path, *args: str, scheme: str = "http") -> Server:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KMS_", "AWS_"))}
     env.update(KMS_HOME=str(home), KMS_ROOT_KEY=base64.b64encode(os.urandom(32)).decode(),
                AWS_DEFAULT_REGION="us-east-1", AWS_REGION="us-east-1")
-    created = subprocess.run(kms_command() + ["create-access-key", "--user-name", "lambda-env-tests"],
+    created = subprocess.run(kms_command() + ["create-access-key", "--user-name", "lambda-env-tests",
+                                               "--service", "lambda"],
                              env=env, capture_output=True, text=True, timeout=120)
     assert created.returncode == 0, created.stderr
     key = json.loads(created.stdout)["AccessKey"]

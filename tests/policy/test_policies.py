@@ -7,6 +7,7 @@ import json
 import pytest
 from botocore.exceptions import ClientError
 
+from kms_core.errors import KMSError
 from kms_core.policy import condition_holds, console_policy, parse_policy
 
 ACCOUNT = "111122223333"
@@ -202,10 +203,98 @@ def test_condition_operators(op, key, expected, ctx, want):
     assert condition_holds(op, key, expected, ctx) is want
 
 
-def test_managed_key_usable_by_account_principals_but_not_administrable(as_):
+def test_managed_key_refuses_direct_use_by_principals_and_administration(kms, as_):
+    """As AWS: an AWS-managed key is used through its service (kms:ViaService), never
+    directly; the trusted local application is not evaluated (docs/policies.md)."""
+    blob = kms.encrypt(KeyId="alias/aws/s3", Plaintext=b"x")["CiphertextBlob"]
     c = as_(USER)
-    c.encrypt(KeyId="alias/aws/s3", Plaintext=b"x")
-    key = c.describe_key(KeyId="alias/aws/s3")["KeyMetadata"]["KeyId"]
-    with pytest.raises(ClientError) as e:
-        c.disable_key(KeyId=key)
-    assert code(e.value) == "AccessDeniedException"
+    key = c.describe_key(KeyId="alias/aws/s3")["KeyMetadata"]["KeyId"]  # metadata: the account's
+    for call in (lambda: c.encrypt(KeyId="alias/aws/s3", Plaintext=b"x"),
+                 lambda: c.decrypt(CiphertextBlob=blob),
+                 lambda: c.generate_data_key(KeyId="alias/aws/s3", KeySpec="AES_256"),
+                 lambda: c.disable_key(KeyId=key)):
+        with pytest.raises(ClientError) as e:
+            call()
+        assert code(e.value) == "AccessDeniedException"
+        assert "because no resource-based policy allows the kms:" in e.value.response["Error"]["Message"]
+
+
+S3_VIA = "s3.us-east-1.amazonaws.com"
+MANAGED_MATRIX = [  # (principal, via service, managed key's alias, allowed?)
+    (USER, S3_VIA, "alias/aws/s3", True),
+    (ROOT, S3_VIA, "alias/aws/s3", True),
+    (USER, "lambda.us-east-1.amazonaws.com", "alias/aws/s3", False),   # another service's key
+    (USER, "s3.eu-west-1.amazonaws.com", "alias/aws/s3", False),       # the service in another Region
+    (USER, None, "alias/aws/s3", False),                               # direct use
+    ("arn:aws:iam::444455556666:user/x", S3_VIA, "alias/aws/s3", False),  # another account
+    (USER, "lambda.us-east-1.amazonaws.com", "alias/aws/lambda", True),
+]
+
+
+@pytest.mark.parametrize("principal,via,alias,allowed", MANAGED_MATRIX,
+                         ids=[f"{p.rsplit(':', 1)[-1]}-{v}-{a}" for p, v, a, _ in MANAGED_MATRIX])
+def test_managed_key_through_its_service_only(engine, kms, principal, via, alias, allowed):
+    from kms_core.engine import RequestContext
+
+    blob = kms.encrypt(KeyId=alias, Plaintext=b"x")["CiphertextBlob"]
+    ctx = RequestContext(principal=principal, via_service=via)
+    calls = [("Encrypt", {"KeyId": alias, "Plaintext": b"x"}), ("Decrypt", {"CiphertextBlob": blob}),
+             ("GenerateDataKey", {"KeyId": alias, "KeySpec": "AES_256"}),
+             ("ReEncrypt", {"CiphertextBlob": blob, "DestinationKeyId": alias})]
+    for operation, params in calls:
+        if allowed:
+            engine.call(operation, params, ctx)
+        else:
+            with pytest.raises(KMSError) as e:
+                engine.call(operation, params, ctx)
+            assert e.value.code == "AccessDeniedException", operation
+
+
+def test_via_service_condition_on_a_customer_key(engine, kms):
+    """kms:ViaService is what the request says (a service access key), for any key's policy."""
+    from kms_core.engine import RequestContext
+
+    policy = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": ROOT}, "Action": "kms:*", "Resource": "*",
+         "Condition": {"StringEquals": {"kms:ViaService": S3_VIA}}}]})
+    key = kms.create_key(Policy=policy, BypassPolicyLockoutSafetyCheck=True)["KeyMetadata"]["KeyId"]
+    engine.call("Encrypt", {"KeyId": key, "Plaintext": b"x"}, RequestContext(principal=USER, via_service=S3_VIA))
+    with pytest.raises(KMSError) as e:
+        engine.call("Encrypt", {"KeyId": key, "Plaintext": b"x"}, RequestContext(principal=USER))
+    assert e.value.code == "AccessDeniedException"
+
+
+CLI_MATRIX = [  # (principal, kms command, allowed?) on a key with the console's policy
+    (ADMIN, ["get-key-policy", "--policy-name", "default"], True),
+    (ADMIN, ["encrypt", "--plaintext", "aGk="], False),
+    (USER, ["encrypt", "--plaintext", "aGk="], True),
+    (USER, ["get-key-policy", "--policy-name", "default"], False),
+    (OTHER, ["describe-key"], False),
+    (None, ["encrypt", "--plaintext", "aGk="], True),  # no --principal: the trusted local application
+]
+
+
+@pytest.mark.parametrize("principal,command,allowed", CLI_MATRIX,
+                         ids=[f"{(p or 'local').rsplit('/', 1)[-1]}-{c[0]}" for p, c, _ in CLI_MATRIX])
+def test_cli_principal_is_evaluated_like_a_client(console_key, as_, capsys, principal, command, allowed):
+    """`kms --principal ARN` gets the key policy's decision an in-process client gets (#15.4)."""
+    from kms_core.cli import main
+
+    argv = (["--principal", principal] if principal else []) + command + ["--key-id", console_key]
+    capsys.readouterr()
+    rc = main(argv)
+    _, err = capsys.readouterr()
+    if allowed:
+        assert rc == 0, err
+    else:
+        action = "kms:" + "".join(w.capitalize() for w in command[0].split("-"))
+        assert rc == 255 and err.strip().endswith(
+            f"User: {principal} is not authorized to perform: {action} on resource: "
+            f"arn:aws:kms:us-east-1:{ACCOUNT}:key/{console_key} because no resource-based policy "
+            f"allows the {action} action"), err
+        client = as_(principal)
+        with pytest.raises(ClientError) as e:
+            getattr(client, command[0].replace("-", "_"))(KeyId=console_key, **(
+                {"Plaintext": b"hi"} if command[0] == "encrypt" else
+                {"PolicyName": "default"} if command[0] == "get-key-policy" else {}))
+        assert code(e.value) == "AccessDeniedException"
