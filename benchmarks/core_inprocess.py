@@ -54,6 +54,7 @@ def main() -> int:
         ours_dec = per_op(lambda: kms.decrypt(CiphertextBlob=blob), args.seconds)
 
     import logging
+
     import boto3
     from moto.server import ThreadedMotoServer
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no per-request lines

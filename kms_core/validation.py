@@ -205,7 +205,8 @@ def _always(_v) -> bool:
 
 
 def _string_checker(shape: Shape, lo, hi) -> _Checker:
-    rx = shape.regex.fullmatch if shape.pattern else None
+    regex = shape.regex
+    rx = regex.fullmatch if regex is not None else None
     enum = shape.enum_set
     lo_ = lo if lo is not None else 0
     hi_ = hi if hi is not None else float("inf")
@@ -535,7 +536,7 @@ def _expr(shape: Shape, var: str, rng, env: dict) -> str:
         if shape.enum_set is not None:
             env[f"E_{shape.name}"] = shape.enum_set
             parts.append(f"{var} in E_{shape.name}")
-        if shape.pattern:
+        if shape.regex is not None:
             env[f"R_{shape.name}"] = shape.regex.fullmatch
             parts.append(f"R_{shape.name}({var}) is not None")
         return "(" + " and ".join(parts) + ")"

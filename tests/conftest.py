@@ -10,7 +10,7 @@ import base64
 import contextlib
 import os
 import uuid
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -101,7 +101,7 @@ def fresh_pg_schema(prefix: str = "t_") -> Iterator[str]:
         admin = sa.create_engine(PG_BASE, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
             conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    except Exception as e:  # noqa: BLE001 - any failure means no server
+    except Exception as e:
         _fail("PostgreSQL at " + PG_BASE, e)
     sep = "&" if "?" in PG_BASE else "?"
     try:
@@ -122,7 +122,7 @@ def fresh_mysql_database(prefix: str = "t_") -> Iterator[str]:
         admin = sa.create_engine(MYSQL_BASE)
         with admin.connect() as conn:
             conn.exec_driver_sql(f"CREATE DATABASE `{name}`")
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         _fail("MariaDB at " + MYSQL_BASE, e)
     try:
         yield f"{MYSQL_BASE.rsplit('/', 1)[0]}/{name}"

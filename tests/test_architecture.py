@@ -29,7 +29,7 @@ INTEGRATION_MAY_IMPORT = {"kms_core", "kms_core.envelope", "kms_core.errors", "k
 
 # kms_core's layers, lowest first.  A module may import its own layer and the ones below.
 LAYERS: list[tuple[str, ...]] = [
-    ("kms_core.errors", "kms_core.envelope", "kms_core.operation_names", "kms_core.clock",
+    ("kms_core.errors", "kms_core.envelope", "kms_core.operation_names", "kms_core.clock", "kms_core.changes",
      "kms_core.sigv4", "kms_core.arn"),
     ("kms_core.blob", "kms_core.model", "kms_core.keytypes", "kms_core.policy", "kms_core.settings"),
     ("kms_core.validation", "kms_core.store", "kms_core.memory_store", "kms_core.light"),

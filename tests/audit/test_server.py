@@ -42,7 +42,7 @@ def server(tmp_path, kms_home, root_key):
     out = buf.getvalue()
     key = json.loads(out)["AccessKey"]
     port = _free_port()
-    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 - the server writes to it until teardown
+    log = open(tmp_path / "server.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "kms_core.server", "--host", "127.0.0.1",
                              "--port", str(port), "--workers", "1", "--store-url", url],
                             env=env, stdout=log, stderr=subprocess.STDOUT)

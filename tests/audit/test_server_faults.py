@@ -50,7 +50,7 @@ class _Served:
         self.port = _free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.log_path = logdir / f"server-{self.port}.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - open while the server runs
+        self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "kms_core.server", "--host", "127.0.0.1", "--port", str(self.port),
              "--workers", "1", "--store-url", self.url],

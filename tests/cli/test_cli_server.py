@@ -55,16 +55,16 @@ def test_seed_commands_against_kms_serve(cli, aws, served, tmp_path, monkeypatch
     assert cli(*remote, "create-alias", "--alias-name", "alias/y", "--target-key-id", y).rc == 0
     (tmp_path / "secret.txt").write_bytes(b"served secret")
 
-    enc = cli(*"encrypt --key-id alias/x --plaintext fileb://secret.txt --output text --query CiphertextBlob".split(),
+    enc = cli(*["encrypt", "--key-id", "alias/x", "--plaintext", "fileb://secret.txt", "--output", "text", "--query", "CiphertextBlob"],
               *remote)
     assert enc.rc == 0, enc
     (tmp_path / "cipher.bin").write_bytes(base64.b64decode(enc.out))
-    dec = cli(*"decrypt --ciphertext-blob fileb://cipher.bin --output text --query Plaintext".split(), *remote)
+    dec = cli(*["decrypt", "--ciphertext-blob", "fileb://cipher.bin", "--output", "text", "--query", "Plaintext"], *remote)
     assert base64.b64decode(dec.out) == b"served secret"
     (tmp_path / "c.bin").write_bytes(base64.b64decode(enc.out))
-    assert cli(*"re-encrypt --ciphertext-blob fileb://c.bin --destination-key-id alias/y".split(), *remote).rc == 0
+    assert cli(*["re-encrypt", "--ciphertext-blob", "fileb://c.bin", "--destination-key-id", "alias/y"], *remote).rc == 0
     assert cli("enable-key-rotation", "--key-id", key_id, "--rotation-period-in-days", "180", *remote).rc == 0
-    gdk = cli(*"generate-data-key --key-id alias/x --key-spec AES_256 --encryption-context purpose=test".split(),
+    gdk = cli(*["generate-data-key", "--key-id", "alias/x", "--key-spec", "AES_256", "--encryption-context", "purpose=test"],
               *remote)
     assert gdk.rc == 0 and len(base64.b64decode(gdk.json["Plaintext"])) == 32
 

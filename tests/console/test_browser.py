@@ -55,7 +55,7 @@ def served(tmp_path_factory):
     alice, bob = keys.create("alice")["AccessKey"], keys.create("bob")["AccessKey"]
     store.dispose()
     port = _port()
-    log = open(home / "server.log", "wb")  # noqa: SIM115 - the server writes it until the fixture ends
+    log = open(home / "server.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "kms_core.server", "--host", "127.0.0.1", "--port", str(port),
                              "--workers", "1"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(home))
     url = f"http://localhost:{port}"  # "localhost" is a secure context: Chromium keeps Secure cookies

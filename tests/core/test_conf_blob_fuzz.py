@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 from botocore.exceptions import ClientError
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 CTX = {"fuzz": "yes"}
 FUZZ = settings(max_examples=300, deadline=None, derandomize=True,

@@ -5,7 +5,8 @@ another exception — and change nothing."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from kms_core.errors import KMSError
 

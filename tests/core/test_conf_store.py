@@ -89,7 +89,7 @@ def _window_opens(data: bytes, blob: bytes, ctx: dict) -> bool:
     12-byte nonce, ciphertext+tag; AAD = header + encoded context)."""
     header, nonce, body = blob[:21], blob[21:33], blob[33:]
     aad = header + encode_context(ctx)
-    for i in range(0, len(data) - 31):
+    for i in range(len(data) - 31):
         try:
             AESGCM(data[i:i + 32]).decrypt(nonce, body, aad)
             return True

@@ -11,7 +11,7 @@ import base64
 import json
 import re
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import botocore.session
@@ -198,7 +198,7 @@ def _values(shape, depth=0):
         return st.booleans()
     if t == "timestamp":
         return st.integers(0, 4_000_000_000_000).map(
-            lambda ms: datetime.fromtimestamp(ms / 1000, tz=timezone.utc))
+            lambda ms: datetime.fromtimestamp(ms / 1000, tz=UTC))
     if t == "list":
         return st.lists(_values(shape.member, depth + 1), max_size=3)
     if t == "map":
@@ -265,10 +265,10 @@ def test_to_wire_forms():
         "ResponseMetadata": {"RequestId": "x"}})
     assert out == {"CiphertextBlob": "AP8=", "KeyId": "k", "EncryptionAlgorithm": "SYMMETRIC_DEFAULT"}
     meta = model.encode_response("DescribeKey", {"KeyMetadata": {
-        "KeyId": "k", "CreationDate": datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=timezone.utc)}})
+        "KeyId": "k", "CreationDate": datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)}})
     assert meta["KeyMetadata"]["CreationDate"] == 1767323045.678
     whole = model.encode_response("DescribeKey", {"KeyMetadata": {
-        "KeyId": "k", "CreationDate": datetime(2026, 1, 2, tzinfo=timezone.utc)}})
+        "KeyId": "k", "CreationDate": datetime(2026, 1, 2, tzinfo=UTC)}})
     assert whole["KeyMetadata"]["CreationDate"] == 1767312000
     assert model.encode_response("CreateAlias", None) == {}
 
@@ -304,7 +304,7 @@ def test_from_wire_accepts_integral_floats_and_drops_nulls_and_unknown_fields():
                                             "NewField": {"x": 1}}) == {"KeyId": "k", "Plaintext": b"hi"}
     assert model.decode_request("ListKeys", None) == {}
     got = model.decode_request("ImportKeyMaterial", {"KeyId": "k", "ValidTo": 1767312000})
-    assert got["ValidTo"] == datetime(2026, 1, 2, tzinfo=timezone.utc)
+    assert got["ValidTo"] == datetime(2026, 1, 2, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("bad", ["not base64!", "aGk", "aG=k", "a" * 5, "aGk=\n?"])
@@ -337,7 +337,7 @@ def test_coerce_input_matches_botocore_blob_and_timestamp_handling(tmp_path):
         assert model.coerce_input("Encrypt", {"KeyId": "k", "Plaintext": fh})["Plaintext"] == b"\x00file"
     assert model.coerce_input("Encrypt", {"KeyId": "k", "Plaintext": bytearray(b"ab")})["Plaintext"] == b"ab"
     got = model.coerce_input("ImportKeyMaterial", {"KeyId": "k", "ValidTo": "2026-01-02"})
-    assert got["ValidTo"] == datetime(2026, 1, 2, tzinfo=timezone.utc)
+    assert got["ValidTo"] == datetime(2026, 1, 2, tzinfo=UTC)
     # botocore serializes these the same way.
     req = _SERIALIZER.serialize_to_request({"KeyId": "k", "Plaintext": "hé"}, SVC.operation_model("Encrypt"))
     assert base64.b64decode(json.loads(req["body"])["Plaintext"]) == "hé".encode()

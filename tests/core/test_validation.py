@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import botocore.session
 import pytest
@@ -27,7 +27,7 @@ from kms_core.validation import check_client_side, check_params, check_wire_type
 SVC = botocore.session.get_session().get_service_model("kms")
 PROPERTY = settings(max_examples=300, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-NOW = datetime(2026, 11, 28, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 28, tzinfo=UTC)
 
 # A valid value for each patterned string shape, and a character that can be
 # appended to it without leaving the pattern (None: the pattern fixes the form).

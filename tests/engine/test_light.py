@@ -10,7 +10,8 @@ import time
 
 import pytest
 from botocore.exceptions import ClientError
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import kms_core
 from kms_core.light import LightDecryptor

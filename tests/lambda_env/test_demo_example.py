@@ -21,9 +21,10 @@ def test_demo_runs(kms, tmp_path):
 
 
 def test_example_handler_decrypts_at_cold_start(kms_home, monkeypatch):
-    from integrations.lambda_env.cli import main
-    import io
     import contextlib
+    import io
+
+    from integrations.lambda_env.cli import main
 
     def encrypt(value):
         out = io.StringIO()

@@ -5,12 +5,11 @@ import base64
 import json
 
 import pytest
+from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 
-from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError  # noqa: E402
+from integrations.lambda_env.powertools import EnvSecretsProvider
 
-from integrations.lambda_env.powertools import EnvSecretsProvider  # noqa: E402
-
-from .test_core import cli_value, console_value  # noqa: E402
+from .test_core import cli_value, console_value
 
 
 def test_provider_get_cache_transform_and_multiple(counting, kms):

@@ -53,7 +53,7 @@ class Server:
 
     def launch(self) -> Server:
         self.home.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - open while the server runs; closed by stop()
+        self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen([sys.executable, "-m", "kms_core.server", *self.args],
                                      env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
                                      cwd=str(self.home),
