@@ -212,10 +212,16 @@ def _set_env(mock: MockKMS) -> None:
     wanted: dict[str, str] = {}
     if not any(os.environ.get(v) for v in ("AWS_ACCESS_KEY_ID", "AWS_PROFILE")):
         wanted.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
-    if not any(os.environ.get(v) for v in ("AWS_DEFAULT_REGION", "AWS_REGION")):
+    if mock.region_given:
+        # An explicit region is the default for clients that name none, whatever the
+        # environment says (as the region a test asked for).
+        wanted["AWS_DEFAULT_REGION"] = mock.region
+        if os.environ.get("AWS_REGION"):
+            wanted["AWS_REGION"] = mock.region
+    elif not any(os.environ.get(v) for v in ("AWS_DEFAULT_REGION", "AWS_REGION")):
         wanted["AWS_DEFAULT_REGION"] = mock.region
     for name, value in wanted.items():
-        _saved_env[name] = os.environ.get(name)
+        _saved_env.setdefault(name, os.environ.get(name))  # the first value, for the last stop
         os.environ[name] = value
 
 
@@ -239,6 +245,7 @@ class MockKMS:
                  engine: Engine | None = None, store_url: str | None = None):
         existing: Any = engine.settings if engine is not None else None
         self.region: str = region or (existing.region if existing is not None else DEFAULT_REGION)
+        self.region_given = region is not None
         self.account_id: str = account_id or (existing.account_id if existing is not None
                                               else DEFAULT_ACCOUNT_ID)
         self.clock: Clock = clock if clock is not None else (
