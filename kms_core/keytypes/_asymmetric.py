@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from kms_core.errors import KMSError, validation
 
 from . import spec_facts as specs
-from .base import KeyType, Material
+from .base import KeyType, Material, Signer
 
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "SHA_256": hashes.SHA256, "SHA_384": hashes.SHA384, "SHA_512": hashes.SHA512,
@@ -84,3 +84,26 @@ def public_from_der(der: bytes) -> Any:
         return serialization.load_der_public_key(bytes(der))
     except (ValueError, TypeError, UnsupportedAlgorithm):
         return None
+
+
+class SingleClassSigningKeyType(KeyType):
+    """A signing key type whose material is one pyca private-key class (Ed25519, ML-DSA):
+    generation, import checks and the public key are the same for each such family."""
+
+    private_class: Any
+    _signer: Signer
+
+    def generate(self) -> bytes:
+        return pkcs8(self.private_class.generate())
+
+    def check_import(self, secret: bytes) -> bytes:
+        key = load_import(secret, self.key_spec)
+        if not isinstance(key, self.private_class):
+            raise incorrect_material(self.key_spec)
+        return pkcs8(key)
+
+    def public_key_der(self, material: Material) -> bytes:
+        return spki(private_key(material))
+
+    def signer(self) -> Signer:
+        return self._signer

@@ -22,7 +22,7 @@ from kms_core.errors import KMSError
 from . import _asymmetric as common
 from . import register
 from . import spec_facts as specs
-from .base import KeyType, Material, Signer
+from .base import Material, Signer
 
 PURE, PREHASH = specs.ED25519_SIGNING
 
@@ -79,29 +79,15 @@ class Ed25519Signer(Signer):
         return True
 
 
-class Ed25519KeyType(KeyType):
+class Ed25519KeyType(common.SingleClassSigningKeyType):
     key_spec = "ECC_NIST_EDWARDS25519"
+    private_class = ed25519.Ed25519PrivateKey
 
     def __init__(self) -> None:
         f = specs.facts(self.key_spec)
         self.key_usages = f.key_usages
         self.signing_algorithms = f.signing_algorithms
         self._signer = Ed25519Signer(self)
-
-    def generate(self) -> bytes:
-        return common.pkcs8(ed25519.Ed25519PrivateKey.generate())
-
-    def check_import(self, secret: bytes) -> bytes:
-        key = common.load_import(secret, self.key_spec)
-        if not isinstance(key, ed25519.Ed25519PrivateKey):
-            raise common.incorrect_material(self.key_spec)
-        return common.pkcs8(key)
-
-    def public_key_der(self, material: Material) -> bytes:
-        return common.spki(common.private_key(material))
-
-    def signer(self) -> Signer:
-        return self._signer
 
 
 ECC_NIST_EDWARDS25519 = register(Ed25519KeyType())

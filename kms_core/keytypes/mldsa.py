@@ -17,7 +17,7 @@ from kms_core.errors import validation
 from . import _asymmetric as common
 from . import register
 from . import spec_facts as specs
-from .base import KeyType, Material, Signer
+from .base import Material, Signer
 
 _PRIVATE: dict[str, Any] = {
     "ML_DSA_44": mldsa.MLDSA44PrivateKey, "ML_DSA_65": mldsa.MLDSA65PrivateKey,
@@ -59,29 +59,14 @@ class MldsaSigner(Signer):
         return True
 
 
-class MldsaKeyType(KeyType):
+class MldsaKeyType(common.SingleClassSigningKeyType):
     def __init__(self, spec: str):
         self.key_spec = spec
-        self._cls = _PRIVATE[spec]
+        self.private_class = _PRIVATE[spec]
         f = specs.facts(spec)
         self.key_usages = f.key_usages
         self.signing_algorithms = f.signing_algorithms
         self._signer = MldsaSigner(self)
-
-    def generate(self) -> bytes:
-        return common.pkcs8(self._cls.generate())
-
-    def check_import(self, secret: bytes) -> bytes:
-        key = common.load_import(secret, self.key_spec)
-        if not isinstance(key, self._cls):
-            raise common.incorrect_material(self.key_spec)
-        return common.pkcs8(key)
-
-    def public_key_der(self, material: Material) -> bytes:
-        return common.spki(common.private_key(material))
-
-    def signer(self) -> Signer:
-        return self._signer
 
 
 ML_DSA_44 = register(MldsaKeyType("ML_DSA_44"))
