@@ -20,7 +20,7 @@ from kms_core.errors import KMSError, validation
 
 from . import get
 from . import spec_facts as specs
-from .base import Mac, Material, Signer
+from .base import KeyAgreement, Mac, Material, Signer
 
 DRY_RUN_MESSAGE = "The request would have succeeded, but the DryRun option is set."
 
@@ -39,10 +39,24 @@ def _dry_run(p: dict) -> None:
         raise KMSError("DryRunOperationException", DRY_RUN_MESSAGE)
 
 
+def _wrong_usage(rec: KeyView, operation: str) -> KMSError:
+    return KMSError("InvalidKeyUsageException",
+                    f"{rec.arn} key usage is {rec.key_usage} which is not valid for {operation}.")
+
+
 def require_usage(rec: KeyView, usage: str, operation: str) -> None:
     if rec.key_usage != usage:
-        raise KMSError("InvalidKeyUsageException",
-                       f"{rec.arn} key usage is {rec.key_usage} which is not valid for {operation}.")
+        raise _wrong_usage(rec, operation)
+
+
+def _primitive(rec: KeyView, usage: str, operation: str, which: str) -> Any:
+    """The key type's primitive for ``operation`` (``signer``, ``mac``, ``key_agreement``), or
+    AWS's InvalidKeyUsageException when the key's usage or type has none."""
+    require_usage(rec, usage, operation)
+    primitive = getattr(get(rec.key_spec), which)()
+    if primitive is None:
+        raise _wrong_usage(rec, operation)
+    return primitive
 
 
 # -- CreateKey / DescribeKey ---------------------------------------------------------------
@@ -88,11 +102,7 @@ def get_public_key(rec: KeyView, material: Material) -> dict[str, Any]:
 
 # -- Sign / Verify -----------------------------------------------------------------------------
 def _signer(rec: KeyView, operation: str) -> Signer:
-    require_usage(rec, specs.SIGN_VERIFY, operation)
-    signer = get(rec.key_spec).signer()
-    if signer is None:
-        raise KMSError("InvalidKeyUsageException",
-                       f"{rec.arn} key usage is {rec.key_usage} which is not valid for {operation}.")
+    signer: Signer = _primitive(rec, specs.SIGN_VERIFY, operation, "signer")
     return signer
 
 
@@ -115,11 +125,7 @@ def verify(rec: KeyView, material: Material, p: dict) -> dict[str, Any]:
 
 # -- GenerateMac / VerifyMac ---------------------------------------------------------------------
 def _mac(rec: KeyView, operation: str) -> Mac:
-    require_usage(rec, specs.GENERATE_VERIFY_MAC, operation)
-    mac = get(rec.key_spec).mac()
-    if mac is None:
-        raise KMSError("InvalidKeyUsageException",
-                       f"{rec.arn} key usage is {rec.key_usage} which is not valid for {operation}.")
+    mac: Mac = _primitive(rec, specs.GENERATE_VERIFY_MAC, operation, "mac")
     return mac
 
 
@@ -141,11 +147,7 @@ def verify_mac(rec: KeyView, material: Material, p: dict) -> dict[str, Any]:
 
 # -- DeriveSharedSecret ---------------------------------------------------------------------------
 def derive_shared_secret(rec: KeyView, material: Material, p: dict) -> dict[str, Any]:
-    require_usage(rec, specs.KEY_AGREEMENT, "DeriveSharedSecret")
-    agreement = get(rec.key_spec).key_agreement()
-    if agreement is None:
-        raise KMSError("InvalidKeyUsageException",
-                       f"{rec.arn} key usage is {rec.key_usage} which is not valid for DeriveSharedSecret.")
+    agreement: KeyAgreement = _primitive(rec, specs.KEY_AGREEMENT, "DeriveSharedSecret", "key_agreement")
     alg = p["KeyAgreementAlgorithm"]
     secret = agreement.derive_shared_secret(material, bytes(p["PublicKey"]), alg)
     _dry_run(p)
