@@ -116,6 +116,23 @@ def _headers(scope) -> dict[str, str]:
     return out
 
 
+
+class _MarkingAuditor:
+    """The engine's auditor, also noting per thread the request it recorded last.  Every
+    other attribute (``admit``, the audit log's fail-closed check; ``flush``, which the
+    console and GetKeyLastUsage wait on) is the wrapped auditor's."""
+
+    def __init__(self, inner: Any, mark: threading.local) -> None:
+        self.inner = inner
+        self._mark = mark
+
+    def __call__(self, ctx: Any, operation: str, params: Any, result: Any, error: Any) -> None:
+        self.inner(ctx, operation, params, result, error)
+        self._mark.request_id = ctx.request_id
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
 class KMSApp:
     """Raw ASGI 3 application; open the engine at lifespan startup (or pass one in)."""
 
@@ -213,16 +230,7 @@ class KMSApp:
         inner = getattr(self.engine, "auditor", None)
         if inner is None:
             return
-        mark = self._audited
-
-        def auditor(ctx, operation, params, result, error):
-            inner(ctx, operation, params, result, error)
-            mark.request_id = ctx.request_id
-
-        auditor.inner = inner  # type: ignore[attr-defined]
-        if getattr(inner, "admit", None) is not None:  # the audit log's fail-closed check
-            auditor.admit = inner.admit  # type: ignore[attr-defined]
-        self.engine.auditor = auditor
+        self.engine.auditor = _MarkingAuditor(inner, self._audited)
 
     async def _refresh_loop(self) -> None:
         """Run the engine's cross-node change check off the request path, so no

@@ -265,3 +265,28 @@ def test_extra_asgi_apps_mount_under_a_prefix(engine):
     for bad in ("/", "/health"):
         with pytest.raises(ValueError):
             app.mount(bad, extra)
+
+
+def test_the_servers_auditor_still_offers_flush_and_admit(engine, monkeypatch):
+    """The server wraps the audit log to note what it recorded; waiting on the log
+    (GetKeyLastUsage, the console's audit page) must still wait on the real writer."""
+    import time
+
+    from kms_core.audit.writer import AuditLog
+
+    app = KMSApp(ServerConfig(), engine=engine)
+    try:
+        assert app.engine.auditor.admit == app.audit_log.admit
+        slow_append = AuditLog._append
+
+        def append_late(self, events):  # the writer commits 0.3 s after each batch is taken
+            time.sleep(0.3)
+            slow_append(self, events)
+
+        monkeypatch.setattr(AuditLog, "_append", append_late)
+        key_id = engine.call("CreateKey", {})["KeyMetadata"]["KeyId"]
+        engine.call("Encrypt", {"KeyId": key_id, "Plaintext": b"x"})
+        usage = engine.call("GetKeyLastUsage", {"KeyId": key_id})
+        assert usage.get("KeyLastUsage", {}).get("Operation") == "Encrypt", usage
+    finally:
+        app.audit_log.close()
