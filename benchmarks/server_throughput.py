@@ -1,6 +1,7 @@
 """`kms serve` under sustained load, side by side with moto's server, same run.
 
-    python benchmarks/server_throughput.py [--seconds 4] [--connections 16] [--workers 2]
+    python benchmarks/server_throughput.py [--seconds 4] [--rounds 3] [--connections 16] [--workers 2]
+                                           [--compare-fast-path] [--no-audit]
 
 Starts `kms serve` (strict SigV4, a created access key, SQLite store in a temp
 dir) and `moto_server` on loopback, then replays one pre-signed request per
@@ -239,9 +240,15 @@ def cases(url: str, key: dict) -> dict:
     }
 
 
+def _range(values: list[float], fmt: str) -> str:
+    lo, hi = min(values), max(values)
+    return format(lo, fmt) if format(lo, fmt) == format(hi, fmt) else f"{format(lo, fmt)}-{format(hi, fmt)}"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=4.0, help="load per case (default 4)")
+    ap.add_argument("--rounds", type=int, default=1, help="alternating rounds over the servers (default 1)")
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="kms serve workers")
     ap.add_argument("--engine-calls", choices=["loop", "threads"], default="loop",
@@ -250,6 +257,8 @@ def main() -> int:
                     help="store for kms serve (default: SQLite in a temp dir); must be empty, e.g. a fresh "
                          "PostgreSQL schema: postgresql+psycopg://postgres@127.0.0.1/test?options=-csearch_path%%3Dbench")
     ap.add_argument("--no-audit", action="store_true", help="kms serve --no-audit (audit log on by default)")
+    ap.add_argument("--compare-fast-path", action="store_true",
+                    help="also run a kms serve with KMS_SERVE_FAST_PATH=0 (every request through the ASGI cycle)")
     ap.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
     ap.add_argument("--load", choices=["wrk", "python"], default="wrk" if shutil.which("wrk") else "python")
     args = ap.parse_args()
@@ -257,54 +266,68 @@ def main() -> int:
         else (lambda u, h, b: run_python(u, h, b, args.seconds, args.connections, 2))
 
     load_before = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    results: dict[tuple[str, str], dict] = {}
+    results: dict[tuple[str, str], list[dict]] = {}
+    names = ["kms serve"] + (["kms (ASGI only)"] if args.compare_fast_path else []) + ["moto_server"]
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         procs = []
         try:
-            def kms():
-                return start_kms(tmp, args.workers, args.engine_calls, not args.no_audit, args.store_url)
-
-            for name, starter in (("kms serve", kms), ("moto_server", lambda: start_moto(tmp))):
-                proc, url, key = starter()
+            served = {}
+            for name in names:
+                if name == "moto_server":
+                    proc, url, key = start_moto(tmp)
+                else:
+                    sub = tmp / name.split()[-1].strip("()")
+                    sub.mkdir()
+                    env, key = kms_env(sub, args.store_url if name == "kms serve" else None)
+                    if name != "kms serve":
+                        env["KMS_SERVE_FAST_PATH"] = "0"
+                    proc, url = start_server(sub, env, args.workers, args.engine_calls, not args.no_audit)
                 procs.append(proc)
-                for case, (target, params) in cases(url, key).items():
-                    headers, body = presign(url, key, target, params)
-                    load(url, headers, body)  # warm-up at full load
-                    cpu0 = cpu_seconds(proc.pid)
-                    r = load(url, headers, body)
-                    # Server CPU per request does not depend on what else the machine runs.
-                    r["cpu_us"] = (cpu_seconds(proc.pid) - cpu0) / max(1, r["requests"]) * 1e6
-                    results[(name, case)] = r
-                proc.terminate()
-                try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:  # moto's dev server may ignore SIGTERM under load
-                    proc.kill()
-                    proc.wait(5)
+                served[name] = (proc, [(case, *presign(url, key, target, params))
+                                       for case, (target, params) in cases(url, key).items()], url)
+            for _ in range(args.rounds):
+                for name in names:  # A B C A B C ...: load on the shared machine hits all alike
+                    proc, requests, url = served[name]
+                    for case, headers, body in requests:
+                        load(url, headers, body)  # warm-up at full load
+                        cpu0 = cpu_seconds(proc.pid)
+                        r = load(url, headers, body)
+                        # Server CPU per request does not depend on what else the machine runs.
+                        r["cpu_us"] = (cpu_seconds(proc.pid) - cpu0) / max(1, r["requests"]) * 1e6
+                        results.setdefault((name, case), []).append(r)
         finally:
             for p in procs:
-                if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(15)
+                except subprocess.TimeoutExpired:  # moto's dev server may ignore SIGTERM under load
                     p.kill()
+                    p.wait(5)
 
-    print(f"load: {args.load}, {args.connections} connections, {args.seconds:g} s per case; "
-          f"kms serve --workers {args.workers} --engine-calls {args.engine_calls}"
+    print(f"load: {args.load}, {args.connections} connections, {args.seconds:g} s per case, "
+          f"{args.rounds} alternating round(s); kms serve --workers {args.workers} --engine-calls {args.engine_calls}"
           f"{' --no-audit' if args.no_audit else ''}; "
           f"store {'SQLite' if not args.store_url else args.store_url.split(':')[0]}"
           f"; {os.cpu_count()} CPUs; loopback")
-    print(f"load average before the run: {load_before}")
-    print(f"{'case':<17}{'kms req/s':>11}{'p50':>9}{'p99':>9}{'CPU/req':>10}{'moto req/s':>12}{'p50':>9}{'p99':>9}"
-          f"{'CPU/req':>10}{'req/s ratio':>13}{'CPU ratio':>11}")
+    print(f"load average before the run: {load_before}; after: "
+          f"{' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
+    print(f"{'server':<17}{'case':<17}{'req/s':>13}{'p50 ms':>11}{'p99 ms':>11}{'CPU/req us':>13}"
+          f"{'req/s vs moto':>15}{'CPU vs moto':>13}")
     failed = False
-    for case in ("Encrypt 64 B", "Decrypt", "GenerateDataKey"):
-        k, m = results[("kms serve", case)], results[("moto_server", case)]
-        failed |= bool(k["failures"] or m["failures"])
-        print(f"{case:<17}{k['rps']:>11.0f}{k['p50_ms']:>7.1f}ms{k['p99_ms']:>7.1f}ms{k['cpu_us']:>8.0f}us"
-              f"{m['rps']:>12.0f}{m['p50_ms']:>7.1f}ms{m['p99_ms']:>7.1f}ms{m['cpu_us']:>8.0f}us"
-              f"{k['rps'] / m['rps']:>12.1f}x{m['cpu_us'] / k['cpu_us']:>10.1f}x")
+    for name in names:
+        for case in ("Encrypt 64 B", "Decrypt", "GenerateDataKey"):
+            rs, ms = results[(name, case)], results[("moto_server", case)]
+            failed |= any(r["failures"] for r in rs)
+            ratio = [r["rps"] / m["rps"] for r, m in zip(rs, ms, strict=True)]
+            cpu = [m["cpu_us"] / r["cpu_us"] for r, m in zip(rs, ms, strict=True)]
+            print(f"{name:<17}{case:<17}{_range([r['rps'] for r in rs], '.0f'):>13}"
+                  f"{_range([r['p50_ms'] for r in rs], '.1f'):>11}{_range([r['p99_ms'] for r in rs], '.1f'):>11}"
+                  f"{_range([r['cpu_us'] for r in rs], '.0f'):>13}{_range(ratio, '.1f'):>14}x{_range(cpu, '.1f'):>12}x")
     if failed:
         print("FAILED: some requests were not answered with 200:",
-              {f"{s}/{c}": r["failures"] for (s, c), r in results.items() if r["failures"]})
+              {f"{s}/{c}": sum(r["failures"] for r in rs) for (s, c), rs in results.items()
+               if any(r["failures"] for r in rs)})
         return 1
     return 0
 

@@ -145,6 +145,7 @@ class KMSApp:
         self.pool: Any = None  # a ThreadPoolExecutor
         self._loop_calls = False
         self._waiting = 0  # calls sent to the pool after WouldBlock, still running
+        self._audit_waits = False  # a durable audit log: responses wait for its commit
         self._loading: dict[str, asyncio.Future] = {}  # access key id -> its store read in progress
         self.audit_log: Any = None
         self.operations: frozenset[str] = frozenset()
@@ -201,8 +202,10 @@ class KMSApp:
                             and getattr(self.engine, "call_nonblocking", None) is not None)
         if self.config.audit:
             from kms_core.audit import attach  # noqa: PLC0415 - optional (--no-audit), at startup only
+            from kms_core.audit.writer import DURABLE  # noqa: PLC0415 - as above
 
             self.audit_log = attach(self.engine)
+            self._audit_waits = self.audit_log.durability == DURABLE
         else:
             log.warning("the audit log is OFF (--no-audit): requests are not recorded")
         self._watch_auditor()
@@ -380,12 +383,7 @@ class KMSApp:
         try:
             try:
                 body = await self._read_body(scope, receive, headers)
-                if _DUPLICATE in headers:
-                    raise KMSError("IncompleteSignatureException",
-                                   f"The {headers[_DUPLICATE]} header must appear only once.")
-                signed = sigv4.parse_request(
-                    "POST", scope.get("raw_path", b"/").decode("latin-1").split("?", 1)[0],
-                    scope.get("query_string", b"").decode("latin-1"), headers, body)
+                signed = self._parse_signed(scope, headers, body)
                 cred = await self._authenticate(signed)
                 params = self._decode(op, target, headers, body)
                 ctx = self._context(scope, headers, request_id, signed, cred)
@@ -404,6 +402,52 @@ class KMSApp:
         except Exception as e:  # a bug after the engine answered (and audited): never a traceback
             err = internal_error(e, op, request_id)
             return err.status, wire.encode_error(err.code, err.message)
+
+    def answer_now(self, scope, body: bytes) -> tuple[int, bytes, str] | None:
+        """``handle`` for a request whose body has arrived, answered on the event loop
+        without an ASGI cycle: the protocol's fast path (``protocol.py``).  Returns
+        (status, body, request id), or None having done, changed and audited nothing
+        when the request must wait for something — an access key not in the cache,
+        the database, a durable audit commit — or is refused before dispatch (the
+        refusal's audit record is written from the pool): the ASGI path answers those.
+        Measured per signed Encrypt: ~30 µs less server CPU than the ASGI cycle
+        (docs/server.md, "Where a signed Encrypt's CPU goes")."""
+        if not self._loop_calls or self._waiting or self._audit_waits:
+            return None
+        headers = _headers(scope)
+        target = headers.get("x-amz-target", "")
+        op = target[len(TARGET_PREFIX):][:128] if target.startswith(TARGET_PREFIX) else None
+        request_id = new_request_id()
+        try:
+            signed = self._parse_signed(scope, headers, body)
+            hit, cred, reload = self.credentials.lookup(signed.access_key_id)
+            if not hit:
+                return None
+            cred = self._verify(signed, cred)
+            params = self._decode(op, target, headers, body)
+            ctx = self._context(scope, headers, request_id, signed, cred)
+        except Exception:  # refused, or a bug: the ASGI path answers and audits it
+            return None
+        if reload:  # refresh-ahead, as _authenticate does
+            self.pool.submit(self._reload_credential, signed.access_key_id)
+        try:
+            return 200, self._engine_call(self.engine.call_nonblocking, op, params, ctx), request_id
+        except WouldBlock:  # nothing changed or audited: the ASGI path sends it to the pool
+            return None
+        except KMSError as e:  # from the engine, which audited it (or _engine_call did)
+            return e.status, wire.encode_error(e.code, e.message), request_id
+        except Exception as e:  # a bug after the engine answered (and audited): never a traceback
+            err = internal_error(e, op, request_id)
+            return err.status, wire.encode_error(err.code, err.message), request_id
+
+    @staticmethod
+    def _parse_signed(scope, headers: dict, body: bytes) -> sigv4.SignedRequest:
+        if _DUPLICATE in headers:
+            raise KMSError("IncompleteSignatureException",
+                           f"The {headers[_DUPLICATE]} header must appear only once.")
+        return sigv4.parse_request(
+            "POST", scope.get("raw_path", b"/").decode("latin-1").split("?", 1)[0],
+            scope.get("query_string", b"").decode("latin-1"), headers, body)
 
     def _decode(self, op: str | None, target: str, headers: dict, body: bytes) -> dict:
         if op is None or op not in self.operations:
@@ -425,6 +469,11 @@ class KMSApp:
             cred = await self._load_credential(signed.access_key_id)
         elif reload:  # refresh-ahead: this request goes on with the cached entry
             self.pool.submit(self._reload_credential, signed.access_key_id)
+        return self._verify(signed, cred)
+
+    def _verify(self, signed: sigv4.SignedRequest, cred):
+        """The credential if the signature is its holder's; None in development mode
+        for an unknown key; else UnrecognizedClient / InvalidSignature."""
         if cred is None or cred.status != "Active":
             if self.config.dev_credentials:
                 return None
