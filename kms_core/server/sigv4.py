@@ -142,8 +142,10 @@ def parse_authorization(value: str) -> tuple[str, str, str]:
     return parts["Credential"], parts["SignedHeaders"], parts["Signature"]
 
 
+@lru_cache(maxsize=64)
 def canonical_uri(raw_path: str) -> str:
-    """The path as botocore signs it: dot segments and empty segments removed, then quoted."""
+    """The path as botocore signs it: dot segments and empty segments removed, then quoted
+    (cached: KMS requests are all ``POST /``)."""
     return canonical_path(unquote(raw_path))
 
 
