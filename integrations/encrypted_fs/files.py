@@ -20,8 +20,13 @@ _LOCAL_PIECE = 2**18             # bulk reads of local files: plaintext per prea
 # Bulk reads of at least this much plaintext are opened on the worker threads
 # (pipeline.py), in jobs of up to _JOB bytes (_REMOTE_JOB for object stores:
 # one ranged request each), at least one per worker; smaller ones stay on the
-# caller's thread.
-_PARALLEL_MIN = 2**19
+# caller's thread.  Measured on two quiet cores (benchmarks/fs_throughput.py):
+# streaming 1 MiB readinto calls ran 0.97-1.03x plain on the caller's thread
+# but 0.54-0.82x handed to the workers (per-call hand-off and the GIL switches
+# cost more than a second core gains on 1 MiB), while a whole 1 GiB read()
+# gained from the workers (0.76-1.11 GB/s against 0.36-0.84).  So only reads of
+# several MiB in one call go to the workers.
+_PARALLEL_MIN = 2**22
 _JOB = 2**20
 _REMOTE_JOB = 2**22
 

@@ -21,6 +21,16 @@ H = F.DEFAULT_HEADER_SIZE
 MiB = 2**20
 
 
+@pytest.fixture(autouse=True)
+def small_handoff(monkeypatch):
+    """Hand reads and writes of 512 KiB and more to the workers (production: 4 MiB), so
+    that this file's sizes exercise the threaded paths."""
+    from integrations.encrypted_fs import files, writer
+
+    monkeypatch.setattr(files, "_PARALLEL_MIN", 2**19)
+    monkeypatch.setattr(writer, "_PARALLEL_MIN", 2**19)
+
+
 @pytest.fixture(params=[1, 3], ids=["one-thread", "three-workers"])
 def workers(request, monkeypatch):
     monkeypatch.setattr(pipeline, "workers", lambda: request.param)
