@@ -98,5 +98,5 @@ def open_(aead: AESGCM, header: Header, blob: bytes, context_aad: bytes) -> byte
         raise invalid_ciphertext() from None
 
 
-__all__ = ["MAX_BLOB", "OVERHEAD", "VERSION", "VERSION_MRK", "Header", "key_id_bytes", "encode_context", "header_bytes", "open_",
-           "parse_header", "seal", "seal_header"]
+__all__ = ["MAX_BLOB", "OVERHEAD", "VERSION", "VERSION_MRK", "Header", "encode_context", "header_bytes",
+           "key_id_bytes", "open_", "parse_header", "seal", "seal_header"]

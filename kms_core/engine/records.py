@@ -108,5 +108,5 @@ class KeyRecord:
 
 __all__ = ["CREATING", "DAY", "DEFAULT_CTX", "DEFAULT_ROTATION_DAYS", "DISABLED", "ENABLED", "MANAGED_SERVICES",
            "MAX_ALIASES_PER_KEY", "MAX_GRANTS_PER_KEY", "MAX_ON_DEMAND_ROTATIONS", "MAX_TAGS",
-           "PENDING_DELETION", "PENDING_IMPORT", "PENDING_REPLICA_DELETION", "SYMMETRIC", "KeyRecord", "Params", "RequestContext",
-           "Result", "ts"]
+           "PENDING_DELETION", "PENDING_IMPORT", "PENDING_REPLICA_DELETION", "SYMMETRIC", "KeyRecord", "Params",
+           "RequestContext", "Result", "ts"]

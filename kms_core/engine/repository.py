@@ -257,7 +257,7 @@ class KeyRepository:
         """Imported material deleted or expired in this row's Region.  The material rows are
         shared by a multi-Region key's Regions: they go only when no other Region still uses
         them (each Region imports the same material separately)."""
-        others = []
+        others: Sequence[Any] = []
         if row["mrk_id"]:
             others = conn.execute(select(T_KEYS.c.key_id).where(and_(
                 T_KEYS.c.mrk_id == row["mrk_id"], T_KEYS.c.key_id != row["key_id"],

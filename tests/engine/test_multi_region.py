@@ -263,9 +263,10 @@ def test_cancel_deletion_of_primary_and_replica(regions):
 
 
 def test_external_origin_imports_per_region(regions):
+    import os
+
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import padding
-    import os
 
     us, eu = regions[US], regions[EU]
     kid = us.create_key(MultiRegion=True, Origin="EXTERNAL")["KeyMetadata"]["KeyId"]
