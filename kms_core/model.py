@@ -245,15 +245,19 @@ _HANDLERS: dict[str, str] = {
     **dict.fromkeys(("GenerateMac", "VerifyMac"), "macs"),
     "DeriveSharedSecret": "agreement",
     **dict.fromkeys(("GenerateDataKeyPair", "GenerateDataKeyPairWithoutPlaintext"), "keypairs"),
+    **dict.fromkeys(("ReplicateKey", "UpdatePrimaryRegion"), "multiregion"),
 }
 
-# Key-state rules (reference §2.2).  For each rule: state -> (error code,
-# message template with {arn}); states not listed are allowed.  The messages
-# for Disabled, PendingImport and PendingDeletion are AWS-recorded; those for
-# Creating/Updating/Unavailable/PendingReplicaDeletion (multi-Region and
-# custom key store states this engine does not produce) are not.
+# Key-state rules (reference §2.2, AWS's key-state table).  For each rule: state -> (error
+# code, message template with {arn}); states not listed are allowed.  The messages for
+# Disabled, PendingImport and PendingDeletion are AWS-recorded; those for Creating/Updating/
+# Unavailable are not.  PendingReplicaDeletion (a multi-Region primary waiting for its
+# replicas' deletion) follows PendingDeletion everywhere, CancelKeyDeletion included.
+# Creating is what ReplicateKey's response shows; no stored key is ever Creating (the
+# replica is written whole), the rules are here so that the table is complete.
 _PD = ("KMSInvalidStateException", "{arn} is pending deletion.")
 _PI = ("KMSInvalidStateException", "{arn} is pending import.")
+_CR = ("KMSInvalidStateException", "{arn} is creating.")
 _UNUSABLE = {
     "Disabled": ("DisabledException", "{arn} is disabled."),
     "PendingImport": _PI,
@@ -269,10 +273,10 @@ KEY_STATE_RULES: dict[str, dict[str, tuple[str, str]]] = {
     # DescribeKey, Get/PutKeyPolicy, List*, RetireGrant, RevokeGrant, DeleteAlias
     "any": {},
     # CreateAlias, UpdateKeyDescription, Tag/UntagResource, ScheduleKeyDeletion
-    "not_pending_deletion": {"PendingDeletion": _PD, "PendingReplicaDeletion": _PD},
+    "not_pending_deletion": {"PendingDeletion": _PD, "PendingReplicaDeletion": _PD, "Creating": _CR},
     # EnableKey / DisableKey
     "enable_disable": {"PendingImport": _PI, "PendingDeletion": _PD,
-                       "PendingReplicaDeletion": _PD},
+                       "PendingReplicaDeletion": _PD, "Creating": _CR},
     # CancelKeyDeletion: only a key pending deletion
     "pending_deletion_only": dict.fromkeys(
         ("Enabled", "Disabled", "PendingImport", "Creating", "Updating", "Unavailable"),
@@ -280,9 +284,9 @@ KEY_STATE_RULES: dict[str, dict[str, tuple[str, str]]] = {
     # Enable/DisableKeyRotation, RotateKeyOnDemand
     "rotation": {"Disabled": ("DisabledException", "{arn} is disabled."),
                  "PendingImport": _PI, "PendingDeletion": _PD,
-                 "PendingReplicaDeletion": _PD},
+                 "PendingReplicaDeletion": _PD, "Creating": _CR},
     # GetParametersForImport / ImportKeyMaterial (DeleteImportedKeyMaterial: any state)
-    "import": {"PendingDeletion": _PD, "PendingReplicaDeletion": _PD},
+    "import": {"PendingDeletion": _PD, "PendingReplicaDeletion": _PD, "Creating": _CR},
 }
 _STATE_RULE_OF = {
     **dict.fromkeys((
@@ -291,7 +295,9 @@ _STATE_RULE_OF = {
         "CreateGrant", "GenerateMac", "VerifyMac", "DeriveSharedSecret"), "usable"),
     **dict.fromkeys((
         "CreateAlias", "UpdateKeyDescription", "TagResource", "UntagResource", "ScheduleKeyDeletion",
-        "ReplicateKey", "UpdatePrimaryRegion"), "not_pending_deletion"),
+        "ReplicateKey"), "not_pending_deletion"),
+    # "Both the primary key and the replica key must be in the Enabled key state" (AWS).
+    "UpdatePrimaryRegion": "usable",
     "EnableKey": "enable_disable", "DisableKey": "enable_disable",
     "CancelKeyDeletion": "pending_deletion_only",
     "EnableKeyRotation": "rotation", "DisableKeyRotation": "rotation",

@@ -47,7 +47,7 @@ from .settings import Settings, decode_root_key
 
 log = logging.getLogger("kms_core.store")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _CANARY = b"kms-local root key check v1"
 _CANARY_AAD = b"kms-local/root-check/v1"
 _SEAL_VERSION = 1
@@ -86,6 +86,12 @@ keys = Table(
     Column("valid_to", Double),
     Column("expiration_model", String(32)),
     Column("import_fingerprint", String(64)),
+    # Multi-Region keys (schema 2; docs/key-types.md "Multi-Region keys").  Every Region's key
+    # has its own row: ``key_id`` is then the row id ``mrk-<hex>/<region>`` (engine.mrk.row_id),
+    # ``mrk_id`` the shared key id that owns the material rows, ``primary_region`` the Region of
+    # the primary.  Both are NULL for single-Region keys (row id = key id).
+    Column("mrk_id", String(64), index=True),
+    Column("primary_region", String(32)),
 )
 
 key_materials = Table(
@@ -182,7 +188,16 @@ def _check_io() -> None:
 # Epoch-second timestamps are Double: MySQL's FLOAT is 4 bytes and would lose ~1 hour.
 
 # Migrations from version N to N+1, run in one transaction each.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
+def _v1_to_v2(conn: Connection) -> None:
+    """Multi-Region keys: two nullable columns on kms_keys (existing keys are single-Region,
+    both NULL) and the index on ``mrk_id``.  Plain ADD COLUMN works on SQLite, PostgreSQL and
+    MariaDB alike; no existing row changes."""
+    conn.exec_driver_sql("ALTER TABLE kms_keys ADD COLUMN mrk_id VARCHAR(64)")
+    conn.exec_driver_sql("ALTER TABLE kms_keys ADD COLUMN primary_region VARCHAR(32)")
+    conn.exec_driver_sql("CREATE INDEX ix_kms_keys_mrk_id ON kms_keys (mrk_id)")
+
+
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1_to_v2}
 
 
 class Store:
@@ -341,9 +356,13 @@ class Store:
         while v < SCHEMA_VERSION:
             step = MIGRATIONS[v]
             with self.transaction() as conn:
-                step(conn)
-                conn.execute(update(kms_state).where(kms_state.c.id == 1)
-                             .values(schema_version=v + 1))
+                # Another process may have migrated while this one waited for the write lock.
+                now_at = conn.execute(select(kms_state.c.schema_version)
+                                      .where(kms_state.c.id == 1)).scalar_one()
+                if now_at == v:
+                    step(conn)
+                    conn.execute(update(kms_state).where(kms_state.c.id == 1)
+                                 .values(schema_version=v + 1))
             v += 1
 
     # -- use ----------------------------------------------------------------------

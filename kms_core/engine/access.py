@@ -173,15 +173,15 @@ class Authorizer:
     def grant_allows(self, name: str, rec: KeyRecord, ctx: RequestContext, params: Params) -> bool:
         """Whether a grant on ``rec`` gives ``ctx``'s principal the permission ``name``."""
         repo = self.engine.repo
-        if self._grants_allow(name, repo.key_grants(rec.key_id), ctx, params):
+        if self._grants_allow(name, repo.key_grants(rec.row_id), ctx, params):
             return True
         # A grant token makes its grant usable at once (AWS's contract), even where the new grant
         # has not reached this process's cache yet: read the key's grants again, once.
         tokens = params.get("GrantTokens") or ()
         named = {parse_grant_token(t) for t in tokens} - {None}
-        if named - {g["GrantId"] for g in repo.key_grants(rec.key_id)}:
-            repo.forget_grants(rec.key_id)
-            return self._grants_allow(name, repo.key_grants(rec.key_id), ctx, params)
+        if named - {g["GrantId"] for g in repo.key_grants(rec.row_id)}:
+            repo.forget_grants(rec.row_id)
+            return self._grants_allow(name, repo.key_grants(rec.row_id), ctx, params)
         return False
 
     def _grants_allow(self, name: str, grants: list[dict[str, Any]], ctx: RequestContext, params: Params) -> bool:

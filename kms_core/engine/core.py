@@ -40,6 +40,8 @@ from .records import (
     ENABLED,
     MANAGED_SERVICES,
     PENDING_DELETION,
+    PENDING_IMPORT,
+    PENDING_REPLICA_DELETION,
     SYMMETRIC,
     KeyRecord,
     Params,
@@ -179,7 +181,7 @@ class Engine:
         rec = self.repo.get(key_id, ctx.account_id or self.settings.account_id,
                             ctx.region or self.settings.region)
         if rec is not None and settle and rec.next_event <= self.now():
-            if not self.repo.settle(key_id, self.now()):
+            if not self.repo.settle(rec.row_id, self.now()):
                 return None
             rec = self.repo.get(key_id, self.account(ctx), self.region(ctx))
         return rec
@@ -355,14 +357,25 @@ class Engine:
         }
         # Only the list that goes with the key's usage (an RSA SIGN_VERIFY key has no EncryptionAlgorithms).
         md.update(keytype_ops.metadata_algorithms(rec.key_spec, rec.key_usage))
-        md["MultiRegion"] = False
+        md["MultiRegion"] = rec.multi_region
+        if rec.primary_region is not None:
+            arn_in = rec.arn.rsplit(":", 3)[0]  # arn:aws:kms
+
+            def entry(region: str) -> Result:
+                return {"Arn": f"{arn_in}:{region}:{rec.account_id}:key/{rec.key_id}", "Region": region}
+            md["MultiRegionConfiguration"] = {
+                "MultiRegionKeyType": "REPLICA" if rec.is_replica else "PRIMARY",
+                "PrimaryKey": entry(rec.primary_region),
+                "ReplicaKeys": [entry(r) for r in rec.regions if r != rec.primary_region]}
+        if rec.key_state in (PENDING_DELETION, PENDING_REPLICA_DELETION) and rec.pending_window_days:
+            md["PendingDeletionWindowInDays"] = rec.pending_window_days
         if rec.key_state == PENDING_DELETION:
             md["DeletionDate"] = ts(rec.deletion_date)
             md["PendingDeletionWindowInDays"] = rec.pending_window_days
         # AWS shows ExpirationModel only once material is imported: a PendingImport key,
         # new or whose material was deleted or expired, has none (CLI example "create-key
         # --origin EXTERNAL"), and no CurrentKeyMaterialId either (current_version 0).
-        if rec.origin == "EXTERNAL" and rec.current_version:
+        if rec.origin == "EXTERNAL" and rec.current_version and rec.key_state != PENDING_IMPORT:
             md["ExpirationModel"] = rec.expiration_model or "KEY_MATERIAL_EXPIRES"
             if rec.valid_to is not None:
                 md["ValidTo"] = ts(rec.valid_to)

@@ -9,6 +9,7 @@ from kms_core.keytypes import Encrypter, KeyType, Material
 
 DAY = 86400.0
 ENABLED, DISABLED, PENDING_DELETION, PENDING_IMPORT = "Enabled", "Disabled", "PendingDeletion", "PendingImport"
+PENDING_REPLICA_DELETION, CREATING = "PendingReplicaDeletion", "Creating"
 SYMMETRIC = "SYMMETRIC_DEFAULT"
 MAX_ON_DEMAND_ROTATIONS = 25
 MAX_ALIASES_PER_KEY = 50
@@ -59,9 +60,13 @@ class KeyRecord:
                  "encrypter", "expiration_model", "key_id", "key_manager", "key_spec", "key_state",
                  "key_type", "key_usage", "managed_alias", "material_ids", "materials", "next_event",
                  "next_rotation_date", "on_demand_rotations", "origin", "pending_window_days", "policy",
-                 "region", "rotation_enabled", "rotation_period_days", "valid_to")
+                 "primary_region", "region", "regions", "rotation_enabled", "rotation_period_days",
+                 "row_id", "valid_to")
 
-    key_id: str
+    key_id: str                       # the key id callers see (``mrk-…`` for multi-Region keys)
+    row_id: str                       # this Region's row: the key id, or ``mrk-…/<region>``
+    primary_region: str | None        # multi-Region keys: the primary's Region; else None
+    regions: tuple[str, ...]          # multi-Region keys: every Region holding the key
     arn: str
     account_id: str
     region: str
@@ -89,11 +94,19 @@ class KeyRecord:
     material_ids: dict[int, str]      # material version -> KeyMaterialId
     next_event: float                 # earliest time a deletion, rotation or expiry is due
 
+    @property
+    def multi_region(self) -> bool:
+        return self.primary_region is not None
+
+    @property
+    def is_replica(self) -> bool:
+        return self.primary_region is not None and self.primary_region != self.region
+
     def __repr__(self) -> str:
-        return f"<KeyRecord {self.key_id} {self.key_state}>"
+        return f"<KeyRecord {self.row_id} {self.key_state}>"
 
 
-__all__ = ["DAY", "DEFAULT_CTX", "DEFAULT_ROTATION_DAYS", "DISABLED", "ENABLED", "MANAGED_SERVICES",
+__all__ = ["CREATING", "DAY", "DEFAULT_CTX", "DEFAULT_ROTATION_DAYS", "DISABLED", "ENABLED", "MANAGED_SERVICES",
            "MAX_ALIASES_PER_KEY", "MAX_GRANTS_PER_KEY", "MAX_ON_DEMAND_ROTATIONS", "MAX_TAGS",
-           "PENDING_DELETION", "PENDING_IMPORT", "SYMMETRIC", "KeyRecord", "Params", "RequestContext",
-           "Result", "ts"]
+           "PENDING_DELETION", "PENDING_IMPORT", "PENDING_REPLICA_DELETION", "SYMMETRIC", "KeyRecord", "Params",
+           "RequestContext", "Result", "ts"]

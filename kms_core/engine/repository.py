@@ -7,6 +7,7 @@ the store's generation counter moves (another process wrote), checked at most ev
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
@@ -29,12 +30,41 @@ from kms_core.store import key_materials as T_MAT
 from kms_core.store import keys as T_KEYS
 from kms_core.store import tags as T_TAGS
 
-from .records import DAY, ENABLED, PENDING_DELETION, PENDING_IMPORT, KeyRecord
+from .records import DAY, ENABLED, PENDING_DELETION, PENDING_IMPORT, PENDING_REPLICA_DELETION, KeyRecord
 
 _KEY_COLUMNS = ("key_id", "account_id", "region", "description", "creation_date", "key_state", "key_manager",
                 "origin", "key_spec", "key_usage", "deletion_date", "pending_window_days", "rotation_enabled",
                 "rotation_period_days", "next_rotation_date", "on_demand_rotations", "current_version",
-                "policy", "managed_alias", "valid_to", "expiration_model")
+                "policy", "managed_alias", "valid_to", "expiration_model", "primary_region")
+
+# Multi-Region keys: what one Region's row shares with every other Region's row of the same key
+# (written to all of them in one statement); everything else is per Region.
+SHARED_COLUMNS = frozenset({"rotation_enabled", "rotation_period_days", "next_rotation_date",
+                            "on_demand_rotations", "current_version", "import_fingerprint",
+                            "primary_region"})
+
+
+def row_id(key_id: str, region: str) -> str:
+    """The ``kms_keys`` row of a key in a Region: the key id itself for single-Region keys,
+    ``mrk-<hex>/<region>`` for multi-Region keys (a hash of the Region past 64 characters)."""
+    if not key_id.startswith("mrk-"):
+        return key_id
+    rid = f"{key_id}/{region}"
+    return rid if len(rid) <= 64 else f"{key_id}/{hashlib.sha256(region.encode()).hexdigest()[:27]}"
+
+
+def public_id(rid: str) -> str:
+    """The key id callers see for a row id (``row_id``'s inverse)."""
+    return rid.split("/", 1)[0]
+
+
+def _owner(row: RowMapping) -> str:
+    """The id material rows are stored under: the shared key id."""
+    return str(row["mrk_id"] or row["key_id"])
+
+
+class ReplicaExists(Exception):
+    """ReplicateKey: the key already has a row in that Region."""
 
 
 class AliasExists(Exception):
@@ -107,9 +137,10 @@ class KeyRepository:
         return self.changes.value() != self.seen_change or time.monotonic() - self.gen_checked >= cache_ttl
 
     def invalidate(self, key_id: str | None = None) -> None:
-        """Forget cached state (all of it, or one key's)."""
+        """Forget cached state (all of it, or one key's: for a multi-Region key, every Region's
+        row, since they share material and rotation)."""
         with self.lock:
-            if key_id is None:
+            if key_id is None or key_id.startswith("mrk-"):
                 self.keys.clear()
                 self._grants.clear()
             else:
@@ -120,26 +151,33 @@ class KeyRepository:
     # ------------------------------------------------------------------ keys
     def get(self, key_id: str, account: str, region: str) -> KeyRecord | None:
         """The key (cached), or None if it does not exist in this account and Region."""
-        rec = self.keys.get(key_id)
+        rid = row_id(key_id, region)
+        rec = self.keys.get(rid)
         if rec is not None and rec.account_id == account and rec.region == region:
             return rec
         _check_io()
         with self.lock:
-            rec = self._load(key_id, account, region)
+            rec = self._load(rid, account, region)
             if rec is not None:
-                self.keys[key_id] = rec
+                self.keys[rid] = rec
         return rec
 
-    def _load(self, key_id: str, account: str, region: str) -> KeyRecord | None:
+    def _load(self, rid: str, account: str, region: str) -> KeyRecord | None:
         with self.store.reading() as conn:
-            row = conn.execute(select(T_KEYS).where(T_KEYS.c.key_id == key_id)).mappings().first()
+            row = conn.execute(select(T_KEYS).where(T_KEYS.c.key_id == rid)).mappings().first()
             # Exact id: MySQL's default collations would match another case.
-            if row is None or row["key_id"] != key_id or row["account_id"] != account or row["region"] != region:
+            if row is None or row["key_id"] != rid or row["account_id"] != account or row["region"] != region:
                 return None
+            key_id = _owner(row)
             mats = conn.execute(select(T_MAT).where(T_MAT.c.key_id == key_id)).mappings().all()
+            group = (conn.execute(select(T_KEYS.c.region, T_KEYS.c.key_state, T_KEYS.c.deletion_date)
+                                  .where(T_KEYS.c.mrk_id == key_id)).all() if row["mrk_id"] else [])
         rec = KeyRecord()
         for name in _KEY_COLUMNS:
             setattr(rec, name, row[name])
+        rec.key_id = key_id
+        rec.row_id = rid
+        rec.regions = tuple(sorted(g.region for g in group))
         rec.rotation_enabled = bool(rec.rotation_enabled)
         rec.arn = f"arn:aws:kms:{region}:{account}:key/{key_id}"
         rec.key_type = keytypes.get(rec.key_spec)
@@ -153,6 +191,9 @@ class KeyRepository:
         events = [t for t in (rec.deletion_date if rec.key_state == PENDING_DELETION else None,
                               rec.next_rotation_date if (rec.rotation_enabled and rec.key_state == ENABLED) else None,
                               rec.valid_to if rec.key_state == ENABLED else None) if t is not None]
+        if rec.key_state == PENDING_REPLICA_DELETION:  # waits for its replicas' deletion dates
+            events += [g.deletion_date for g in group
+                       if g.key_state == PENDING_DELETION and g.deletion_date is not None]
         rec.next_event = min(events) if events else float("inf")
         return rec
 
@@ -161,10 +202,17 @@ class KeyRepository:
         Returns False when the key no longer exists."""
         with self.store.transaction() as conn:
             row = conn.execute(select(T_KEYS).where(T_KEYS.c.key_id == key_id)).mappings().first()
+            if row is not None and row["mrk_id"]:
+                # Other Regions' rows that are due first (a primary waits for its replicas).
+                for other in conn.execute(select(T_KEYS).where(and_(
+                        T_KEYS.c.mrk_id == row["mrk_id"], T_KEYS.c.key_id != key_id,
+                        T_KEYS.c.key_state == PENDING_DELETION, T_KEYS.c.deletion_date <= now))).mappings().all():
+                    self._delete_key_rows(conn, other)
+                row = conn.execute(select(T_KEYS).where(T_KEYS.c.key_id == key_id)).mappings().first()
             if row is None:
                 exists = False
             elif row["key_state"] == PENDING_DELETION and row["deletion_date"] <= now:
-                self._delete_key_rows(conn, key_id)
+                self._delete_key_rows(conn, row)
                 exists = False
             else:
                 exists = True
@@ -177,9 +225,7 @@ class KeyRepository:
         if (row["origin"] == "EXTERNAL" and row["valid_to"] is not None
                 and row["valid_to"] <= now and row["key_state"] != PENDING_DELETION):
             # Expired imported material is deleted; the key waits for a new import.
-            conn.execute(delete(T_MAT).where(T_MAT.c.key_id == key_id))
-            conn.execute(update(T_KEYS).where(T_KEYS.c.key_id == key_id).values(
-                key_state=PENDING_IMPORT, valid_to=None, current_version=0))
+            self._drop_material(conn, row, key_state=PENDING_IMPORT, valid_to=None)
         nxt = row["next_rotation_date"]
         if row["rotation_enabled"] and row["key_state"] == ENABLED and nxt is not None:
             period = row["rotation_period_days"] * DAY
@@ -189,21 +235,61 @@ class KeyRepository:
                 if nxt > now:
                     break
                 version += 1
-                self._add_material(conn, key_id, row["key_spec"], version, nxt, "AUTOMATIC")
+                self._add_material(conn, _owner(row), row["key_spec"], version, nxt, "AUTOMATIC")
                 nxt += period
             else:
                 nxt = now + period
-            conn.execute(update(T_KEYS).where(T_KEYS.c.key_id == key_id).values(
-                current_version=version, next_rotation_date=nxt))
+            self._update_row(conn, key_id, {"current_version": version, "next_rotation_date": nxt})
 
     @staticmethod
-    def _delete_key_rows(conn: Connection, key_id: str) -> None:
-        conn.execute(delete(T_GRANTS).where(T_GRANTS.c.key_id == key_id))
-        conn.execute(delete(T_IMPORT).where(T_IMPORT.c.key_id == key_id))
-        conn.execute(delete(T_ALIASES).where(T_ALIASES.c.target_key_id == key_id))
-        conn.execute(delete(T_TAGS).where(T_TAGS.c.key_id == key_id))
-        conn.execute(delete(T_MAT).where(T_MAT.c.key_id == key_id))
-        conn.execute(delete(T_KEYS).where(T_KEYS.c.key_id == key_id))
+    def _update_row(conn: Connection, rid: str, values: dict[str, Any]) -> None:
+        """Set a row's columns; for a multi-Region key the shared ones on every Region's row."""
+        shared = {k: v for k, v in values.items() if k in SHARED_COLUMNS}
+        if shared and rid.startswith("mrk-"):
+            own = {k: v for k, v in values.items() if k not in SHARED_COLUMNS}
+            conn.execute(update(T_KEYS).where(T_KEYS.c.mrk_id == public_id(rid)).values(**shared))
+            if own:
+                conn.execute(update(T_KEYS).where(T_KEYS.c.key_id == rid).values(**own))
+        elif values:
+            conn.execute(update(T_KEYS).where(T_KEYS.c.key_id == rid).values(**values))
+
+    def _drop_material(self, conn: Connection, row: RowMapping, **values: Any) -> None:
+        """Imported material deleted or expired in this row's Region.  The material rows are
+        shared by a multi-Region key's Regions: they go only when no other Region still uses
+        them (each Region imports the same material separately)."""
+        others: Sequence[Any] = []
+        if row["mrk_id"]:
+            others = conn.execute(select(T_KEYS.c.key_id).where(and_(
+                T_KEYS.c.mrk_id == row["mrk_id"], T_KEYS.c.key_id != row["key_id"],
+                T_KEYS.c.key_state != PENDING_IMPORT))).all()
+        if not others:
+            conn.execute(delete(T_MAT).where(T_MAT.c.key_id == _owner(row)))
+            values["current_version"] = 0
+        self._update_row(conn, row["key_id"], values)
+
+    @staticmethod
+    def _delete_key_rows(conn: Connection, row: RowMapping) -> None:
+        """Delete one Region's key (its row, grants, import parameters, aliases, tags) and the
+        material once no Region's row is left.  The last replica's deletion starts its
+        primary's own window (PendingReplicaDeletion -> PendingDeletion)."""
+        rid, owner = row["key_id"], _owner(row)
+        conn.execute(delete(T_GRANTS).where(T_GRANTS.c.key_id == rid))
+        conn.execute(delete(T_IMPORT).where(T_IMPORT.c.key_id == rid))
+        conn.execute(delete(T_ALIASES).where(and_(
+            T_ALIASES.c.target_key_id == owner, T_ALIASES.c.account_id == row["account_id"],
+            T_ALIASES.c.region == row["region"])))
+        conn.execute(delete(T_TAGS).where(T_TAGS.c.key_id == rid))
+        conn.execute(delete(T_KEYS).where(T_KEYS.c.key_id == rid))
+        left = (conn.execute(select(T_KEYS).where(T_KEYS.c.mrk_id == owner)).mappings().all()
+                if row["mrk_id"] else [])
+        if not left:
+            conn.execute(delete(T_MAT).where(T_MAT.c.key_id == owner))
+            return
+        if len(left) == 1 and left[0]["key_state"] == PENDING_REPLICA_DELETION:
+            primary = left[0]
+            when = row["deletion_date"] + (primary["pending_window_days"] or 30) * DAY
+            conn.execute(update(T_KEYS).where(T_KEYS.c.key_id == primary["key_id"]).values(
+                key_state=PENDING_DELETION, deletion_date=when))
 
     def _add_material(self, conn: Connection, key_id: str, key_spec: str, version: int, created: float,
                       rotation_type: str | None, secret: bytes | None = None) -> str:
@@ -223,7 +309,8 @@ class KeyRepository:
         with self.store.transaction() as conn:
             conn.execute(insert(T_KEYS).values(**values))
             if with_material:
-                self._add_material(conn, key_id, values["key_spec"], 1, values["creation_date"], None)
+                self._add_material(conn, values.get("mrk_id") or key_id, values["key_spec"], 1,
+                                   values["creation_date"], None)
             for k, v in tags:
                 conn.execute(insert(T_TAGS).values(key_id=key_id, tag_key=k, tag_value=v))
         self.invalidate(key_id)
@@ -255,9 +342,40 @@ class KeyRepository:
         return str(values["key_id"])
 
     def update_key(self, key_id: str, **values: Any) -> None:
+        """Set columns of one row (a row id); shared columns of a multi-Region key go to
+        every Region's row (``SHARED_COLUMNS``)."""
         with self.store.transaction() as conn:
-            conn.execute(update(T_KEYS).where(T_KEYS.c.key_id == key_id).values(**values))
+            self._update_row(conn, key_id, values)
         self.invalidate(key_id)
+
+    def replicate(self, key_id: str, values: dict[str, Any], tags: Sequence[tuple[str, str]] = ()) -> None:
+        """ReplicateKey: a new Region's row of multi-Region key ``key_id`` (``values``: its own
+        columns), with the shared columns as they are now; raise ReplicaExists."""
+        rid = values["key_id"]
+        try:
+            with self.store.transaction() as conn:
+                rows = conn.execute(select(T_KEYS).where(T_KEYS.c.mrk_id == key_id)).mappings().all()
+                if any(r["region"] == values["region"] for r in rows):
+                    raise ReplicaExists()
+                src = next(r for r in rows if r["region"] == r["primary_region"])
+                shared = {c: src[c] for c in SHARED_COLUMNS}
+                conn.execute(insert(T_KEYS).values(
+                    **shared, **values, mrk_id=key_id, origin=src["origin"], key_spec=src["key_spec"],
+                    key_usage=src["key_usage"], key_manager=src["key_manager"]))
+                for k, v in tags:
+                    conn.execute(insert(T_TAGS).values(key_id=rid, tag_key=k, tag_value=v))
+        except StoreError as e:
+            if isinstance(e.__cause__, IntegrityError):  # another node replicated it first
+                raise ReplicaExists() from None
+            raise
+        self.invalidate(rid)
+
+    def key_regions(self, key_id: str) -> list[RowMapping]:
+        """Every Region's row of a multi-Region key (region, key_state, account_id)."""
+        with self.store.reading() as conn:
+            return list(conn.execute(select(T_KEYS.c.key_id, T_KEYS.c.region, T_KEYS.c.key_state,
+                                            T_KEYS.c.account_id)
+                                     .where(T_KEYS.c.mrk_id == key_id)).mappings().all())
 
     def add_version(self, key_id: str, key_spec: str, created: float, rotation_type: str,
                     **values: Any) -> None:
@@ -265,9 +383,8 @@ class KeyRepository:
         with self.store.transaction() as conn:
             version = conn.execute(select(T_KEYS.c.current_version)
                                    .where(T_KEYS.c.key_id == key_id)).scalar_one() + 1
-            self._add_material(conn, key_id, key_spec, version, created, rotation_type)
-            conn.execute(update(T_KEYS).where(T_KEYS.c.key_id == key_id).values(
-                current_version=version, **values))
+            self._add_material(conn, public_id(key_id), key_spec, version, created, rotation_type)
+            self._update_row(conn, key_id, {"current_version": version, **values})
         self.invalidate(key_id)
 
     def rotate_on_demand(self, key_id: str, key_spec: str, now: float, limit: int) -> None:
@@ -278,16 +395,17 @@ class KeyRepository:
             if row.on_demand_rotations >= limit:
                 raise TooMany()
             version = row.current_version + 1
-            self._add_material(conn, key_id, key_spec, version, now, "ON_DEMAND")
-            conn.execute(update(T_KEYS).where(T_KEYS.c.key_id == key_id).values(
-                current_version=version, on_demand_rotations=row.on_demand_rotations + 1))
+            self._add_material(conn, public_id(key_id), key_spec, version, now, "ON_DEMAND")
+            self._update_row(conn, key_id, {"current_version": version,
+                                            "on_demand_rotations": row.on_demand_rotations + 1})
         self.invalidate(key_id)
 
     def key_ids(self, account: str, region: str, after: str | None, limit: int) -> list[str]:
-        q = (select(T_KEYS.c.key_id).where(and_(T_KEYS.c.account_id == account, T_KEYS.c.region == region))
-             .order_by(T_KEYS.c.key_id).limit(limit))
+        public = func.coalesce(T_KEYS.c.mrk_id, T_KEYS.c.key_id)
+        q = (select(public).where(and_(T_KEYS.c.account_id == account, T_KEYS.c.region == region))
+             .order_by(public).limit(limit))
         if after is not None:
-            q = q.where(T_KEYS.c.key_id > after)
+            q = q.where(public > after)
         with self.store.reading() as conn:
             return list(conn.execute(q).scalars())
 
@@ -295,15 +413,20 @@ class KeyRepository:
         """Delete every key whose deletion window has run out."""
         with self.store.reading() as conn:
             due = list(conn.execute(select(T_KEYS.c.key_id).where(and_(
-                T_KEYS.c.key_state == PENDING_DELETION, T_KEYS.c.deletion_date <= now))).scalars())
+                T_KEYS.c.key_state == PENDING_DELETION, T_KEYS.c.deletion_date <= now))
+                .order_by(T_KEYS.c.deletion_date)).scalars())
         if not due:
             return
         with self.store.transaction() as conn:
             for key_id in due:
-                still = conn.execute(select(T_KEYS.c.deletion_date).where(and_(
-                    T_KEYS.c.key_id == key_id, T_KEYS.c.key_state == PENDING_DELETION))).scalar()
-                if still is not None and still <= now:
-                    self._delete_key_rows(conn, key_id)
+                still = conn.execute(select(T_KEYS).where(and_(
+                    T_KEYS.c.key_id == key_id, T_KEYS.c.key_state == PENDING_DELETION))).mappings().first()
+                if still is not None and still["deletion_date"] <= now:
+                    self._delete_key_rows(conn, still)
+            # A primary whose last replica just went may itself be due already.
+            for row in conn.execute(select(T_KEYS).where(and_(
+                    T_KEYS.c.key_state == PENDING_DELETION, T_KEYS.c.deletion_date <= now))).mappings().all():
+                self._delete_key_rows(conn, row)
         self.invalidate()
 
     # ------------------------------------------------------------------ materials
@@ -338,8 +461,9 @@ class KeyRepository:
                     T_ALIASES.c.alias_name == name))).first()
                 if exists:
                     raise AliasExists()
-                count = conn.execute(select(func.count()).select_from(T_ALIASES).where(
-                    T_ALIASES.c.target_key_id == key_id)).scalar_one()
+                count = conn.execute(select(func.count()).select_from(T_ALIASES).where(and_(
+                    T_ALIASES.c.target_key_id == key_id, T_ALIASES.c.account_id == account,
+                    T_ALIASES.c.region == region))).scalar_one()
                 if count >= max_per_key:
                     raise TooMany()
                 conn.execute(insert(T_ALIASES).values(
@@ -454,7 +578,7 @@ class KeyRepository:
         """Every grant naming ``retiring`` as its retiring principal, with its key's Region
         and account."""
         with self.store.reading() as conn:
-            return list(conn.execute(select(T_GRANTS, T_KEYS.c.region, T_KEYS.c.account_id)
+            return list(conn.execute(select(T_GRANTS, T_KEYS.c.region, T_KEYS.c.account_id, T_KEYS.c.mrk_id)
                                      .join(T_KEYS, T_KEYS.c.key_id == T_GRANTS.c.key_id)
                                      .where(T_GRANTS.c.retiring_principal == retiring)
                                      .order_by(T_GRANTS.c.grant_id)).mappings().all())
@@ -493,6 +617,7 @@ class KeyRepository:
         fingerprint: only that is kept)."""
         import hmac  # noqa: PLC0415 - only imports need it
 
+        rid, key_id = key_id, public_id(key_id)  # the row (a Region's key) and the material's owner
         with self.store.transaction() as conn:
             existing = conn.execute(select(T_MAT).where(and_(T_MAT.c.key_id == key_id,
                                                               T_MAT.c.version == 1))).mappings().first()
@@ -503,28 +628,31 @@ class KeyRepository:
                 material_id = str(existing["material_id"])
             else:
                 prior = conn.execute(select(T_KEYS.c.import_fingerprint)
-                                     .where(T_KEYS.c.key_id == key_id)).scalar()
+                                     .where(T_KEYS.c.key_id == rid)).scalar()
                 if prior is not None and not hmac.compare_digest(prior, fingerprint):
                     raise MaterialMismatch()
                 material_id = self._add_material(conn, key_id, key_spec, 1, now, None, secret=secret)
                 conn.execute(update(T_MAT).where(and_(T_MAT.c.key_id == key_id, T_MAT.c.version == 1))
                              .values(import_state="IMPORTED"))
-                conn.execute(update(T_KEYS).where(T_KEYS.c.key_id == key_id)
-                             .values(import_fingerprint=fingerprint))
-            conn.execute(update(T_KEYS).where(T_KEYS.c.key_id == key_id).values(current_version=1, **values))
-        self.invalidate(key_id)
+                self._update_row(conn, rid, {"import_fingerprint": fingerprint})
+            self._update_row(conn, rid, {"current_version": 1, **values})
+        self.invalidate(rid)
         return material_id
 
     def delete_material(self, key_id: str, **values: Any) -> None:
-        """Delete every material version and set the key's columns."""
+        """Delete every material version (of a multi-Region key: once no other Region uses
+        it) and set the key's columns."""
         with self.store.transaction() as conn:
-            conn.execute(delete(T_MAT).where(T_MAT.c.key_id == key_id))
-            conn.execute(update(T_KEYS).where(T_KEYS.c.key_id == key_id).values(**values))
+            row = conn.execute(select(T_KEYS).where(T_KEYS.c.key_id == key_id)).mappings().one()
+            values.pop("current_version", None)
+            self._drop_material(conn, row, **values)
         self.invalidate(key_id)
 
 
-def new_key_id() -> str:
-    return str(uuid.uuid4())
+def new_key_id(multi_region: bool = False) -> str:
+    """A new key id: a UUID, or ``mrk-`` + 32 lower-case hex digits for a multi-Region key."""
+    return "mrk-" + uuid.uuid4().hex if multi_region else str(uuid.uuid4())
 
 
-__all__ = ["AliasExists", "KeyRepository", "MaterialMismatch", "TooMany", "grant_from_row", "new_key_id"]
+__all__ = ["SHARED_COLUMNS", "AliasExists", "KeyRepository", "MaterialMismatch", "ReplicaExists", "TooMany",
+           "grant_from_row", "new_key_id", "public_id", "row_id"]

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import uuid
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -39,7 +38,7 @@ class _AesGcmEncrypter(Encrypter):
     def _prepared(self, material: Material) -> tuple[Material, AESGCM, bytes]:
         hit = self._cache.get(id(material))
         if hit is None or hit[0] is not material:
-            header = blobfmt.header_bytes(uuid.UUID(material.key_id).bytes, material.version)
+            header = blobfmt.header_bytes(material.key_id, material.version)
             hit = (material, AESGCM(material.secret), header)
             if len(self._cache) >= _CACHE_MAX:
                 self._cache.clear()

@@ -36,10 +36,10 @@ def test_unreachable_store_is_one_line(cli, monkeypatch):
 
 
 def test_unserved_operation_reports_aws_style(cli):
-    res = cli("replicate-key", "--key-id", "alias/x", "--replica-region", "us-west-2")
+    res = cli("describe-custom-key-stores")
     assert res.rc == 255
-    assert res.err.startswith("An error occurred (UnsupportedOperationException) when calling the ReplicateKey "
-                              "operation")
+    assert res.err.startswith("An error occurred (UnsupportedOperationException) when calling the "
+                              "DescribeCustomKeyStores operation")
 
 
 _READ_SYSCALLS = {"0", "63"}  # read(2) on x86_64 and on aarch64

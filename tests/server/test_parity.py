@@ -19,7 +19,7 @@ import kms_core
 from kms_core.engine import OPERATIONS_SERVED
 
 ACCOUNT = "111122223333"
-_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32}")
 _HEX64 = re.compile(r"\b[0-9a-f]{64}\b")
 RANDOM_BLOBS = {"CiphertextBlob", "CiphertextForRecipient", "ImportToken", "PublicKey", "Mac", "SharedSecret"}
 # Random and of varying length too (DER signatures and private keys).
@@ -187,7 +187,13 @@ def script():
         ("GetKeyLastUsage", lambda s: {"KeyId": s["lu"]["KeyMetadata"]["KeyId"]}, None),
         ("GetKeyLastUsage", {"KeyId": "alias/parity"}, None),
         # An operation of AWS KMS that this engine does not implement.
+        ("DescribeCustomKeyStores", {}, None),
+        # Multi-Region keys: replicate, then swap the primary (k1 is single-Region: refused).
         ("ReplicateKey", lambda s: {"KeyId": k1(s), "ReplicaRegion": "us-west-2"}, None),
+        ("CreateKey", {"MultiRegion": True}, "mrk"),
+        ("ReplicateKey", lambda s: {"KeyId": s["mrk"]["KeyMetadata"]["KeyId"], "ReplicaRegion": "us-west-2"}, None),
+        ("UpdatePrimaryRegion", lambda s: {"KeyId": s["mrk"]["KeyMetadata"]["KeyId"], "PrimaryRegion": "us-west-2"},
+         None),
     ]
 
 

@@ -53,6 +53,13 @@ def _open(eng: Engine, blob: bytes, ctx: RequestContext, operation: str, p: Para
     Returns (key, plaintext, material version, algorithm)."""
     named = p.get(key_param)
     header = _header(blob)
+    if header is not None and named is not None:
+        # An asymmetric key's raw ciphertext may begin with bytes that read as a blob header
+        # (version 0x01 or 0x02): when the blob's key is not the named asymmetric key, it is that.
+        found_rec = eng.get(header.key_id, ctx)
+        named_rec = eng.resolve(named, ctx, operation)
+        if named_rec.key_spec != "SYMMETRIC_DEFAULT" and (found_rec is None or found_rec.key_id != named_rec.key_id):
+            header = None
     if header is not None:
         found = eng.get(header.key_id, ctx)
         if found is None:

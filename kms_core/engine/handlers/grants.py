@@ -13,7 +13,7 @@ from kms_core.policy import _principal_match, access_denied
 from .. import paging
 from ..access import make_grant_token, parse_grant_token
 from ..records import MAX_GRANTS_PER_KEY, KeyRecord, Params, RequestContext, Result, ts
-from ..repository import TooMany, grant_from_row
+from ..repository import TooMany, grant_from_row, public_id
 
 if TYPE_CHECKING:
     from ..core import Engine
@@ -101,7 +101,7 @@ def create_grant(eng: Engine, p: Params, ctx: RequestContext) -> Result:
     same_as = {"GranteePrincipal": grantee, "RetiringPrincipal": retiring,
                "Operations": sorted(ops), "Constraints": cons or None}
     try:
-        grant_id = eng.repo.create_grant(rec.key_id, {
+        grant_id = eng.repo.create_grant(rec.row_id, {
             "name": name, "grantee_principal": grantee, "retiring_principal": retiring, "operations": json.dumps(ops),
             "constraints": json.dumps(cons) if cons else None, "issuing_account": eng.account(ctx),
             "creation_date": eng.now()}, same_as, MAX_GRANTS_PER_KEY)
@@ -120,7 +120,7 @@ def _entry(g: dict[str, Any], key_arn: str) -> dict[str, Any]:
 
 def list_grants(eng: Engine, p: Params, ctx: RequestContext) -> Result:
     rec = eng.read_key(p["KeyId"], ctx, "ListGrants", p)
-    grants = sorted(eng.repo.key_grants(rec.key_id), key=lambda g: g["GrantId"])
+    grants = sorted(eng.repo.key_grants(rec.row_id), key=lambda g: g["GrantId"])
     if p.get("GrantId") is not None:
         grants = [g for g in grants if g["GrantId"] == p["GrantId"]]
     if p.get("GranteePrincipal") is not None:
@@ -131,7 +131,7 @@ def list_grants(eng: Engine, p: Params, ctx: RequestContext) -> Result:
 def list_retirable_grants(eng: Engine, p: Params, ctx: RequestContext) -> Result:
     retiring = p["RetiringPrincipal"]
     check_principal(retiring, "retiringPrincipal")
-    entries = [_entry(grant_from_row(r), f"arn:aws:kms:{r['region']}:{r['account_id']}:key/{r['key_id']}")
+    entries = [_entry(grant_from_row(r), f"arn:aws:kms:{r['region']}:{r['account_id']}:key/{public_id(r['key_id'])}")
                for r in eng.repo.retirable_grants(retiring)]
     return paging.page(entries, "GrantId", p, 50, "Grants", "retirable:" + retiring)
 
@@ -160,10 +160,10 @@ def _find_grant(eng: Engine, p: Params, ctx: RequestContext, operation: str) -> 
     rec: KeyRecord | None = None
     if key_ref is not None:
         rec = eng.resolve(key_ref, ctx, operation)
-        if row is not None and row["key_id"] != rec.key_id:
+        if row is not None and row["key_id"] != rec.row_id:
             row = None
     elif row is not None:
-        rec = eng.get(row["key_id"], ctx)
+        rec = eng.get(public_id(row["key_id"]), ctx)
     if row is None or rec is None:
         raise not_found("The grant token does not identify a grant." if by_token else "Grant ID not found")
     return rec, grant_from_row(row)
@@ -181,7 +181,7 @@ def retire_grant(eng: Engine, p: Params, ctx: RequestContext) -> Result:
         if not ok:
             raise access_denied(principal, "kms:RetireGrant", rec.arn, explicit=False)
     eng.dry_run(p)
-    eng.repo.delete_grant(rec.key_id, g["GrantId"])
+    eng.repo.delete_grant(rec.row_id, g["GrantId"])
     return {}
 
 
@@ -190,5 +190,5 @@ def revoke_grant(eng: Engine, p: Params, ctx: RequestContext) -> Result:
     eng.authorize("RevokeGrant", rec, ctx, p)
     eng.deny_if_managed("RevokeGrant", rec, ctx)
     eng.dry_run(p)
-    eng.repo.delete_grant(rec.key_id, g["GrantId"])
+    eng.repo.delete_grant(rec.row_id, g["GrantId"])
     return {}

@@ -7,10 +7,10 @@ sealed, as every material.
 from __future__ import annotations
 
 import hmac
-import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from kms_core import blob as blobfmt
 from kms_core.errors import KMSError, validation
 
 from ..records import DAY, ENABLED, PENDING_DELETION, PENDING_IMPORT, Params, RequestContext, Result, ts
@@ -43,8 +43,8 @@ def get_parameters_for_import(eng: Engine, p: Params, ctx: RequestContext) -> Re
     public = private.public_key().public_bytes(serialization.Encoding.DER,
                                                serialization.PublicFormat.SubjectPublicKeyInfo)
     valid_to = eng.now() + DAY
-    token_id = eng.repo.save_import_parameters(rec.key_id, alg, spec, der, valid_to)
-    token = IMPORT_TOKEN_PREFIX + bytes.fromhex(token_id) + uuid.UUID(rec.key_id).bytes
+    token_id = eng.repo.save_import_parameters(rec.row_id, alg, spec, der, valid_to)
+    token = IMPORT_TOKEN_PREFIX + bytes.fromhex(token_id) + blobfmt.key_id_bytes(rec.key_id)[1]
     return {"KeyId": rec.arn, "ImportToken": token, "PublicKey": public, "ParametersValidTo": ts(valid_to)}
 
 
@@ -94,7 +94,7 @@ def _token_id(token: Any, key_id: str) -> str:
             or not bytes(token).startswith(IMPORT_TOKEN_PREFIX)):
         raise KMSError("InvalidImportTokenException", "The import token is not valid.")
     token = bytes(token)
-    if str(uuid.UUID(bytes=token[-16:])) != key_id:
+    if token[-16:] != blobfmt.key_id_bytes(key_id)[1]:
         raise KMSError("InvalidImportTokenException", "The import token was issued for another key.")
     return token[len(IMPORT_TOKEN_PREFIX):len(IMPORT_TOKEN_PREFIX) + 32].hex()
 
@@ -102,7 +102,7 @@ def _token_id(token: Any, key_id: str) -> str:
 def import_key_material(eng: Engine, p: Params, ctx: RequestContext) -> Result:
     rec = eng.admin_key(p["KeyId"], ctx, "ImportKeyMaterial", p)
     found = eng.repo.import_parameters(_token_id(p["ImportToken"], rec.key_id))
-    if found is None or found[0]["key_id"] != rec.key_id:
+    if found is None or found[0]["key_id"] != rec.row_id:
         raise KMSError("InvalidImportTokenException", "The import token is not valid.")
     row, der = found
     now = eng.now()
@@ -116,7 +116,7 @@ def import_key_material(eng: Engine, p: Params, ctx: RequestContext) -> Result:
     fingerprint = hmac.new(secret, b"kms-local/imported-material-fingerprint", "sha256").hexdigest()
     state = ENABLED if rec.key_state == PENDING_IMPORT else rec.key_state
     try:
-        material_id = eng.repo.import_material(rec.key_id, rec.key_spec, secret, fingerprint, now, {
+        material_id = eng.repo.import_material(rec.row_id, rec.key_spec, secret, fingerprint, now, {
             "key_state": state, "valid_to": vt, "expiration_model": model})
     except MaterialMismatch:
         raise KMSError("IncorrectKeyMaterialException",
@@ -131,7 +131,7 @@ def delete_imported_key_material(eng: Engine, p: Params, ctx: RequestContext) ->
     values: dict[str, Any] = {"current_version": 0, "valid_to": None}
     if rec.key_state != PENDING_DELETION:
         values["key_state"] = PENDING_IMPORT
-    eng.repo.delete_material(rec.key_id, **values)
+    eng.repo.delete_material(rec.row_id, **values)
     out: Result = {"KeyId": rec.arn}
     if material_id:
         out["KeyMaterialId"] = material_id

@@ -14,12 +14,13 @@ from ..records import (
     ENABLED,
     PENDING_DELETION,
     PENDING_IMPORT,
+    PENDING_REPLICA_DELETION,
     Params,
     RequestContext,
     Result,
     ts,
 )
-from ..repository import new_key_id
+from ..repository import new_key_id, row_id
 from ..templates import check_policy_document, default_policy
 from .tags_policies import check_tags
 
@@ -39,9 +40,6 @@ def _origin(p: Params) -> str:
                        "Custom key stores are not supported by this KMS engine.")
     if origin not in ("AWS_KMS", "EXTERNAL"):
         raise validation(f"Origin {origin} is not valid.")
-    if p.get("MultiRegion"):
-        raise KMSError("UnsupportedOperationException",
-                       "Multi-Region keys are not supported by this KMS engine.")
     return origin
 
 
@@ -58,14 +56,18 @@ def create_key(eng: Engine, p: Params, ctx: RequestContext) -> Result:
     eng.authorize("CreateKey", None, ctx, p)
     if p.get("Policy") is not None:
         eng.access.check_lockout(policy, ctx, bool(p.get("BypassPolicyLockoutSafetyCheck")))
-    key_id = new_key_id()
+    multi_region = bool(p.get("MultiRegion"))
+    key_id = new_key_id(multi_region)
     external = origin == "EXTERNAL"
-    eng.repo.create_key({
-        "key_id": key_id, "account_id": account, "region": region, "description": p.get("Description") or "",
-        "creation_date": eng.now(), "key_state": PENDING_IMPORT if external else ENABLED, "key_manager": "CUSTOMER",
+    values = {
+        "key_id": row_id(key_id, region), "account_id": account, "region": region,
+        "description": p.get("Description") or "", "creation_date": eng.now(),
+        "key_state": PENDING_IMPORT if external else ENABLED, "key_manager": "CUSTOMER",
         "origin": origin, "key_spec": spec, "key_usage": usage, "rotation_enabled": False,
-        "on_demand_rotations": 0, "current_version": 0 if external else 1, "policy": policy},
-        with_material=not external, tags=tag_list)
+        "on_demand_rotations": 0, "current_version": 0 if external else 1, "policy": policy}
+    if multi_region:  # every spec and both origins AWS allows (custom key stores refused above)
+        values.update(mrk_id=key_id, primary_region=region)
+    eng.repo.create_key(values, with_material=not external, tags=tag_list)
     rec = eng.get(key_id, ctx)
     assert rec is not None  # just written
     return {"KeyMetadata": eng.metadata(rec)}
@@ -91,7 +93,7 @@ def list_keys(eng: Engine, p: Params, ctx: RequestContext) -> Result:
 
 def update_key_description(eng: Engine, p: Params, ctx: RequestContext) -> Result:
     rec = eng.admin_key(p["KeyId"], ctx, "UpdateKeyDescription", p)
-    eng.repo.update_key(rec.key_id, description=p["Description"])
+    eng.repo.update_key(rec.row_id, description=p["Description"])
     return {}
 
 
@@ -103,17 +105,17 @@ def enable_key(eng: Engine, p: Params, ctx: RequestContext) -> Result:
     if rec.rotation_enabled and rec.next_rotation_date is not None and rec.next_rotation_date <= now:
         # No rotation happens while disabled; an overdue one happens on re-enable.
         period = rec.rotation_period_days or 0
-        eng.repo.add_version(rec.key_id, rec.key_spec, now, "AUTOMATIC", key_state=ENABLED,
+        eng.repo.add_version(rec.row_id, rec.key_spec, now, "AUTOMATIC", key_state=ENABLED,
                              next_rotation_date=now + period * DAY)
         return {}
-    eng.repo.update_key(rec.key_id, key_state=ENABLED)
+    eng.repo.update_key(rec.row_id, key_state=ENABLED)
     return {}
 
 
 def disable_key(eng: Engine, p: Params, ctx: RequestContext) -> Result:
     rec = eng.admin_key(p["KeyId"], ctx, "DisableKey", p)
     if rec.key_state != DISABLED:
-        eng.repo.update_key(rec.key_id, key_state=DISABLED)
+        eng.repo.update_key(rec.row_id, key_state=DISABLED)
     return {}
 
 
@@ -121,8 +123,14 @@ def schedule_key_deletion(eng: Engine, p: Params, ctx: RequestContext) -> Result
     rec = eng.admin_key(p["KeyId"], ctx, "ScheduleKeyDeletion", p)
     days = p.get("PendingWindowInDays")
     days = 30 if days is None else days  # 7–30 is enforced by the operation table
+    if rec.multi_region and not rec.is_replica and len(rec.regions) > 1:
+        # A primary with replicas waits for them: its own window starts when the last one is
+        # deleted (repository._delete_key_rows), so there is no DeletionDate yet (AWS).
+        eng.repo.update_key(rec.row_id, key_state=PENDING_REPLICA_DELETION, deletion_date=None,
+                            pending_window_days=days)
+        return {"KeyId": rec.arn, "KeyState": PENDING_REPLICA_DELETION, "PendingWindowInDays": days}
     deletion = eng.now() + days * DAY
-    eng.repo.update_key(rec.key_id, key_state=PENDING_DELETION, deletion_date=deletion, pending_window_days=days)
+    eng.repo.update_key(rec.row_id, key_state=PENDING_DELETION, deletion_date=deletion, pending_window_days=days)
     return {"KeyId": rec.arn, "DeletionDate": ts(deletion), "KeyState": PENDING_DELETION,
             "PendingWindowInDays": days}
 
@@ -130,7 +138,7 @@ def schedule_key_deletion(eng: Engine, p: Params, ctx: RequestContext) -> Result
 def cancel_key_deletion(eng: Engine, p: Params, ctx: RequestContext) -> Result:
     rec = eng.admin_key(p["KeyId"], ctx, "CancelKeyDeletion", p)
     state = PENDING_IMPORT if (rec.origin == "EXTERNAL" and not rec.materials) else DISABLED
-    eng.repo.update_key(rec.key_id, key_state=state, deletion_date=None, pending_window_days=None)
+    eng.repo.update_key(rec.row_id, key_state=state, deletion_date=None, pending_window_days=None)
     return {"KeyId": rec.arn}
 
 

@@ -21,10 +21,20 @@ from ..repository import TooMany
 
 if TYPE_CHECKING:
     from ..core import Engine
+    from ..records import KeyRecord
+
+
+def _not_on_replica(rec: KeyRecord) -> None:
+    """Rotation of a multi-Region key is managed on its primary; replicas share the result."""
+    if rec.is_replica:
+        raise KMSError("UnsupportedOperationException",
+                       f"{rec.arn} is a multi-Region replica key. Rotation is managed on the primary "
+                       f"key in {rec.primary_region}.")
 
 
 def enable_key_rotation(eng: Engine, p: Params, ctx: RequestContext) -> Result:
     rec = eng.admin_key(p["KeyId"], ctx, "EnableKeyRotation", p)
+    _not_on_replica(rec)
     period = p.get("RotationPeriodInDays")
     period = DEFAULT_ROTATION_DAYS if period is None else period  # 90–2560: the operation table
     now = eng.now()
@@ -34,13 +44,14 @@ def enable_key_rotation(eng: Engine, p: Params, ctx: RequestContext) -> Result:
         nxt = max(start + period * DAY, now)
     else:
         nxt = now + period * DAY
-    eng.repo.update_key(rec.key_id, rotation_enabled=True, rotation_period_days=period, next_rotation_date=nxt)
+    eng.repo.update_key(rec.row_id, rotation_enabled=True, rotation_period_days=period, next_rotation_date=nxt)
     return {}
 
 
 def disable_key_rotation(eng: Engine, p: Params, ctx: RequestContext) -> Result:
     rec = eng.admin_key(p["KeyId"], ctx, "DisableKeyRotation", p)
-    eng.repo.update_key(rec.key_id, rotation_enabled=False, next_rotation_date=None)
+    _not_on_replica(rec)
+    eng.repo.update_key(rec.row_id, rotation_enabled=False, next_rotation_date=None)
     return {}
 
 
@@ -60,10 +71,11 @@ def get_key_rotation_status(eng: Engine, p: Params, ctx: RequestContext) -> Resu
 
 def rotate_key_on_demand(eng: Engine, p: Params, ctx: RequestContext) -> Result:
     rec = eng.admin_key(p["KeyId"], ctx, "RotateKeyOnDemand", p)
+    _not_on_replica(rec)
     if rec.origin == "EXTERNAL":
         raise invalid_state(f"No available key material pending rotation for the key: {rec.arn}.")
     try:
-        eng.repo.rotate_on_demand(rec.key_id, rec.key_spec, eng.now(), MAX_ON_DEMAND_ROTATIONS)
+        eng.repo.rotate_on_demand(rec.row_id, rec.key_spec, eng.now(), MAX_ON_DEMAND_ROTATIONS)
     except TooMany:
         raise KMSError("LimitExceededException",
                        "The on-demand rotations limit has been reached for the given keyId. "

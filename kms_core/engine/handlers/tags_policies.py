@@ -42,7 +42,7 @@ def tag_resource(eng: Engine, p: Params, ctx: RequestContext) -> Result:
     rec = eng.admin_key(p["KeyId"], ctx, "TagResource", p)
     new = check_tags(p["Tags"])
     try:
-        eng.repo.put_tags(rec.key_id, new, MAX_TAGS)
+        eng.repo.put_tags(rec.row_id, new, MAX_TAGS)
     except TooMany:
         raise KMSError("TagException", "Too many tags") from None
     return {}
@@ -54,7 +54,7 @@ def untag_resource(eng: Engine, p: Params, ctx: RequestContext) -> Result:
     for k in keys:
         if isinstance(k, str) and _reserved(k):
             raise KMSError("TagException", "Tags beginning with aws: are reserved")
-    eng.repo.delete_tags(rec.key_id, keys)
+    eng.repo.delete_tags(rec.row_id, keys)
     return {}
 
 
@@ -62,7 +62,7 @@ def list_resource_tags(eng: Engine, p: Params, ctx: RequestContext) -> Result:
     rec = eng.read_key(p["KeyId"], ctx, "ListResourceTags", p)
     limit = paging.limit(p, 50)
     kind = "tags:" + rec.key_id
-    rows = eng.repo.tags(rec.key_id, paging.marker(p, kind), limit + 1)
+    rows = eng.repo.tags(rec.row_id, paging.marker(p, kind), limit + 1)
     page, more = rows[:limit], len(rows) > limit
     out: Result = {"Tags": [{"TagKey": r.tag_key, "TagValue": r.tag_value} for r in page], "Truncated": more}
     if more:
@@ -92,5 +92,5 @@ def put_key_policy(eng: Engine, p: Params, ctx: RequestContext) -> Result:
     _policy_name(p)
     check_policy_document(p["Policy"])
     eng.access.check_lockout(p["Policy"], ctx, bool(p.get("BypassPolicyLockoutSafetyCheck")))
-    eng.repo.update_key(rec.key_id, policy=p["Policy"])
+    eng.repo.update_key(rec.row_id, policy=p["Policy"])
     return {}
