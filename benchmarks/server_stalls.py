@@ -46,10 +46,16 @@ def _worker(args) -> list[tuple[float, float, int]]:
         mine = []
         while time.time() < stop_at:
             t = time.time()
-            c.request("POST", "/", body=body, headers=hdrs)
-            r = c.getresponse()
-            r.read()
-            mine.append((t - t0, time.time() - t, r.status))
+            try:
+                c.request("POST", "/", body=body, headers=hdrs)
+                r = c.getresponse()
+                r.read()
+                status = r.status
+            except (OSError, http.client.HTTPException):  # counted (status -1), then a new connection
+                c.close()
+                c = http.client.HTTPConnection(host, port)
+                status = -1
+            mine.append((t - t0, time.time() - t, status))
         with lock:
             out.extend(mine)
 
@@ -104,7 +110,16 @@ def run_setup(store: str, nodes: int, args) -> dict:
             target, params = st.cases(urls[0], key)["Encrypt 64 B"]
             headers, body = st.presign(urls[0], key, target, params)
             load(urls, headers, body, args.warmup, args.connections)
-            return load(urls, headers, body, args.seconds, args.connections)
+            result = load(urls, headers, body, args.seconds, args.connections)
+            if result["failures"] or not result["rps"]:
+                # Say why: the servers' own logs (the temporary directory goes away).
+                for i in range(nodes):
+                    for p in procs:
+                        p.poll()
+                    log_text = (tmp / f"kms{i}.log").read_text(errors="replace")[-4000:]
+                    print(f"--- {store}, node {i} (exit code {procs[i].returncode}), log tail:\n{log_text}",
+                          file=sys.stderr)
+            return result
     finally:
         for p in procs:
             p.terminate()
