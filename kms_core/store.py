@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -200,6 +201,22 @@ def _v1_to_v2(conn: Connection) -> None:
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1_to_v2}
 
 
+
+def create_tables(engine: SAEngine, tables: list[Table] | None = None) -> None:
+    """Create ``tables`` (default: every table of the store) that do not exist yet, safely when
+    several processes open a new schema at once (``kms serve --workers 2``, two nodes).  The
+    existence check and the CREATE are separate statements, so the loser of a race gets a
+    duplicate-table error (PostgreSQL: a unique violation on ``pg_type``; MariaDB: 1050)
+    although the table now exists: it checks again.  A real failure repeats and is raised."""
+    for attempt in range(4):
+        try:
+            metadata.create_all(engine, tables=tables, checkfirst=True)
+            return
+        except (IntegrityError, ProgrammingError, OperationalError):
+            if attempt == 3:
+                raise
+            time.sleep(0.02 * (attempt + 1))
+
 class Store:
     """An open store: SQLAlchemy engine plus the root key.  Thread-safe."""
 
@@ -284,7 +301,7 @@ class Store:
         if state.schema_version < SCHEMA_VERSION:
             self._migrate(state.schema_version)
         # Tables added by later parts of the same schema version (created if missing).
-        metadata.create_all(self.engine, checkfirst=True)
+        create_tables(self.engine)
 
     @property
     def display_url(self) -> str:
@@ -303,7 +320,7 @@ class Store:
     def _create(self, aead: AESGCM):
         nonce = os.urandom(12)
         canary = bytes([_SEAL_VERSION]) + nonce + aead.encrypt(nonce, _CANARY, _CANARY_AAD)
-        metadata.create_all(self.engine, checkfirst=True)
+        create_tables(self.engine)
         try:
             with self.engine.begin() as conn:
                 conn.execute(insert(kms_state).values(
@@ -396,7 +413,7 @@ class Store:
             return conn.execute(select(kms_state.c.generation).where(kms_state.c.id == 1)).scalar_one()
 
     def ensure_tables(self, *tables: Table) -> None:
-        metadata.create_all(self.engine, tables=list(tables), checkfirst=True)
+        create_tables(self.engine, list(tables))
 
     def _root(self) -> AESGCM:
         if self._aead is None:  # pragma: no cover - set by __init__ before any use

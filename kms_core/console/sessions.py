@@ -14,7 +14,8 @@ import time
 from dataclasses import dataclass
 
 from sqlalchemy import Column, Float, MetaData, String, Table, Text, delete, insert, select, update
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+
+from kms_core.store import create_tables
 
 IDLE = 30 * 60.0
 ABSOLUTE = 8 * 3600.0
@@ -54,12 +55,7 @@ class Sessions:
     def __init__(self, store, clock=time.time):
         self.store = store
         self.clock = clock
-        try:
-            console_sessions.create(store.engine, checkfirst=True)
-        except (IntegrityError, ProgrammingError, OperationalError):
-            # Two workers starting on a new PostgreSQL schema race to create the table: the
-            # loser's CREATE fails although the table now exists. Check again; a real failure repeats.
-            console_sessions.create(store.engine, checkfirst=True)
+        create_tables(store.engine, [console_sessions])  # safe when workers start at once
 
     def create(self, principal: str, access_key_id: str | None) -> str:
         """A new session; returns the cookie token (a fresh one every sign-in: no fixation)."""

@@ -331,3 +331,45 @@ def test_sqlite_commits_are_durable_when_the_call_returns(make_engine):
     with eng.store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+
+
+@pytest.mark.parametrize("database", ["postgresql", "mariadb"])
+def test_processes_opening_a_new_schema_at_once_all_start(database, pg_url, mysql_url):
+    """`kms serve --workers 2` and two nodes open a new schema at the same moment; the
+    existence check and CREATE TABLE are separate statements, so the loser of the race got a
+    duplicate-table error and its worker stopped the whole server (reproduced with
+    benchmarks/server_stalls.py). Every opener must succeed, each table created once."""
+    import threading
+
+    from kms_core.audit.chain import audit_events, audit_head, audit_pruned
+    from kms_core.console.sessions import console_sessions
+    from kms_core.store import create_tables, metadata
+
+    url = pg_url if database == "postgresql" else mysql_url
+    everything = list(dict.fromkeys([*metadata.sorted_tables, audit_events, audit_head, audit_pruned, console_sessions]))
+    engines = [sa.create_engine(url) for _ in range(6)]
+    try:
+        for e in engines:  # connected before the race, so that the CREATEs collide
+            with e.connect():
+                pass
+        barrier = threading.Barrier(len(engines))
+        errors: list[BaseException] = []
+
+        def open_schema(engine):
+            barrier.wait()
+            try:
+                create_tables(engine, everything)
+            except BaseException as exc:  # collected: the assertion below names it
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_schema, args=(e,)) for e in engines]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert errors == []
+        names = set(sa.inspect(engines[0]).get_table_names())
+        assert {t.name for t in everything} <= names
+    finally:
+        for e in engines:
+            e.dispose()
