@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 from datetime import timedelta
 
 import pytest
@@ -319,30 +318,105 @@ def test_replicate_key_permissions_and_audit(make_engine, kms_home):
     assert seen == [("ReplicateKey", None)]
 
 
-def test_migration_from_schema_1(make_engine, kms_home):
-    """A version-1 store (no multi-Region columns) opens, migrates and keeps its keys."""
-    url = f"sqlite:///{kms_home}/old.db"
+def _downgrade_to_schema_1(url: str, *, partial: bool = False) -> None:
+    """Make a store look like schema 1 (no multi-Region columns), or with ``partial`` like a
+    migration stopped after its first ALTER (MariaDB commits each DDL statement)."""
+    import sqlalchemy as sa
+
+    eng = sa.create_engine(url)
+    with eng.begin() as conn:
+        drop_index = "DROP INDEX ix_kms_keys_mrk_id"
+        if eng.dialect.name in ("mysql", "mariadb"):
+            drop_index += " ON kms_keys"
+        conn.exec_driver_sql(drop_index)  # SQLite cannot drop an indexed column
+        if not partial:
+            conn.exec_driver_sql("ALTER TABLE kms_keys DROP COLUMN mrk_id")
+        conn.exec_driver_sql("ALTER TABLE kms_keys DROP COLUMN primary_region")
+        conn.exec_driver_sql("UPDATE kms_state SET schema_version = 1")
+    eng.dispose()
+
+
+def _schema(url: str) -> tuple[int, set[str], set[str]]:
+    import sqlalchemy as sa
+
+    eng = sa.create_engine(url)
+    try:
+        with eng.connect() as conn:
+            version = conn.exec_driver_sql("SELECT schema_version FROM kms_state").scalar_one()
+            found = sa.inspect(conn)
+            return (version, {c["name"] for c in found.get_columns("kms_keys")},
+                    {str(i["name"]) for i in found.get_indexes("kms_keys")})
+    finally:
+        eng.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
+def any_store_url(request, kms_home):
+    if request.param == "sqlite":
+        return f"sqlite:///{kms_home}/old.db"
+    return request.getfixturevalue("pg_url" if request.param == "postgresql" else "mysql_url")
+
+
+@pytest.mark.parametrize("partial", [False, True], ids=["schema-1", "half-migrated"])
+def test_migration_from_schema_1(make_engine, any_store_url, partial):
+    """A version-1 store (no multi-Region columns) opens, migrates and keeps its keys, on
+    SQLite, PostgreSQL and MariaDB; so does one whose migration stopped half-way."""
+    url = any_store_url
     old = make_engine(store_url=url)
     kms = kms_core.client(engine=old, region_name=US)
-    kid = kms.create_key()["KeyMetadata"]["KeyId"]
+    kid = kms.create_key(Description="before")["KeyMetadata"]["KeyId"]
     blob = kms.encrypt(KeyId=kid, Plaintext=b"old")["CiphertextBlob"]
     old.close()
-    con = sqlite3.connect(f"{kms_home}/old.db")
-    con.execute("DROP INDEX ix_kms_keys_mrk_id")
-    con.execute("ALTER TABLE kms_keys DROP COLUMN mrk_id")
-    con.execute("ALTER TABLE kms_keys DROP COLUMN primary_region")
-    con.execute("UPDATE kms_state SET schema_version = 1")
-    con.commit()
-    con.close()
+    _downgrade_to_schema_1(url, partial=partial)
+    version, columns, _ = _schema(url)
+    assert version == 1 and "primary_region" not in columns and ("mrk_id" in columns) == partial
     new = make_engine(store_url=url)
+    version, columns, indexes = _schema(url)
+    assert version == 2 and {"mrk_id", "primary_region"} <= columns and "ix_kms_keys_mrk_id" in indexes
     kms = kms_core.client(engine=new, region_name=US)
     assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == b"old"
-    assert kms.describe_key(KeyId=kid)["KeyMetadata"]["MultiRegion"] is False
+    md = kms.describe_key(KeyId=kid)["KeyMetadata"]
+    assert (md["MultiRegion"], md["Description"]) == (False, "before")
     mrk = kms.create_key(MultiRegion=True)["KeyMetadata"]["KeyId"]
     kms.replicate_key(KeyId=mrk, ReplicaRegion=EU)
-    con = sqlite3.connect(f"{kms_home}/old.db")
-    assert con.execute("SELECT schema_version FROM kms_state").fetchone() == (2,)
-    con.close()
+    mrk_blob = kms.encrypt(KeyId=mrk, Plaintext=b"new")["CiphertextBlob"]
+    eu = kms_core.client(engine=new, region_name=EU)
+    assert eu.decrypt(CiphertextBlob=mrk_blob)["Plaintext"] == b"new"
+    new.close()
+    again = make_engine(store_url=url)  # opening a migrated store changes nothing
+    assert _schema(url)[0] == 2
+    assert kms_core.client(engine=again, region_name=EU).describe_key(KeyId=mrk)["KeyMetadata"]["MultiRegion"]
+
+
+def test_concurrent_migration_on_mariadb(make_engine, mysql_url):
+    """Processes opening one schema-1 MariaDB store at once: one migrates, the others wait for
+    it (MariaDB's DDL commits at once, so the row lock alone would not keep them apart)."""
+    import threading
+
+    old = make_engine(store_url=mysql_url)
+    kid = kms_core.client(engine=old).create_key()["KeyMetadata"]["KeyId"]
+    old.close()
+    _downgrade_to_schema_1(mysql_url)
+    errors: list[BaseException] = []
+    opened = []
+    start = threading.Barrier(3)
+
+    def open_store():
+        try:
+            start.wait(10)
+            opened.append(make_engine(store_url=mysql_url))
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=open_store) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert errors == [] and len(opened) == 3
+    assert _schema(mysql_url)[0] == 2
+    for eng in opened:
+        assert kms_core.client(engine=eng).describe_key(KeyId=kid)["KeyMetadata"]["MultiRegion"] is False
 
 
 def test_blob_v2_header_and_tamper():
