@@ -296,6 +296,46 @@ def test_external_origin_imports_per_region(regions):
     assert us.decrypt(CiphertextBlob=blob)["Plaintext"] == b"byok"
 
 
+def test_last_usage_is_per_region(regions, eng, clock):
+    """GetKeyLastUsage reports the usage of the caller's Region's key only: the same key id
+    names one key per Region, each with its own audit trail (AWS tracks each key)."""
+    from kms_core.audit import AuditReader, attach
+
+    log = attach(eng)
+    try:
+        us, eu = regions[US], regions[EU]
+        kid = us.create_key(MultiRegion=True)["KeyMetadata"]["KeyId"]
+        us.replicate_key(KeyId=kid, ReplicaRegion=EU)
+        eu_arn = f"arn:aws:kms:{EU}:111122223333:key/{kid}"
+        blob = us.encrypt(KeyId=kid, Plaintext=b"x")["CiphertextBlob"]
+        assert us.get_key_last_usage(KeyId=kid)["KeyLastUsage"]["Operation"] == "Encrypt"
+        out = eu.get_key_last_usage(KeyId=kid)
+        assert out["KeyId"] == eu_arn and "KeyLastUsage" not in out
+        clock.advance(seconds=10)
+        dec = eu.decrypt(CiphertextBlob=blob)
+        usage = eu.get_key_last_usage(KeyId=kid)["KeyLastUsage"]
+        assert (usage["Operation"], usage["KmsRequestId"]) == ("Decrypt", dec["ResponseMetadata"]["RequestId"])
+        assert us.get_key_last_usage(KeyId=kid)["KeyLastUsage"]["Operation"] == "Encrypt"
+        clock.advance(seconds=10)
+        us.generate_data_key(KeyId=kid, KeySpec="AES_256")
+        assert us.get_key_last_usage(KeyId=kid)["KeyLastUsage"]["Operation"] == "GenerateDataKey"
+        assert eu.get_key_last_usage(KeyId=kid)["KeyLastUsage"]["Operation"] == "Decrypt"
+        with pytest.raises(ClientError):  # failed: recorded (on the EU key, named by its bare id), not usage
+            eu.sign(KeyId=kid, Message=b"m", SigningAlgorithm="RSASSA_PSS_SHA_256")
+        assert eu.get_key_last_usage(KeyId=kid)["KeyLastUsage"]["Operation"] == "Decrypt"
+        # The events name the Region's key; a key-ARN filter gives that Region's, a key id every Region's.
+        log.flush()
+        reader = AuditReader(eng.store)
+        ev = json.loads(reader.events(operation="Decrypt")[-1][1])
+        assert ev["awsRegion"] == EU and ev["resources"][0]["ARN"] == eu_arn
+        assert [json.loads(b)["eventName"] for _, b in reader.events(key=eu_arn)] == [
+            "GetKeyLastUsage", "Decrypt", "GetKeyLastUsage", "GetKeyLastUsage", "Sign", "GetKeyLastUsage"]
+        assert len(reader.events(key=kid)) > len(reader.events(key=eu_arn))
+        assert reader.verify().ok
+    finally:
+        log.close()
+
+
 def test_replicate_key_permissions_and_audit(make_engine, kms_home):
     eng = make_engine(store_url=f"sqlite:///{kms_home}/perm.db")
     us = kms_core.client(engine=eng, region_name=US)
