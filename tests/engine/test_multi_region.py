@@ -336,6 +336,61 @@ def test_last_usage_is_per_region(regions, eng, clock):
         log.close()
 
 
+BOB = "arn:aws:iam::111122223333:user/bob"
+
+
+def _policy(*denials: tuple[str, dict]) -> str:
+    """Root and bob may do everything, except bob's ``(action, condition)`` denials."""
+    statements = [{"Sid": "root", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:root"},
+                   "Action": "kms:*", "Resource": "*"},
+                  {"Sid": "bob", "Effect": "Allow", "Principal": {"AWS": BOB}, "Action": "kms:*", "Resource": "*"}]
+    statements += [{"Effect": "Deny", "Principal": {"AWS": BOB}, "Action": action, "Resource": "*",
+                    "Condition": cond} for action, cond in denials]
+    return json.dumps({"Version": "2012-10-17", "Statement": statements})
+
+
+def test_multi_region_condition_keys(regions, eng):
+    """kms:MultiRegion, kms:MultiRegionKeyType, kms:ReplicaRegion and kms:PrimaryRegion in key
+    policies, as AWS documents them (docs/policies.md)."""
+    us, ap = regions[US], regions[AP]
+    policy = _policy(("kms:Encrypt", {"Bool": {"kms:MultiRegion": "true"}}),
+                     ("kms:Decrypt", {"StringEquals": {"kms:MultiRegionKeyType": "REPLICA"}}),
+                     ("kms:ReplicateKey", {"StringNotEquals": {"kms:ReplicaRegion": EU}}),
+                     ("kms:UpdatePrimaryRegion", {"StringNotEquals": {"kms:PrimaryRegion": EU}}),
+                     ("kms:DescribeKey", {"Null": {"kms:MultiRegionKeyType": "true"}}))
+    kid = us.create_key(MultiRegion=True, Policy=policy)["KeyMetadata"]["KeyId"]
+    single = us.create_key(Policy=policy)["KeyMetadata"]["KeyId"]
+    bob_us = kms_core.client(engine=eng, region_name=US, principal=BOB)
+    bob_eu = kms_core.client(engine=eng, region_name=EU, principal=BOB)
+
+    def denied(call) -> None:
+        with pytest.raises(ClientError) as err:
+            call()
+        assert _code(err)[0] == "AccessDeniedException"
+
+    # kms:ReplicaRegion: bob may replicate into EU only.
+    denied(lambda: bob_us.replicate_key(KeyId=kid, ReplicaRegion=AP))
+    assert ap.list_keys()["Keys"] == []
+    bob_us.replicate_key(KeyId=kid, ReplicaRegion=EU, Policy=policy)
+    # kms:MultiRegion: no Encrypt with a multi-Region key; a single-Region key is not one.
+    denied(lambda: bob_us.encrypt(KeyId=kid, Plaintext=b"x"))
+    assert bob_us.encrypt(KeyId=single, Plaintext=b"x")["CiphertextBlob"]
+    # kms:MultiRegionKeyType: the replica refuses Decrypt, the primary does not; a
+    # single-Region key has no such key (Null), so DescribeKey is refused on it alone.
+    blob = us.encrypt(KeyId=kid, Plaintext=b"x")["CiphertextBlob"]
+    assert bob_us.decrypt(CiphertextBlob=blob)["Plaintext"] == b"x"
+    denied(lambda: bob_eu.decrypt(CiphertextBlob=blob))
+    assert bob_us.describe_key(KeyId=kid)["KeyMetadata"]["MultiRegion"] is True
+    denied(lambda: bob_us.describe_key(KeyId=single))
+    # kms:PrimaryRegion: bob may move the primary to EU only.
+    us.replicate_key(KeyId=kid, ReplicaRegion=AP)
+    denied(lambda: bob_us.update_primary_region(KeyId=kid, PrimaryRegion=AP))
+    bob_us.update_primary_region(KeyId=kid, PrimaryRegion=EU)
+    # Roles swapped: now the US key is the replica and refuses bob's Decrypt, EU's allows it.
+    denied(lambda: bob_us.decrypt(CiphertextBlob=blob))
+    assert bob_eu.decrypt(CiphertextBlob=blob)["Plaintext"] == b"x"
+
+
 def test_replicate_key_permissions_and_audit(make_engine, kms_home):
     eng = make_engine(store_url=f"sqlite:///{kms_home}/perm.db")
     us = kms_core.client(engine=eng, region_name=US)
