@@ -9,7 +9,8 @@ the caller goes through the full engine, which gives AWS's exact answer
 (errors included).  It never writes.
 
 It reads the tables and seals written by ``kms_core.store`` (same layouts and
-associated data; tests/core/test_light.py checks it against the engine).
+associated data; tests/engine/test_light.py checks it against the engine, multi-Region keys'
+per-Region rows included).
 """
 from __future__ import annotations
 
@@ -61,6 +62,18 @@ class LightDecryptor:
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: PLC0415 - cold start: the light path loads nothing it can avoid
         return AESGCM(key)
 
+    def _row_id(self, key_id: str) -> str:
+        """The key's ``kms_keys`` row in this Region (``repository.row_id``): a multi-Region
+        key has one row per Region, ``mrk-<hex>/<region>``; its material rows stay under the
+        key id, shared by every Region."""
+        if not key_id.startswith("mrk-"):
+            return key_id
+        rid = f"{key_id}/{self._region}"
+        if len(rid) <= 64:
+            return rid
+        import hashlib  # noqa: PLC0415 - cold start: only Region names too long for a row id need it
+        return f"{key_id}/{hashlib.sha256(self._region.encode()).hexdigest()[:27]}"
+
     def _material(self, key_id: str, version: int, now: float):
         """(aead, key ARN, material id) for an Enabled key with nothing due, else None."""
         hit = self._keys.get((key_id, version))
@@ -76,7 +89,8 @@ class LightDecryptor:
                 self._checked_root = True
             row = con.execute(
                 "SELECT account_id, region, key_state, key_usage, deletion_date, rotation_enabled, "
-                "next_rotation_date, valid_to FROM kms_keys WHERE key_id = ?", (key_id,)).fetchone()
+                "next_rotation_date, valid_to FROM kms_keys WHERE key_id = ?",
+                (self._row_id(key_id),)).fetchone()
             if row is None:
                 return None
             account, region, state, usage, _deletion, rot, next_rot, valid_to = row

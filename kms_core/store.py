@@ -34,6 +34,7 @@ from sqlalchemy import (
     create_engine,
     event,
     insert,
+    inspect,
     select,
     update,
 )
@@ -188,14 +189,21 @@ def _check_io() -> None:
 
 # Epoch-second timestamps are Double: MySQL's FLOAT is 4 bytes and would lose ~1 hour.
 
-# Migrations from version N to N+1, run in one transaction each.
+# Migrations from version N to N+1, run in one transaction each.  Each step is idempotent: on
+# MariaDB a DDL statement commits implicitly, so a process stopped half-way leaves some of a
+# step done with the version not yet moved (the next open finishes it).
 def _v1_to_v2(conn: Connection) -> None:
     """Multi-Region keys: two nullable columns on kms_keys (existing keys are single-Region,
     both NULL) and the index on ``mrk_id``.  Plain ADD COLUMN works on SQLite, PostgreSQL and
     MariaDB alike; no existing row changes."""
-    conn.exec_driver_sql("ALTER TABLE kms_keys ADD COLUMN mrk_id VARCHAR(64)")
-    conn.exec_driver_sql("ALTER TABLE kms_keys ADD COLUMN primary_region VARCHAR(32)")
-    conn.exec_driver_sql("CREATE INDEX ix_kms_keys_mrk_id ON kms_keys (mrk_id)")
+    found = inspect(conn)
+    columns = {c["name"] for c in found.get_columns("kms_keys")}
+    if "mrk_id" not in columns:
+        conn.exec_driver_sql("ALTER TABLE kms_keys ADD COLUMN mrk_id VARCHAR(64)")
+    if "primary_region" not in columns:
+        conn.exec_driver_sql("ALTER TABLE kms_keys ADD COLUMN primary_region VARCHAR(32)")
+    if "ix_kms_keys_mrk_id" not in {i["name"] for i in found.get_indexes("kms_keys")}:
+        conn.exec_driver_sql("CREATE INDEX ix_kms_keys_mrk_id ON kms_keys (mrk_id)")
 
 
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1_to_v2}
@@ -369,18 +377,39 @@ class Store:
         return decode_root_key(text, f"root key file {path}")
 
     def _migrate(self, from_version: int) -> None:
-        v = from_version
-        while v < SCHEMA_VERSION:
-            step = MIGRATIONS[v]
-            with self.transaction() as conn:
-                # Another process may have migrated while this one waited for the write lock.
-                now_at = conn.execute(select(kms_state.c.schema_version)
-                                      .where(kms_state.c.id == 1)).scalar_one()
-                if now_at == v:
-                    step(conn)
-                    conn.execute(update(kms_state).where(kms_state.c.id == 1)
-                                 .values(schema_version=v + 1))
-            v += 1
+        with self._migration_lock():
+            v = from_version
+            while v < SCHEMA_VERSION:
+                step = MIGRATIONS[v]
+                with self.transaction() as conn:
+                    # Another process may have migrated while this one waited for the write lock.
+                    now_at = conn.execute(select(kms_state.c.schema_version)
+                                          .where(kms_state.c.id == 1)).scalar_one()
+                    if now_at == v:
+                        step(conn)
+                        conn.execute(update(kms_state).where(kms_state.c.id == 1)
+                                     .values(schema_version=v + 1))
+                v += 1
+
+    @contextlib.contextmanager
+    def _migration_lock(self) -> Iterator[None]:
+        """Serialise migrations between processes.  SQLite and PostgreSQL need nothing more
+        than the write transaction (their DDL is transactional); on MariaDB the first ALTER
+        commits and so releases the ``kms_state`` row lock, so a named lock (per database)
+        keeps a second process from starting the same step meanwhile (named after the
+        database, hashed: lock names are limited to 64 characters)."""
+        if self.engine.dialect.name not in ("mysql", "mariadb"):
+            yield
+            return
+        with self.engine.connect() as conn:
+            got = conn.exec_driver_sql(
+                "SELECT GET_LOCK(CONCAT('kms_local_migrate.', MD5(DATABASE())), 120)").scalar()
+            if got != 1:
+                raise StoreError(f"timed out waiting for another process to migrate {self.display_url}")
+            try:
+                yield
+            finally:
+                conn.exec_driver_sql("SELECT RELEASE_LOCK(CONCAT('kms_local_migrate.', MD5(DATABASE())))")
 
     # -- use ----------------------------------------------------------------------
     @contextlib.contextmanager

@@ -75,7 +75,8 @@ _RESULT_KEYS = ("KeyId", "SourceKeyId")
 # Parameters naming a key; aliases are resolved only through the result.
 _PARAM_KEYS = ("KeyId", "TargetKeyId", "SourceKeyId", "DestinationKeyId")
 _UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-_KEY_ARN_RE = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[0-9a-fA-F-]{36}$")
+_KEY_ARN_RE = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/(?:[0-9a-fA-F-]{36}|mrk-[0-9a-fA-F]{32})$")
+_MRK_RE = re.compile(r"^mrk-[0-9a-fA-F]{32}$")
 _OP_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,63}$")
 
 
@@ -169,7 +170,7 @@ def _key_arn(ref: Any, region: str, account: str) -> str | None:
         return hit
     if _KEY_ARN_RE.match(ref):
         arn = ref
-    elif _UUID_RE.match(ref):
+    elif _UUID_RE.match(ref) or _MRK_RE.match(ref):
         arn = f"arn:aws:kms:{region}:{account}:key/{ref.lower()}"
     else:
         arn = None
@@ -177,6 +178,16 @@ def _key_arn(ref: Any, region: str, account: str) -> str | None:
         _ARN_MEMO.clear()
     _ARN_MEMO[k] = arn
     return arn
+
+
+def key_tokens(arn: str) -> str:
+    """The ``key_ids`` index column's words for one key ARN: its key id, and for a multi-Region
+    key also ``<key id>/<Region>`` (the same id names one key in each Region; GetKeyLastUsage
+    and a key-ARN filter look for that Region's key only)."""
+    key_id = arn.rsplit("/", 1)[-1]
+    if not key_id.startswith("mrk-"):
+        return key_id
+    return f"{key_id} {key_id}/{arn.split(':', 4)[3]}"
 
 
 def _user_identity(ctx, account: str) -> dict:
@@ -304,7 +315,7 @@ class _Renderer:
             return hit
         uniq = list(dict.fromkeys(a for a in arns if a))
         frag = _J([{"accountId": account, "type": "AWS::KMS::Key", "ARN": a} for a in uniq])
-        ids = " ".join(a.rsplit("/", 1)[-1] for a in uniq)
+        ids = " ".join(key_tokens(a) for a in uniq)
         return self._cache_put(self._res, (arns, account),
                                (frag, (" " + ids + " ")[:1024] if ids else None))
 
@@ -416,7 +427,7 @@ def build_event(ctx, operation: str | None, params: dict | None, result: dict | 
 
 def _index_columns(ev: dict, when: datetime) -> dict:
     ui = ev.get("userIdentity") or {}
-    keys = [r["ARN"].rsplit("/", 1)[-1] for r in ev.get("resources") or [] if r.get("ARN")]
+    keys = [key_tokens(str(r["ARN"])) for r in ev.get("resources") or [] if r.get("ARN")]
     return {
         "event_time": when.timestamp(),
         "event_name": str(ev.get("eventName"))[:128],

@@ -103,7 +103,10 @@ class AuditReader:
         """Key ids a --key filter names: a key id, key ARN, alias name or alias ARN."""
         ref = ref.strip()
         if ":key/" in ref:
-            return [ref.rsplit("/", 1)[-1].lower()]
+            key_id = ref.rsplit("/", 1)[-1].lower()
+            if key_id.startswith("mrk-") and ref.count(":") >= 5:
+                return [f"{key_id}/{ref.split(':', 4)[3]}"]  # that Region's key only
+            return [key_id]
         if ref.startswith("alias/") or ":alias/" in ref:
             name = "alias/" + ref.split(":alias/", 1)[1] if ":alias/" in ref else ref
             with self.store.reading() as conn:

@@ -146,6 +146,9 @@ class Authorizer:
             "aws:SourceIp": ctx.source_ip, "kms:ViaService": via,
             "kms:KeySpec": rec.key_spec, "kms:KeyUsage": rec.key_usage, "kms:KeyOrigin": rec.origin,
             "kms:GrantIsForAWSResource": "true" if ctx.via_service else "false",
+            # Multi-Region keys: the key's kind, and the Region a request names.
+            "kms:MultiRegion": "true" if rec.multi_region else "false",
+            "kms:MultiRegionKeyType": ("REPLICA" if rec.is_replica else "PRIMARY") if rec.multi_region else None,
         }
         ec = params.get(_CONTEXT_PARAM.get(name, "EncryptionContext"))
         if name == "CreateGrant":
@@ -166,6 +169,10 @@ class Authorizer:
             c["kms:RequestAlias"] = alias
         if name == "ScheduleKeyDeletion":
             c["kms:ScheduleKeyDeletionPendingWindowInDays"] = params.get("PendingWindowInDays", 30)
+        if name == "ReplicateKey":
+            c["kms:ReplicaRegion"] = params.get("ReplicaRegion")
+        if name == "UpdatePrimaryRegion":
+            c["kms:PrimaryRegion"] = params.get("PrimaryRegion")
         if name == "EnableKeyRotation":
             c["kms:RotationPeriodInDays"] = params.get("RotationPeriodInDays", DEFAULT_ROTATION_DAYS)
         return {k: v for k, v in c.items() if v is not None}

@@ -44,12 +44,15 @@ def flush(auditor: Any) -> None:
         wait(5.0)
 
 
-def read(store: Any, key_id: str) -> tuple[float | None, LastUsage | None]:
+def read(store: Any, key_id: str, region: str) -> tuple[float | None, LastUsage | None]:
     """(when the audit log began recording, or None if it is empty; the newest successful
-    tracked operation on ``key_id``, or None)."""
+    tracked operation on ``key_id`` in ``region``, or None).  A multi-Region key has the same
+    id in every Region: its events carry the word ``<key id>/<Region>`` in ``key_ids``
+    (``audit.events.key_tokens``), so one Region's usage is found as cheaply as any key's."""
     t = _events_table(store).c
+    word = f"{key_id}/{region}" if key_id.startswith("mrk-") else key_id
     newest = (select(t.event_time, t.event)
-              .where(and_(t.key_ids.contains(f" {key_id} ", autoescape=True),
+              .where(and_(t.key_ids.contains(f" {word} ", autoescape=True),
                           t.event_name.in_(TRACKED_OPERATIONS), t.error_code.is_(None)))
               .order_by(t.seq.desc()).limit(1))
     with store.reading() as conn:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 from datetime import timedelta
 
 import pytest
@@ -297,6 +296,101 @@ def test_external_origin_imports_per_region(regions):
     assert us.decrypt(CiphertextBlob=blob)["Plaintext"] == b"byok"
 
 
+def test_last_usage_is_per_region(regions, eng, clock):
+    """GetKeyLastUsage reports the usage of the caller's Region's key only: the same key id
+    names one key per Region, each with its own audit trail (AWS tracks each key)."""
+    from kms_core.audit import AuditReader, attach
+
+    log = attach(eng)
+    try:
+        us, eu = regions[US], regions[EU]
+        kid = us.create_key(MultiRegion=True)["KeyMetadata"]["KeyId"]
+        us.replicate_key(KeyId=kid, ReplicaRegion=EU)
+        eu_arn = f"arn:aws:kms:{EU}:111122223333:key/{kid}"
+        blob = us.encrypt(KeyId=kid, Plaintext=b"x")["CiphertextBlob"]
+        assert us.get_key_last_usage(KeyId=kid)["KeyLastUsage"]["Operation"] == "Encrypt"
+        out = eu.get_key_last_usage(KeyId=kid)
+        assert out["KeyId"] == eu_arn and "KeyLastUsage" not in out
+        clock.advance(seconds=10)
+        dec = eu.decrypt(CiphertextBlob=blob)
+        usage = eu.get_key_last_usage(KeyId=kid)["KeyLastUsage"]
+        assert (usage["Operation"], usage["KmsRequestId"]) == ("Decrypt", dec["ResponseMetadata"]["RequestId"])
+        assert us.get_key_last_usage(KeyId=kid)["KeyLastUsage"]["Operation"] == "Encrypt"
+        clock.advance(seconds=10)
+        us.generate_data_key(KeyId=kid, KeySpec="AES_256")
+        assert us.get_key_last_usage(KeyId=kid)["KeyLastUsage"]["Operation"] == "GenerateDataKey"
+        assert eu.get_key_last_usage(KeyId=kid)["KeyLastUsage"]["Operation"] == "Decrypt"
+        with pytest.raises(ClientError):  # failed: recorded (on the EU key, named by its bare id), not usage
+            eu.sign(KeyId=kid, Message=b"m", SigningAlgorithm="RSASSA_PSS_SHA_256")
+        assert eu.get_key_last_usage(KeyId=kid)["KeyLastUsage"]["Operation"] == "Decrypt"
+        # The events name the Region's key; a key-ARN filter gives that Region's, a key id every Region's.
+        log.flush()
+        reader = AuditReader(eng.store)
+        ev = json.loads(reader.events(operation="Decrypt")[-1][1])
+        assert ev["awsRegion"] == EU and ev["resources"][0]["ARN"] == eu_arn
+        assert [json.loads(b)["eventName"] for _, b in reader.events(key=eu_arn)] == [
+            "GetKeyLastUsage", "Decrypt", "GetKeyLastUsage", "GetKeyLastUsage", "Sign", "GetKeyLastUsage"]
+        assert len(reader.events(key=kid)) > len(reader.events(key=eu_arn))
+        assert reader.verify().ok
+    finally:
+        log.close()
+
+
+BOB = "arn:aws:iam::111122223333:user/bob"
+
+
+def _policy(*denials: tuple[str, dict]) -> str:
+    """Root and bob may do everything, except bob's ``(action, condition)`` denials."""
+    statements = [{"Sid": "root", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:root"},
+                   "Action": "kms:*", "Resource": "*"},
+                  {"Sid": "bob", "Effect": "Allow", "Principal": {"AWS": BOB}, "Action": "kms:*", "Resource": "*"}]
+    statements += [{"Effect": "Deny", "Principal": {"AWS": BOB}, "Action": action, "Resource": "*",
+                    "Condition": cond} for action, cond in denials]
+    return json.dumps({"Version": "2012-10-17", "Statement": statements})
+
+
+def test_multi_region_condition_keys(regions, eng):
+    """kms:MultiRegion, kms:MultiRegionKeyType, kms:ReplicaRegion and kms:PrimaryRegion in key
+    policies, as AWS documents them (docs/policies.md)."""
+    us, ap = regions[US], regions[AP]
+    policy = _policy(("kms:Encrypt", {"Bool": {"kms:MultiRegion": "true"}}),
+                     ("kms:Decrypt", {"StringEquals": {"kms:MultiRegionKeyType": "REPLICA"}}),
+                     ("kms:ReplicateKey", {"StringNotEquals": {"kms:ReplicaRegion": EU}}),
+                     ("kms:UpdatePrimaryRegion", {"StringNotEquals": {"kms:PrimaryRegion": EU}}),
+                     ("kms:DescribeKey", {"Null": {"kms:MultiRegionKeyType": "true"}}))
+    kid = us.create_key(MultiRegion=True, Policy=policy)["KeyMetadata"]["KeyId"]
+    single = us.create_key(Policy=policy)["KeyMetadata"]["KeyId"]
+    bob_us = kms_core.client(engine=eng, region_name=US, principal=BOB)
+    bob_eu = kms_core.client(engine=eng, region_name=EU, principal=BOB)
+
+    def denied(call) -> None:
+        with pytest.raises(ClientError) as err:
+            call()
+        assert _code(err)[0] == "AccessDeniedException"
+
+    # kms:ReplicaRegion: bob may replicate into EU only.
+    denied(lambda: bob_us.replicate_key(KeyId=kid, ReplicaRegion=AP))
+    assert ap.list_keys()["Keys"] == []
+    bob_us.replicate_key(KeyId=kid, ReplicaRegion=EU, Policy=policy)
+    # kms:MultiRegion: no Encrypt with a multi-Region key; a single-Region key is not one.
+    denied(lambda: bob_us.encrypt(KeyId=kid, Plaintext=b"x"))
+    assert bob_us.encrypt(KeyId=single, Plaintext=b"x")["CiphertextBlob"]
+    # kms:MultiRegionKeyType: the replica refuses Decrypt, the primary does not; a
+    # single-Region key has no such key (Null), so DescribeKey is refused on it alone.
+    blob = us.encrypt(KeyId=kid, Plaintext=b"x")["CiphertextBlob"]
+    assert bob_us.decrypt(CiphertextBlob=blob)["Plaintext"] == b"x"
+    denied(lambda: bob_eu.decrypt(CiphertextBlob=blob))
+    assert bob_us.describe_key(KeyId=kid)["KeyMetadata"]["MultiRegion"] is True
+    denied(lambda: bob_us.describe_key(KeyId=single))
+    # kms:PrimaryRegion: bob may move the primary to EU only.
+    us.replicate_key(KeyId=kid, ReplicaRegion=AP)
+    denied(lambda: bob_us.update_primary_region(KeyId=kid, PrimaryRegion=AP))
+    bob_us.update_primary_region(KeyId=kid, PrimaryRegion=EU)
+    # Roles swapped: now the US key is the replica and refuses bob's Decrypt, EU's allows it.
+    denied(lambda: bob_us.decrypt(CiphertextBlob=blob))
+    assert bob_eu.decrypt(CiphertextBlob=blob)["Plaintext"] == b"x"
+
+
 def test_replicate_key_permissions_and_audit(make_engine, kms_home):
     eng = make_engine(store_url=f"sqlite:///{kms_home}/perm.db")
     us = kms_core.client(engine=eng, region_name=US)
@@ -319,30 +413,105 @@ def test_replicate_key_permissions_and_audit(make_engine, kms_home):
     assert seen == [("ReplicateKey", None)]
 
 
-def test_migration_from_schema_1(make_engine, kms_home):
-    """A version-1 store (no multi-Region columns) opens, migrates and keeps its keys."""
-    url = f"sqlite:///{kms_home}/old.db"
+def _downgrade_to_schema_1(url: str, *, partial: bool = False) -> None:
+    """Make a store look like schema 1 (no multi-Region columns), or with ``partial`` like a
+    migration stopped after its first ALTER (MariaDB commits each DDL statement)."""
+    import sqlalchemy as sa
+
+    eng = sa.create_engine(url)
+    with eng.begin() as conn:
+        drop_index = "DROP INDEX ix_kms_keys_mrk_id"
+        if eng.dialect.name in ("mysql", "mariadb"):
+            drop_index += " ON kms_keys"
+        conn.exec_driver_sql(drop_index)  # SQLite cannot drop an indexed column
+        if not partial:
+            conn.exec_driver_sql("ALTER TABLE kms_keys DROP COLUMN mrk_id")
+        conn.exec_driver_sql("ALTER TABLE kms_keys DROP COLUMN primary_region")
+        conn.exec_driver_sql("UPDATE kms_state SET schema_version = 1")
+    eng.dispose()
+
+
+def _schema(url: str) -> tuple[int, set[str], set[str]]:
+    import sqlalchemy as sa
+
+    eng = sa.create_engine(url)
+    try:
+        with eng.connect() as conn:
+            version = conn.exec_driver_sql("SELECT schema_version FROM kms_state").scalar_one()
+            found = sa.inspect(conn)
+            return (version, {c["name"] for c in found.get_columns("kms_keys")},
+                    {str(i["name"]) for i in found.get_indexes("kms_keys")})
+    finally:
+        eng.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
+def any_store_url(request, kms_home):
+    if request.param == "sqlite":
+        return f"sqlite:///{kms_home}/old.db"
+    return request.getfixturevalue("pg_url" if request.param == "postgresql" else "mysql_url")
+
+
+@pytest.mark.parametrize("partial", [False, True], ids=["schema-1", "half-migrated"])
+def test_migration_from_schema_1(make_engine, any_store_url, partial):
+    """A version-1 store (no multi-Region columns) opens, migrates and keeps its keys, on
+    SQLite, PostgreSQL and MariaDB; so does one whose migration stopped half-way."""
+    url = any_store_url
     old = make_engine(store_url=url)
     kms = kms_core.client(engine=old, region_name=US)
-    kid = kms.create_key()["KeyMetadata"]["KeyId"]
+    kid = kms.create_key(Description="before")["KeyMetadata"]["KeyId"]
     blob = kms.encrypt(KeyId=kid, Plaintext=b"old")["CiphertextBlob"]
     old.close()
-    con = sqlite3.connect(f"{kms_home}/old.db")
-    con.execute("DROP INDEX ix_kms_keys_mrk_id")
-    con.execute("ALTER TABLE kms_keys DROP COLUMN mrk_id")
-    con.execute("ALTER TABLE kms_keys DROP COLUMN primary_region")
-    con.execute("UPDATE kms_state SET schema_version = 1")
-    con.commit()
-    con.close()
+    _downgrade_to_schema_1(url, partial=partial)
+    version, columns, _ = _schema(url)
+    assert version == 1 and "primary_region" not in columns and ("mrk_id" in columns) == partial
     new = make_engine(store_url=url)
+    version, columns, indexes = _schema(url)
+    assert version == 2 and {"mrk_id", "primary_region"} <= columns and "ix_kms_keys_mrk_id" in indexes
     kms = kms_core.client(engine=new, region_name=US)
     assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == b"old"
-    assert kms.describe_key(KeyId=kid)["KeyMetadata"]["MultiRegion"] is False
+    md = kms.describe_key(KeyId=kid)["KeyMetadata"]
+    assert (md["MultiRegion"], md["Description"]) == (False, "before")
     mrk = kms.create_key(MultiRegion=True)["KeyMetadata"]["KeyId"]
     kms.replicate_key(KeyId=mrk, ReplicaRegion=EU)
-    con = sqlite3.connect(f"{kms_home}/old.db")
-    assert con.execute("SELECT schema_version FROM kms_state").fetchone() == (2,)
-    con.close()
+    mrk_blob = kms.encrypt(KeyId=mrk, Plaintext=b"new")["CiphertextBlob"]
+    eu = kms_core.client(engine=new, region_name=EU)
+    assert eu.decrypt(CiphertextBlob=mrk_blob)["Plaintext"] == b"new"
+    new.close()
+    again = make_engine(store_url=url)  # opening a migrated store changes nothing
+    assert _schema(url)[0] == 2
+    assert kms_core.client(engine=again, region_name=EU).describe_key(KeyId=mrk)["KeyMetadata"]["MultiRegion"]
+
+
+def test_concurrent_migration_on_mariadb(make_engine, mysql_url):
+    """Processes opening one schema-1 MariaDB store at once: one migrates, the others wait for
+    it (MariaDB's DDL commits at once, so the row lock alone would not keep them apart)."""
+    import threading
+
+    old = make_engine(store_url=mysql_url)
+    kid = kms_core.client(engine=old).create_key()["KeyMetadata"]["KeyId"]
+    old.close()
+    _downgrade_to_schema_1(mysql_url)
+    errors: list[BaseException] = []
+    opened = []
+    start = threading.Barrier(3)
+
+    def open_store():
+        try:
+            start.wait(10)
+            opened.append(make_engine(store_url=mysql_url))
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=open_store) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert errors == [] and len(opened) == 3
+    assert _schema(mysql_url)[0] == 2
+    for eng in opened:
+        assert kms_core.client(engine=eng).describe_key(KeyId=kid)["KeyMetadata"]["MultiRegion"] is False
 
 
 def test_blob_v2_header_and_tamper():

@@ -148,7 +148,7 @@ def get_key_last_usage(eng: Engine, p: Params, ctx: RequestContext) -> Result:
     with no audit log, it has not started (TrackingStartDate is now)."""
     rec = eng.read_key(p["KeyId"], ctx, "GetKeyLastUsage", p)
     last_usage.flush(eng.auditor)
-    began, used = last_usage.read(eng.store, rec.key_id)
+    began, used = last_usage.read(eng.store, rec.key_id, rec.region)
     start = max(rec.creation_date, eng.now() if began is None else began)
     out: Result = {"KeyId": rec.arn, "TrackingStartDate": ts(start),
                    "KeyCreationDate": ts(rec.creation_date)}
