@@ -43,19 +43,27 @@ def _origin(p: Params) -> str:
     return origin
 
 
-def create_key(eng: Engine, p: Params, ctx: RequestContext) -> Result:
-    spec, usage = _key_type(p, eng.region(ctx))
-    origin = _origin(p)
-    account, region = eng.account(ctx), eng.region(ctx)
+def new_key_policy_and_tags(eng: Engine, p: Params, ctx: RequestContext) -> tuple[str, list[tuple[str, str]]]:
+    """What a new key starts with — CreateKey's, or ReplicateKey's replica in ``ctx``'s Region:
+    the request's policy (checked, and the lockout check unless bypassed) or the default one,
+    and its tags; kms:CreateKey is authorized in ``ctx``'s Region."""
     policy = p.get("Policy")
     if policy is None:
-        policy = default_policy(account)
+        policy = default_policy(eng.account(ctx))
     else:
         check_policy_document(policy)
     tag_list = check_tags(p.get("Tags") or [])
     eng.authorize("CreateKey", None, ctx, p)
     if p.get("Policy") is not None:
         eng.access.check_lockout(policy, ctx, bool(p.get("BypassPolicyLockoutSafetyCheck")))
+    return policy, tag_list
+
+
+def create_key(eng: Engine, p: Params, ctx: RequestContext) -> Result:
+    spec, usage = _key_type(p, eng.region(ctx))
+    origin = _origin(p)
+    account, region = eng.account(ctx), eng.region(ctx)
+    policy, tag_list = new_key_policy_and_tags(eng, p, ctx)
     multi_region = bool(p.get("MultiRegion"))
     key_id = new_key_id(multi_region)
     external = origin == "EXTERNAL"

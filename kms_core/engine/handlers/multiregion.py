@@ -13,8 +13,7 @@ from kms_core.errors import KMSError, not_found
 
 from ..records import CREATING, ENABLED, PENDING_IMPORT, Params, RequestContext, Result
 from ..repository import ReplicaExists, row_id
-from ..templates import check_policy_document, default_policy
-from .tags_policies import check_tags
+from .lifecycle import new_key_policy_and_tags
 
 if TYPE_CHECKING:
     from ..core import Engine
@@ -41,16 +40,8 @@ def replicate_key(eng: Engine, p: Params, ctx: RequestContext) -> Result:
         raise KMSError("AlreadyExistsException",
                        f"Key 'arn:aws:kms:{target}:{rec.account_id}:key/{rec.key_id}' already exists")
     account = rec.account_id
-    policy = p.get("Policy")
-    if policy is None:
-        policy = default_policy(account)
-    else:
-        check_policy_document(policy)
-    tag_list = check_tags(p.get("Tags") or [])
     replica_ctx = dataclasses.replace(ctx, region=target, account_id=account)
-    eng.authorize("CreateKey", None, replica_ctx, p)
-    if p.get("Policy") is not None:
-        eng.access.check_lockout(policy, replica_ctx, bool(p.get("BypassPolicyLockoutSafetyCheck")))
+    policy, tag_list = new_key_policy_and_tags(eng, p, replica_ctx)
     try:
         eng.repo.replicate(rec.key_id, {
             "key_id": row_id(rec.key_id, target), "account_id": account, "region": target,
