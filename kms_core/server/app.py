@@ -412,8 +412,8 @@ class KMSApp:
         refusal's audit record is written from the pool): the ASGI path answers those.
         Measured per signed Encrypt: ~30 µs less server CPU than the ASGI cycle
         (docs/server.md, "Where a signed Encrypt's CPU goes")."""
-        if not self._loop_calls or self._waiting or self._audit_waits:
-            return None
+        if not self._loop_calls or self._waiting or self._audit_waits or len(body) > self.config.max_body:
+            return None  # (an oversized body is refused, and audited, by the ASGI path)
         headers = _headers(scope)
         target = headers.get("x-amz-target", "")
         op = target[len(TARGET_PREFIX):][:128] if target.startswith(TARGET_PREFIX) else None

@@ -185,3 +185,31 @@ def test_connection_close_is_honoured_on_the_fast_path(served, key, asgi_calls):
         assert headers["connection"] == "close"
         assert rest == b"" and s.recv(10) == b""  # and the server closed the connection
     assert asgi_calls == []
+
+
+def test_a_smaller_body_limit_still_applies_on_the_fast_path(engine, key):
+    """``kms serve --max-body`` below the fast path's size: the limit still refuses the request."""
+    import asyncio
+
+    app = KMSApp(ServerConfig(max_body=64), engine=engine)
+    try:
+        key_id = engine.call("CreateKey", {})["KeyMetadata"]["KeyId"]
+        engine.call("Encrypt", {"KeyId": key_id, "Plaintext": b"x"})  # the key is cached
+        app.credentials.load(key["AccessKeyId"])  # and so is the access key
+        head, body = _signed(1, key, "Encrypt", {"KeyId": key_id, "Plaintext": "QUFB" * 40})
+        scope = {"type": "http", "method": "POST", "path": "/", "raw_path": b"/", "query_string": b"",
+                 "client": ("127.0.0.1", 1), "http_version": "1.1",
+                 "headers": [(k.strip().lower().encode(), v.strip().encode()) for k, _, v in
+                             (line.partition(":") for line in head.decode().split("\r\n")[1:] if line)]}
+        app._loop_calls = True  # as on a started server
+        assert len(body) > 64 and app.answer_now(scope, body) is None
+        inbox = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def receive():
+            return inbox.pop(0)
+
+        status, out = asyncio.run(app.handle(scope, receive, "r1"))
+        assert status == 413 and b"RequestEntityTooLargeException" in out
+    finally:
+        if app.audit_log is not None:
+            app.audit_log.close()
