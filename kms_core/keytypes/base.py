@@ -17,6 +17,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
+from . import spec_facts
+
 
 @dataclass(frozen=True, slots=True)
 class Material:
@@ -87,6 +89,16 @@ class KeyType(ABC):
     signing_algorithms: tuple[str, ...] = ()
     mac_algorithms: tuple[str, ...] = ()
     key_agreement_algorithms: tuple[str, ...] = ()
+
+    def __init__(self, spec: str) -> None:
+        # What AWS allows for the spec lives in spec_facts: the type reports those facts.
+        f = spec_facts.facts(spec)
+        self.key_spec = spec
+        self.key_usages = f.key_usages
+        self.encryption_algorithms = f.encryption_algorithms
+        self.signing_algorithms = f.signing_algorithms
+        self.mac_algorithms = f.mac_algorithms
+        self.key_agreement_algorithms = f.key_agreement_algorithms
 
     @abstractmethod
     def generate(self) -> bytes:

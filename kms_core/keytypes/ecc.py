@@ -65,12 +65,8 @@ class Ecdh(KeyAgreement):
 
 class EccKeyType(KeyType):
     def __init__(self, spec: str):
-        self.key_spec = spec
+        super().__init__(spec)
         self.curve = CURVES[spec]
-        f = specs.facts(spec)
-        self.key_usages = f.key_usages
-        self.signing_algorithms = f.signing_algorithms
-        self.key_agreement_algorithms = f.key_agreement_algorithms
         self._signer = EcdsaSigner(self)
         self._ecdh = Ecdh(self) if self.key_agreement_algorithms else None
 

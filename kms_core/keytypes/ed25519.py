@@ -80,13 +80,10 @@ class Ed25519Signer(Signer):
 
 
 class Ed25519KeyType(common.SingleClassSigningKeyType):
-    key_spec = "ECC_NIST_EDWARDS25519"
     private_class = ed25519.Ed25519PrivateKey
 
     def __init__(self) -> None:
-        f = specs.facts(self.key_spec)
-        self.key_usages = f.key_usages
-        self.signing_algorithms = f.signing_algorithms
+        super().__init__("ECC_NIST_EDWARDS25519")
         self._signer = Ed25519Signer(self)
 
 

@@ -50,11 +50,8 @@ class HmacMac(Mac):
 
 class HmacKeyType(KeyType):
     def __init__(self, bits: int):
-        self.key_spec = f"HMAC_{bits}"
+        super().__init__(f"HMAC_{bits}")
         self.length = bits // 8
-        f = specs.facts(self.key_spec)
-        self.key_usages = f.key_usages
-        self.mac_algorithms = f.mac_algorithms
         self._mac = HmacMac(self)
 
     def generate(self) -> bytes:

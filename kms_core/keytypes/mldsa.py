@@ -61,11 +61,8 @@ class MldsaSigner(Signer):
 
 class MldsaKeyType(common.SingleClassSigningKeyType):
     def __init__(self, spec: str):
-        self.key_spec = spec
+        super().__init__(spec)
         self.private_class = _PRIVATE[spec]
-        f = specs.facts(spec)
-        self.key_usages = f.key_usages
-        self.signing_algorithms = f.signing_algorithms
         self._signer = MldsaSigner(self)
 
 

@@ -93,12 +93,8 @@ class RsaSigner(Signer):
 
 class RsaKeyType(KeyType):
     def __init__(self, bits: int):
+        super().__init__(f"RSA_{bits}")
         self.bits = bits
-        self.key_spec = f"RSA_{bits}"
-        f = specs.facts(self.key_spec)
-        self.key_usages = f.key_usages
-        self.encryption_algorithms = f.encryption_algorithms
-        self.signing_algorithms = f.signing_algorithms
         self._encrypter = RsaEncrypter(self)
         self._signer = RsaSigner(self)
 

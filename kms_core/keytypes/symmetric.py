@@ -61,11 +61,8 @@ class _AesGcmEncrypter(Encrypter):
 
 
 class SymmetricDefault(KeyType):
-    key_spec = SYMMETRIC_DEFAULT
-    key_usages = ("ENCRYPT_DECRYPT",)
-    encryption_algorithms = (SYMMETRIC_DEFAULT,)
-
     def __init__(self) -> None:
+        super().__init__(SYMMETRIC_DEFAULT)
         self._encrypter = _AesGcmEncrypter()
 
     def generate(self) -> bytes:
