@@ -20,7 +20,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import IO, Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Select, delete, func, insert, select, update
 
 from ..errors import StoreError
 from ..store import Store
@@ -46,13 +46,7 @@ def iter_events(store: Store, *, before: float | None = None, after: float | Non
     t = audit_events.c
     last = 0
     while True:
-        q = select(t.seq, t.event).where(t.seq > last)
-        if before is not None:
-            q = q.where(t.event_time < before)
-        if after is not None:
-            q = q.where(t.event_time >= after)
-        if up_to_seq is not None:
-            q = q.where(t.seq <= up_to_seq)
+        q = _within(select(t.seq, t.event).where(t.seq > last), before, after, up_to_seq)
         with store.reading() as conn:
             rows = conn.execute(q.order_by(t.seq).limit(page)).all()
         if not rows:
@@ -64,16 +58,21 @@ def iter_events(store: Store, *, before: float | None = None, after: float | Non
 
 def count_events(store: Store, *, before: float | None = None, after: float | None = None,
                  up_to_seq: int | None = None) -> int:
+    q = _within(select(func.count()).select_from(audit_events), before, after, up_to_seq)
+    with store.reading() as conn:
+        return int(conn.execute(q).scalar() or 0)
+
+
+def _within(q: Select, before: float | None, after: float | None, up_to_seq: int | None) -> Select:
+    """``q`` limited to events before/at-or-after a time and up to a sequence number."""
     t = audit_events.c
-    q = select(func.count()).select_from(audit_events)
     if before is not None:
         q = q.where(t.event_time < before)
     if after is not None:
         q = q.where(t.event_time >= after)
     if up_to_seq is not None:
         q = q.where(t.seq <= up_to_seq)
-    with store.reading() as conn:
-        return int(conn.execute(q).scalar() or 0)
+    return q
 
 
 def open_output(target: str) -> AbstractContextManager[Any]:
