@@ -52,6 +52,18 @@ def interleaved(fns, repeat: int, setups=None) -> list[list[float]]:
     return wall
 
 
+def split_over(part, n: int, threads: int) -> None:
+    """``part(lo, hi)`` over [0, n) cut into ``threads`` runs: one on this thread, the rest on
+    threads of their own."""
+    bounds = [n * i // threads for i in range(threads + 1)]
+    ths = [threading.Thread(target=part, args=(bounds[i], bounds[i + 1])) for i in range(1, threads)]
+    for t in ths:
+        t.start()
+    part(bounds[0], bounds[1])
+    for t in ths:
+        t.join()
+
+
 def gbps(nbytes: int, seconds: float) -> float:
     return nbytes / seconds / 1e9
 
@@ -123,13 +135,7 @@ def aes_over(aead, payload: memoryview, threads: int, decrypt: bool, ct: memoryv
             else:
                 aead.encrypt_into(bytes(12), payload[k * chunk:(k + 1) * chunk], None,
                                   out[o * unit:(o + 1) * unit])
-    bounds = [n * i // threads for i in range(threads + 1)]
-    ths = [threading.Thread(target=part, args=(bounds[i], bounds[i + 1])) for i in range(1, threads)]
-    for t in ths:
-        t.start()
-    part(bounds[0], bounds[1])
-    for t in ths:
-        t.join()
+    split_over(part, n, threads)
 
 
 def bare_read(path, nbytes, aead, threads):
@@ -150,13 +156,7 @@ def bare_read(path, nbytes, aead, threads):
                 o = (k + j) % 16
                 aead.decrypt_into(bytes(12), scratch[j * unit:(j + 1) * unit], None,
                                   out[o * chunk:(o + 1) * chunk])
-    bounds = [n * i // threads for i in range(threads + 1)]
-    ths = [threading.Thread(target=part, args=(bounds[i], bounds[i + 1])) for i in range(1, threads)]
-    for t in ths:
-        t.start()
-    part(bounds[0], bounds[1])
-    for t in ths:
-        t.join()
+    split_over(part, n, threads)
     os.close(fd)
 
 
@@ -175,13 +175,7 @@ def bare_write(path, payload, aead, threads):
                 aead.encrypt_into(bytes(12), payload[(k + j) * chunk:(k + j + 1) * chunk], None,
                                   out[j * unit:(j + 1) * unit])
             os.pwrite(fd, out[:m * unit], 1024 + k * unit)
-    bounds = [n * i // threads for i in range(threads + 1)]
-    ths = [threading.Thread(target=part, args=(bounds[i], bounds[i + 1])) for i in range(1, threads)]
-    for t in ths:
-        t.start()
-    part(bounds[0], bounds[1])
-    for t in ths:
-        t.join()
+    split_over(part, n, threads)
     os.close(fd)
 
 
