@@ -117,6 +117,19 @@ def _headers(scope) -> dict[str, str]:
 
 
 
+
+def _operation(headers: dict[str, str]) -> tuple[str, str | None]:
+    """(X-Amz-Target, the operation it names or None)."""
+    target = headers.get("x-amz-target", "")
+    return target, target[len(TARGET_PREFIX):][:128] if target.startswith(TARGET_PREFIX) else None
+
+
+def _error_answer(e: Exception, op: str | None, request_id: str) -> tuple[int, bytes]:
+    """The answer to an error after dispatch: the engine's KMSError (it audited it, or
+    ``_engine_call`` did) as AWS's JSON, anything else a bug, never a traceback."""
+    err = e if isinstance(e, KMSError) else internal_error(e, op, request_id)
+    return err.status, wire.encode_error(err.code, err.message)
+
 class _MarkingAuditor:
     """The engine's auditor, also noting per thread the request it recorded last.  Every
     other attribute (``admit``, the audit log's fail-closed check; ``flush``, which the
@@ -377,8 +390,7 @@ class KMSApp:
         """Answer one ``POST /``.  Every request is audited exactly once: by the
         engine once dispatched, else here (``record_rejected``)."""
         headers = _headers(scope)
-        target = headers.get("x-amz-target", "")
-        op = target[len(TARGET_PREFIX):][:128] if target.startswith(TARGET_PREFIX) else None
+        target, op = _operation(headers)
         signed = cred = None
         try:
             try:
@@ -397,11 +409,8 @@ class KMSApp:
                 await asyncio.get_running_loop().run_in_executor(
                     self.pool, self._record_rejected, scope, headers, request_id, signed, cred, r.operation, r.error)
             return r.error.status, wire.encode_error(r.error.code, r.error.message)
-        except KMSError as e:  # from the engine, which audited it (or _engine_call did)
-            return e.status, wire.encode_error(e.code, e.message)
-        except Exception as e:  # a bug after the engine answered (and audited): never a traceback
-            err = internal_error(e, op, request_id)
-            return err.status, wire.encode_error(err.code, err.message)
+        except Exception as e:  # from the engine (which audited it), or a bug after it answered
+            return _error_answer(e, op, request_id)
 
     def answer_now(self, scope, body: bytes) -> tuple[int, bytes, str] | None:
         """``handle`` for a request whose body has arrived, answered on the event loop
@@ -415,8 +424,7 @@ class KMSApp:
         if not self._loop_calls or self._waiting or self._audit_waits or len(body) > self.config.max_body:
             return None  # (an oversized body is refused, and audited, by the ASGI path)
         headers = _headers(scope)
-        target = headers.get("x-amz-target", "")
-        op = target[len(TARGET_PREFIX):][:128] if target.startswith(TARGET_PREFIX) else None
+        target, op = _operation(headers)
         request_id = new_request_id()
         try:
             signed = self._parse_signed(scope, headers, body)
@@ -434,11 +442,8 @@ class KMSApp:
             return 200, self._engine_call(self.engine.call_nonblocking, op, params, ctx), request_id
         except WouldBlock:  # nothing changed or audited: the ASGI path sends it to the pool
             return None
-        except KMSError as e:  # from the engine, which audited it (or _engine_call did)
-            return e.status, wire.encode_error(e.code, e.message), request_id
-        except Exception as e:  # a bug after the engine answered (and audited): never a traceback
-            err = internal_error(e, op, request_id)
-            return err.status, wire.encode_error(err.code, err.message), request_id
+        except Exception as e:  # from the engine (which audited it), or a bug after it answered
+            return (*_error_answer(e, op, request_id), request_id)
 
     @staticmethod
     def _parse_signed(scope, headers: dict, body: bytes) -> sigv4.SignedRequest:
