@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import os
-import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
 from fsspec.spec import AbstractBufferedFile
 
 from . import pipeline
+from .buffers import new_bytes
 from .errors import LayoutError, TruncatedFileError
 from .format import TAG_SIZE, TRAILER, ChunkCipher, Header, Layout
 
@@ -29,49 +29,6 @@ _LOCAL_PIECE = 2**18             # bulk reads of local files: plaintext per prea
 _PARALLEL_MIN = 2**22
 _JOB = 2**20
 _REMOTE_JOB = 2**22
-
-
-class _FreshBytes:
-    """New ``bytes`` objects filled in place, for reads that return many chunks.
-
-    pandas' C parser (and other callers) accept only ``bytes`` from ``read()``,
-    and ``bytes(bytearray)`` would copy the result, doubling the peak memory
-    of a whole-file read.  So a large read asks CPython for an uninitialised
-    bytes object (``PyBytes_FromStringAndSize(NULL, n)``), decrypts into its
-    storage through a ctypes view, and returns it: nobody else can see the
-    object before it is filled, and its hash is not computed until asked for.
-    Other interpreters get a bytearray copied into bytes."""
-
-    _make: Any = None
-
-    @classmethod
-    def new(cls, n: int) -> tuple[bytes, memoryview]:
-        import ctypes  # noqa: PLC0415 - loaded on the first large read, not at import
-
-        if cls._make is None:
-            make = ctypes.pythonapi.PyBytes_FromStringAndSize
-            make.restype = ctypes.py_object
-            make.argtypes = (ctypes.c_char_p, ctypes.c_ssize_t)
-            cls._make = make
-        out = cls._make(None, n)  # n > 1: never one of the shared singletons
-        addr = ctypes.cast(ctypes.c_char_p(out), ctypes.c_void_p).value  # its storage, no copy
-        if not addr:
-            raise MemoryError(n)
-        return out, memoryview((ctypes.c_char * n).from_address(addr)).cast("B")
-
-
-def _read_into_new_bytes(n: int, fill: Callable[[memoryview], None]) -> bytes:
-    """``bytes`` of length ``n`` (> 1) filled by ``fill`` (see _FreshBytes)."""
-    if sys.implementation.name != "cpython":
-        buf = bytearray(n)
-        fill(memoryview(buf))
-        return bytes(buf)
-    out, view = _FreshBytes.new(n)
-    try:
-        fill(view)
-    finally:
-        view.release()
-    return out
 
 
 class _Source:
@@ -337,7 +294,7 @@ class EncryptedReadFile(AbstractBufferedFile):
         """Like AbstractBufferedFile.read, without the cache layer (chunks are
         cached here).  Reads of more than two chunks decrypt straight into the
         bytes they return, without a copy (peak memory: the result plus
-        bounded buffers; see _FreshBytes)."""
+        bounded buffers; see buffers.py)."""
         if self.closed:
             raise ValueError("I/O operation on closed file.")
         start = self.loc
@@ -355,7 +312,7 @@ class EncryptedReadFile(AbstractBufferedFile):
         elif last == first + 1:
             out = self._pair(first, start, end)
         else:
-            out = _read_into_new_bytes(end - start, lambda view: self._decrypt_into(start, end, view))
+            out = new_bytes(end - start, lambda view: self._decrypt_into(start, end, view))
         self.loc = end
         return out
 

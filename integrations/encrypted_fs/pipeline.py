@@ -14,6 +14,7 @@ most 4; 0 or 1 turns threading off).
 from __future__ import annotations
 
 import os
+import queue
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -135,3 +136,74 @@ def run_in_order(jobs: Iterable[Callable[[], T]],
             for entry in pending:
                 entry[0].cancel()
             wait([entry[0] for entry in pending])
+
+
+class WriteBehind:
+    """A thread of one writer's own that hands full batches to ``write`` in
+    order while the writer seals the next ones into other buffers.
+
+    The shared pool's per-job hand-off (a future, then a wake-up and the GIL
+    for each batch) measured no faster than sealing and writing on one thread;
+    a thread that drains a queue of ``buffers`` batches of ``size`` bytes
+    keeps writing while the caller seals (benchmarks/fs_throughput.py).  The
+    first failure of ``write`` is raised by the next ``buffer``, ``drain`` or
+    ``close``; the batches queued after it are dropped."""
+
+    def __init__(self, write: Callable[[memoryview], Any], buffers: int, size: int):
+        self._write = write
+        self._free: queue.SimpleQueue[memoryview] = queue.SimpleQueue()
+        self._full: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        for _ in range(buffers):
+            self._free.put(memoryview(bytearray(size)))
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="kms-fs-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._full.get()
+            if item is None:
+                return
+            if isinstance(item, threading.Event):
+                item.set()
+                continue
+            buf, n = item
+            if self._error is None:
+                try:
+                    self._write(buf[:n])
+                except BaseException as exc:  # raised on the writer's thread by _check
+                    self._error = exc
+            self._free.put(buf)
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def buffer(self) -> memoryview:
+        """An empty batch buffer (waits while every buffer is queued)."""
+        self._check()
+        return self._free.get()
+
+    def put(self, buf: memoryview, n: int) -> None:
+        """Queue ``buf[:n]`` for writing; ``buf`` came from ``buffer``."""
+        self._full.put((buf, n))
+
+    def drain(self) -> None:
+        """Wait until everything queued is written."""
+        done = threading.Event()
+        self._full.put(done)
+        done.wait()
+        self._check()
+
+    def close(self) -> None:
+        """Write what is queued, end the thread; raise the first failure."""
+        self._full.put(None)
+        self._thread.join()
+        self._check()
+
+    def abandon(self) -> None:
+        """End the thread once its current write returns, dropping what is queued."""
+        if self._error is None:
+            self._error = RuntimeError("abandoned")
+        self._full.put(None)
+        self._thread.join()

@@ -25,6 +25,7 @@ class KMS:  # only GenerateDataKey is needed to write
 efs = EncryptedFileSystem(target_protocol="file", kms_client=KMS(), skip_instance_cache=True)
 f = efs.open(sys.argv[1], "wb")
 f.write(os.urandom(3 * 2**20))
+f.flush()  # whole chunks sealed so far reach the temporary
 print(f._target, flush=True)
 time.sleep(120)  # killed long before
 """

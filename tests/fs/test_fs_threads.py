@@ -207,3 +207,99 @@ def test_whole_file_reads_hold_the_file_once(tmp_path):
     assert out[3] == "bytes"
     for peak in (peak_cat, peak_read):
         assert peak < 1.1 * size, (peak, size)
+
+
+# -- write-behind: full batches written by a thread of the writer's own ------------------
+
+def _writer_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "kms-fs-writer"]
+
+
+@pytest.fixture
+def behind_only(monkeypatch):
+    """Every write is sealed on the caller's thread (no worker jobs), two workers
+    allowed, small write-behind batches: many batches go through the writer's thread."""
+    from integrations.encrypted_fs import writer
+
+    monkeypatch.setattr(writer, "_PARALLEL_MIN", 2**40)
+    monkeypatch.setattr(writer, "_BEHIND_BATCH", 2 * C)
+    monkeypatch.setattr(pipeline, "workers", lambda: 2)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(sizes=st.lists(st.integers(0, 5 * C), min_size=1, max_size=40), flushes=st.sets(st.integers(0, 39)))
+def test_write_behind_gives_the_reference_encoding(local_efs, behind_only, sizes, flushes):
+    """Writes of any sizes, with flushes between them, through the write-behind
+    thread: byte for byte the format's encoding, and the caller's buffer is
+    free again when write() returns."""
+    data = random.Random(len(sizes)).randbytes(sum(sizes))
+    path = f"{local_efs.root}/behind"
+    buf = bytearray(max(sizes))
+    with local_efs.open(path, "wb") as f:
+        pos = 0
+        for i, n in enumerate(sizes):
+            buf[:n] = data[pos:pos + n]
+            f.write(memoryview(buf)[:n])
+            buf[:n] = bytes(n)
+            pos += n
+            if i in flushes:
+                f.flush()
+    assert _reference(local_efs, path, data, C)
+    assert local_efs.cat_file(path) == data
+    assert not _writer_threads()
+
+
+def test_write_behind_starts_only_past_one_batch(local_efs, behind_only):
+    from integrations.encrypted_fs import writer
+
+    with local_efs.open(f"{local_efs.root}/small", "wb") as f:
+        f.write(os.urandom(writer._BATCH))  # the last chunk is held back: no full batch yet
+        assert f._behind is None and not _writer_threads()
+        f.write(os.urandom(2 * writer._BATCH))
+        assert f._behind is not None and len(_writer_threads()) == 1
+    assert not _writer_threads()
+
+
+@pytest.mark.parametrize("fail_at", [2, 3, 6])
+def test_a_failing_write_behind_fails_the_file_and_publishes_nothing(local_efs, behind_only, monkeypatch,
+                                                                     fail_at):
+    """The sink's write fails (call 1 writes the header, 2 the first batch on the
+    caller's thread, the next ones on the write-behind thread): a later write()
+    or close() raises that error, nothing appears at the path, the temporary is
+    gone and the thread has ended."""
+    from integrations.encrypted_fs import localtemp
+
+    calls = []
+    real = localtemp.LockedTemp.write
+
+    def failing(self, data):
+        calls.append(threading.current_thread().name)
+        if len(calls) == fail_at:
+            raise OSError(28, "No space left on device")
+        return real(self, data)
+    monkeypatch.setattr(localtemp.LockedTemp, "write", failing)
+    path = f"{local_efs.root}/full"
+    with pytest.raises(OSError, match="No space left"), local_efs.open(path, "wb") as f:
+        for _ in range(40):
+            f.write(os.urandom(C + 7))
+    assert calls[fail_at - 1] == ("MainThread" if fail_at == 2 else "kms-fs-writer")
+    assert not os.path.exists(path)
+    assert not [n for n in os.listdir(local_efs.root) if n.endswith(localtemp.TEMP_SUFFIX)]
+    assert not _writer_threads()
+
+
+def test_discarding_a_writer_stops_its_write_behind(local_efs, behind_only):
+    path = f"{local_efs.root}/dropped"
+    with pytest.raises(RuntimeError), local_efs.open(path, "wb") as f:
+        f.write(os.urandom(20 * C))
+        assert _writer_threads()
+        raise RuntimeError("the application gave up")
+    assert not os.path.exists(path) and not _writer_threads()
+    assert not os.listdir(local_efs.root)
+
+
+def test_one_worker_means_no_write_behind(local_efs, monkeypatch):
+    monkeypatch.setattr(pipeline, "workers", lambda: 1)
+    with local_efs.open(f"{local_efs.root}/one", "wb") as f:
+        f.write(os.urandom(3 * MiB))
+        assert f._behind is None and not _writer_threads()
