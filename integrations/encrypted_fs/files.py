@@ -29,6 +29,14 @@ _LOCAL_PIECE = 2**18             # bulk reads of local files: plaintext per prea
 _PARALLEL_MIN = 2**22
 _JOB = 2**20
 _REMOTE_JOB = 2**22
+# Sequential bulk reads of local files (the second of two consecutive ones) get
+# a thread of the reader's own that reads the ciphertext ahead while this one
+# opens it (pipeline.ReadAhead): 3 buffers of 2 MiB, only for files with more
+# than _AHEAD_MIN still to read.  Measured in a bare prototype (256 MiB, 1 MiB
+# reads): 40-44 ms against 55-60 on one thread and 30-31 for the plain file.
+_AHEAD_BATCH = 2**21
+_AHEAD_BUFFERS = 3
+_AHEAD_MIN = 2**22
 
 
 class _Source:
@@ -54,6 +62,11 @@ class _Source:
         # than one pread per 1 MiB readinto); remote sources get one request per
         # read (0: no limit).
         self.piece = _LOCAL_PIECE if self._fd is not None else 0
+
+    @property
+    def fd(self) -> int | None:
+        """The local file's descriptor (pread), or None."""
+        return self._fd
 
     @property
     def threadsafe(self) -> bool:
@@ -139,6 +152,8 @@ class EncryptedReadFile(AbstractBufferedFile):
         self._held = [-1, -1]                # chunk index in each half (-1: none)
         self._lru = 0                        # the half the next one-chunk load replaces
         self._bulk: bytearray | None = None  # ciphertext of multi-chunk reads, reused
+        self._ahead: pipeline.ReadAhead | None = None  # reading ahead of sequential bulk reads
+        self._next_bulk = -1  # the chunk after the last bulk read's
         kwargs.pop("cache_type", None)
         super().__init__(fs, path, mode="rb", cache_type="none", size=layout.plaintext_size,
                          block_size=layout.chunk_size, **kwargs)
@@ -233,6 +248,45 @@ class EncryptedReadFile(AbstractBufferedFile):
             i = j + 1
         return pos
 
+    def _read_ahead(self, first: int, last: int) -> pipeline.ReadAhead | None:
+        """The read-ahead to take chunks first.. from (started for the second of
+        two consecutive bulk reads of a local file), or None."""
+        sequential, self._next_bulk = self._next_bulk == first, last + 1
+        ahead = self._ahead
+        start = self.layout.header_size + first * self._unit
+        if ahead is not None:
+            if ahead.pos == start:
+                return ahead
+            self._stop_ahead()
+        fd = self._src.fd
+        if (sequential and fd is not None and (self._n_last - first) * self._c > _AHEAD_MIN
+                and pipeline.workers() > 1):
+            self._ahead = pipeline.ReadAhead(fd, start, self.layout.header_size + self._n_last * self._unit,
+                                             _AHEAD_BUFFERS, max(1, _AHEAD_BATCH // self._c) * self._unit)
+        return self._ahead
+
+    def _stop_ahead(self) -> None:
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            ahead.close()
+
+    def _span_ahead(self, ahead: pipeline.ReadAhead, first: int, last: int, out: memoryview,
+                    scratch: bytearray | None) -> int:
+        """Whole non-final chunks first..last into ``out``, their ciphertext taken
+        from the read-ahead; what it cannot give (the file shrank) is read here,
+        which reports the truncation."""
+        u = self._unit
+        pos, i = 0, first
+        while i <= last:
+            ct = ahead.take((last - i + 1) * u)
+            k = len(ct) // u
+            if not k:
+                self._stop_ahead()
+                return pos + self._span(i, last, out[pos:], scratch)
+            pos += self._cipher.open_chunks(i, ct[:k * u], out[pos:], self._n_last)
+            i += k
+        return pos
+
     def _bulk_scratch(self, first: int, last: int) -> bytearray | None:
         per = self._src.piece // self._c if self._src.piece else last - first + 1
         want = max(1, min(per, last - first + 1)) * self._unit
@@ -263,10 +317,21 @@ class EncryptedReadFile(AbstractBufferedFile):
         """Whole chunks first..last into ``out``: on the worker threads when
         the run is large, else here."""
         if (last - first + 1) * self._c >= _PARALLEL_MIN and pipeline.workers() > 1:
+            self._stop_ahead()
+            self._next_bulk = last + 1
             pipeline.run_in_order(self._jobs(first, last, out))
             return (last - first + 1) * self._c if last < self._n_last else (
                 (last - first) * self._c + self.layout.plaintext_size - last * self._c)
-        return self._span(first, last, out, self._bulk_scratch(first, last))
+        scratch = self._bulk_scratch(first, last)
+        ahead = self._read_ahead(first, last)
+        if ahead is None:
+            return self._span(first, last, out, scratch)
+        body = min(last, self._n_last - 1)  # the final chunk (trailer checks) is read here
+        pos = self._span_ahead(ahead, first, body, out, scratch) if first <= body else 0
+        if last > body:
+            self._stop_ahead()
+            pos += self._span(last, last, out[pos:], scratch)
+        return pos
 
     def _decrypt_into(self, start: int, end: int, out: memoryview) -> None:
         """Plaintext [start, end) into ``out`` (len end-start)."""
@@ -329,6 +394,7 @@ class EncryptedReadFile(AbstractBufferedFile):
 
     def close(self) -> None:
         if not self.closed:
+            self._stop_ahead()
             self._src.close()
             self._pt = None
             self._ct = self._bulk = None

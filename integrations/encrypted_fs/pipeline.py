@@ -207,3 +207,78 @@ class WriteBehind:
             self._error = RuntimeError("abandoned")
         self._full.put(None)
         self._thread.join()
+
+
+class ReadAhead:
+    """A thread of one reader's own that reads bytes [start, end) of a file
+    descriptor in order, into ``buffers`` buffers of ``size`` bytes, while the
+    reader opens what it read before (``os.preadv`` and AES-GCM both release
+    the GIL).  Nothing read here is used unauthenticated: ``take`` only hands
+    ciphertext to the reader, which opens it as any other.  A short read (the
+    file shrank) or an OS error ends the read-ahead: ``take`` then returns
+    fewer bytes, or raises that error."""
+
+    def __init__(self, fd: int, start: int, end: int, buffers: int, size: int):
+        self.pos = start  # the next byte ``take`` returns
+        self._end = end
+        self._free: queue.SimpleQueue[memoryview | None] = queue.SimpleQueue()
+        self._full: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        for _ in range(buffers):
+            self._free.put(memoryview(bytearray(size)))
+        self._cur: memoryview | None = None
+        self._at = self._have = 0
+        self._ended = False
+        self._thread = threading.Thread(target=self._run, args=(fd, start), name="kms-fs-reader", daemon=True)
+        self._thread.start()
+
+    def _run(self, fd: int, pos: int) -> None:
+        try:
+            while pos < self._end:
+                buf = self._free.get()
+                if buf is None:
+                    return
+                want = min(len(buf), self._end - pos)
+                got = 0
+                while got < want:
+                    n = os.preadv(fd, [buf[got:want]], pos + got)
+                    if not n:
+                        break
+                    got += n
+                self._full.put((buf, got))
+                pos += got
+                if got < want:
+                    break
+        except BaseException as exc:  # raised on the reader's thread by take()
+            self._full.put(exc)
+        finally:
+            self._full.put(None)
+
+    def take(self, n: int) -> memoryview:
+        """Up to ``n`` next bytes (empty at the end), valid until the next call."""
+        if self._cur is not None and self._at == self._have:
+            self._free.put(self._cur)
+            self._cur = None
+        if self._cur is None:
+            if self._ended:
+                return memoryview(b"")
+            item = self._full.get()
+            if item is None:
+                self._ended = True
+                return memoryview(b"")
+            if isinstance(item, BaseException):
+                self._ended = True
+                raise item
+            self._cur, self._have = item
+            self._at = 0
+        assert self._cur is not None
+        k = min(n, self._have - self._at)
+        view = self._cur[self._at:self._at + k]
+        self._at += k
+        self.pos += k
+        return view
+
+    def close(self) -> None:
+        """Stop reading ahead (once the read in progress returns)."""
+        self._end = 0
+        self._free.put(None)
+        self._thread.join()

@@ -303,3 +303,90 @@ def test_one_worker_means_no_write_behind(local_efs, monkeypatch):
     with local_efs.open(f"{local_efs.root}/one", "wb") as f:
         f.write(os.urandom(3 * MiB))
         assert f._behind is None and not _writer_threads()
+
+
+# -- read-ahead: sequential bulk reads of local files ----------------------------------
+
+def _reader_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "kms-fs-reader"]
+
+
+@pytest.fixture
+def ahead_small(monkeypatch):
+    """Read-ahead for files of more than 4 chunks, in buffers of 3 chunks, two workers."""
+    from integrations.encrypted_fs import files
+
+    monkeypatch.setattr(files, "_AHEAD_MIN", 4 * C)
+    monkeypatch.setattr(files, "_AHEAD_BATCH", 3 * C)
+    monkeypatch.setattr(files, "_PARALLEL_MIN", 2**40)
+    monkeypatch.setattr(pipeline, "workers", lambda: 2)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=st.lists(st.tuples(st.integers(1, 5 * C), st.booleans(), st.integers(0, 40 * C)),
+                      min_size=1, max_size=25))
+def test_read_ahead_gives_the_plaintext_whatever_the_reads(local_efs, ahead_small, steps):
+    """readinto/read of any sizes, sequential or after a seek anywhere: the
+    plaintext, and no reader thread is left once the file is closed."""
+    path = f"{local_efs.root}/ahead"
+    if not local_efs.exists(path):
+        local_efs.pipe_file(path, random.Random(7).randbytes(40 * C - 99))
+    data = random.Random(7).randbytes(40 * C - 99)
+    with local_efs.open(path, "rb") as f:
+        for size, seek, where in steps:
+            if seek:
+                f.seek(min(where, len(data)))
+            at = f.tell()
+            out = bytearray(size)
+            n = f.readinto(out)
+            assert out[:n] == data[at:at + size]
+    assert not _reader_threads()
+
+
+def test_read_ahead_starts_on_the_second_sequential_bulk_read(local_efs, ahead_small):
+    path, data, _raw = _big(local_efs, "seq")
+    with local_efs.open(path, "rb") as f:
+        assert f.read(3 * C) == data[:3 * C] and f._ahead is None  # (a read of two chunks is not bulk)
+        assert f.read(3 * C) == data[3 * C:6 * C] and f._ahead is not None
+        assert len(_reader_threads()) == 1
+        f.seek(C // 2)  # elsewhere: the read-ahead stops
+        assert f.read(3 * C) == data[C // 2:C // 2 + 3 * C] and f._ahead is None
+        assert not _reader_threads()
+
+
+def test_a_tampered_chunk_fails_a_read_ahead_at_that_chunk(local_efs, ahead_small):
+    """Read-ahead hands over ciphertext only: chunk 17 fails the read that
+    reaches it, the reads before it return authentic bytes."""
+    path, data, raw = _big(local_efs, "tampered-ahead")
+    local_efs.fs.pipe_file(path, _flip(raw, 17))
+    got = bytearray()
+    ahead = []
+    with local_efs.open(path, "rb") as f, pytest.raises(ChunkAuthenticationError, match="chunk 17 failed"):
+        while True:
+            got += f.read(3 * C)  # chunks 15-17 fail
+            ahead.append(f._ahead is not None)
+    assert got == data[:15 * C]
+    assert ahead[1:] == [True] * 4
+    assert not _reader_threads()
+
+
+def test_a_file_cut_under_a_read_ahead_fails_as_truncated(local_efs, ahead_small):
+    """The file shrinks after the read-ahead started: the read that reaches the
+    missing bytes raises TruncatedFileError (no hang, no short plaintext)."""
+    path, data, raw = _big(local_efs, "cut-ahead")
+    with local_efs.open(path, "rb") as f:
+        assert f.read(3 * C) + f.read(3 * C) == data[:6 * C]
+        assert f._ahead is not None
+        os.truncate(path, H + 25 * U)
+        with pytest.raises(TruncatedFileError):
+            while f.read(3 * C):
+                pass
+    assert not _reader_threads()
+
+
+def test_one_worker_means_no_read_ahead(local_efs, ahead_small, monkeypatch):
+    monkeypatch.setattr(pipeline, "workers", lambda: 1)
+    path, data, _raw = _big(local_efs, "one")
+    with local_efs.open(path, "rb") as f:
+        assert f.read(3 * C) + f.read(3 * C) + f.read(3 * C) == data[:9 * C]
+        assert f._ahead is None and not _reader_threads()
