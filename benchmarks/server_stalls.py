@@ -20,8 +20,11 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import json
 import multiprocessing
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -34,6 +37,7 @@ import server_throughput as st
 from sqlalchemy import create_engine, text
 
 SLOW = 0.1  # seconds: a stall
+WATCH_ENV = "KMS_SERVE_WATCH_LOOP"  # kms_core/server/loopwatch.py
 
 
 def _worker(args) -> list[tuple[float, float, int]]:
@@ -87,6 +91,78 @@ def load(urls: list[str], headers: dict, body: bytes, seconds: float, connection
             "failures": {s: sum(r[2] == s for r in rows) for s in {r[2] for r in rows} - {200}}}
 
 
+_WRK_DONE = """
+function done(summary, latency, requests)
+  -- requests over the threshold: the smallest percentile above it, by bisection
+  local lo, hi = 0.0, 100.0
+  if latency.max <= THRESHOLD then lo = 100.0 end
+  for _ = 1, 40 do
+    local mid = (lo + hi) / 2
+    if latency:percentile(mid) > THRESHOLD then hi = mid else lo = mid end
+  end
+  local n = summary.requests
+  local e = summary.errors
+  io.write(string.format("STALLS %d %d %d %d %.0f %.0f %.0f\\n", n, math.floor(n * (100 - lo) / 100 + 0.5),
+    e.status, e.connect + e.read + e.write + e.timeout, latency:percentile(50), latency:percentile(99),
+    latency.max))
+end
+""".replace("THRESHOLD", str(int(SLOW * 1e6)))  # wrk's latencies are in µs
+
+
+def load_wrk(urls: list[str], headers: dict, body: bytes, seconds: float, connections: int) -> dict:
+    """wrk on every URL at once (the connections split between them): a C load generator,
+    so a slow request is the server's, not a Python client's own pause."""
+    lua = ["wrk.method = 'POST'", f"wrk.body = {json.dumps(body.decode())}"]
+    # Every node gets the same signed request, its Host header included: they serve one store.
+    lua += [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items()]
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write("\n".join(lua) + "\n" + _WRK_DONE)
+        script = f.name
+    try:
+        runs = [subprocess.Popen(["wrk", "-t1", f"-c{connections // len(urls) + (i < connections % len(urls))}",
+                                  f"-d{max(1, round(seconds))}s", "-s", script, url + "/"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for i, url in enumerate(urls)]
+        outs = [r.communicate(timeout=seconds + 60)[0] for r in runs]
+    finally:
+        os.unlink(script)
+    total = slow = bad = errors = 0
+    p50 = p99 = mx = 0.0
+    for out in outs:
+        m = re.search(r"^STALLS (\d+) (\d+) (\d+) (\d+) (\d+) (\d+) (\d+)$", out, re.M)
+        if m is None:
+            raise SystemExit(f"unexpected wrk output: {out.strip()}")
+        n, k, b, e, a50, a99, amax = map(int, m.groups())
+        total, slow, bad, errors = total + n, slow + k, bad + b, errors + e
+        p50, p99, mx = max(p50, a50 / 1e3), max(p99, a99 / 1e3), max(mx, amax / 1e3)
+    failures = {}
+    if bad:
+        failures["non-200"] = bad
+    if errors:
+        failures["socket errors"] = errors
+    return {"rps": total / seconds, "p50_ms": p50, "p99_ms": p99, "max_ms": mx, "slow": slow,
+            "slowest_at": [], "failures": failures}
+
+
+_STALL = re.compile(r"event loop stalled (\d+) ms: the process ran (\d+) ms of it \((.*?)\)")
+
+
+def loop_stalls(log_text: str) -> dict[str, int]:
+    """The servers' loop-watchdog lines (kms_core/server/loopwatch.py), by what the
+    stall was: the loop busy, another of the worker's threads running (the GIL),
+    or the worker not running at all (the machine's other processes)."""
+    kinds = {"loop busy": 0, "other thread": 0, "not running": 0}
+    for span, ran, parts in _STALL.findall(log_text):
+        used = {label.strip(): int(ms) for label, ms in re.findall(r"([^,]+?) (\d+) ms", parts)}
+        if int(ran) < int(span) / 2:
+            kinds["not running"] += 1
+        elif used.get("event loop", 0) >= int(ran) / 2:
+            kinds["loop busy"] += 1
+        else:
+            kinds["other thread"] += 1
+    return kinds
+
+
 def run_setup(store: str, nodes: int, args) -> dict:
     """One fresh store, ``nodes`` servers (2 workers for one node, 1 each for two), warmed, then measured."""
     schema = None
@@ -101,6 +177,8 @@ def run_setup(store: str, nodes: int, args) -> dict:
         with tempfile.TemporaryDirectory() as d:
             tmp = Path(d)
             env, key = st.kms_env(tmp, store_url)
+            if args.watch_loop:
+                env[WATCH_ENV] = str(args.watch_loop)
             workers = 2 if nodes == 1 else 1
             urls = []
             for i in range(nodes):
@@ -109,8 +187,12 @@ def run_setup(store: str, nodes: int, args) -> dict:
                 urls.append(url)
             target, params = st.cases(urls[0], key)["Encrypt 64 B"]
             headers, body = st.presign(urls[0], key, target, params)
-            load(urls, headers, body, args.warmup, args.connections)
-            result = load(urls, headers, body, args.seconds, args.connections)
+            run = load_wrk if args.load == "wrk" else load
+            run(urls, headers, body, args.warmup, args.connections)
+            logs_before = [(tmp / f"kms{i}.log").stat().st_size for i in range(nodes)]
+            result = run(urls, headers, body, args.seconds, args.connections)
+            result["stalls"] = loop_stalls("".join(
+                (tmp / f"kms{i}.log").read_text(errors="replace")[logs_before[i]:] for i in range(nodes)))
             if result["failures"] or not result["rps"]:
                 # Say why: the servers' own logs (the temporary directory goes away).
                 for i in range(nodes):
@@ -142,21 +224,31 @@ def main() -> int:
     ap.add_argument("--postgres-url", default="postgresql+psycopg://postgres@127.0.0.1/test")
     ap.add_argument("--no-audit", action="store_true", help="kms serve --no-audit (audit log on by default)")
     ap.add_argument("--setups", default="2 workers,two nodes", help="comma-separated: '2 workers', 'two nodes'")
+    ap.add_argument("--load", choices=["wrk", "python"], default="wrk" if shutil.which("wrk") else "python",
+                    help="load generator (default wrk when installed: a Python client's own pauses look like "
+                         "the server's)")
+    ap.add_argument("--watch-loop", type=float, default=50.0,
+                    help="the servers' loop watchdog threshold in ms (KMS_SERVE_WATCH_LOOP; 0: off); its "
+                         "stalls are counted by cause")
     args = ap.parse_args()
     setups = [(s.strip(), 1 if s.strip() == "2 workers" else 2) for s in args.setups.split(",")]
     print(f"Encrypt 64 B, {args.connections} connections, {args.seconds:g} s per setup, audit "
           f"{'off' if args.no_audit else 'on'}; {os.cpu_count()} CPUs; load average before: "
           f"{' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
+    print(f"load: {args.load}; loop watchdog: "
+          f"{f'stalls over {args.watch_loop:g} ms by cause (loop busy / other thread / not running)' if args.watch_loop else 'off'}")
     print(f"{'round':<6}{'setup':<11}{'store':<12}{'req/s':>8}{'p50':>9}{'p99':>9}{'max':>9}{'>100ms':>8}"
-          "  slowest began at (s)")
+          f"{'  loop stalls':<15}  slowest began at (s)")
     failed = False
     for rnd in range(1, args.rounds + 1):
         for name, nodes in setups:
             for store in ("SQLite", "PostgreSQL"):
                 r = run_setup(store, nodes, args)
                 failed |= bool(r["failures"])
+                k = r["stalls"]
+                stalls = f"{k['loop busy']}/{k['other thread']}/{k['not running']}" if args.watch_loop else "-"
                 print(f"{rnd:<6}{name:<11}{store:<12}{r['rps']:>8.0f}{r['p50_ms']:>7.1f}ms{r['p99_ms']:>7.1f}ms"
-                      f"{r['max_ms']:>7.0f}ms{r['slow']:>8}  {r['slowest_at']}"
+                      f"{r['max_ms']:>7.0f}ms{r['slow']:>8}  {stalls:<13}  {r['slowest_at'] or ''}"
                       f"{'  non-200: ' + str(r['failures']) if r['failures'] else ''}", flush=True)
     if failed:
         print("FAILED: some requests were not answered with 200")

@@ -35,7 +35,7 @@ from kms_core.settings import Settings
 from kms_core.store import WouldBlock
 from kms_core.validation import precompile
 
-from . import sigv4, wire
+from . import loopwatch, sigv4, wire
 from .protocol import BODY_TIMEOUT  # set by the protocol when the body did not arrive in time
 
 log = logging.getLogger("kms.server")
@@ -282,11 +282,15 @@ class KMSApp:
                     await send({"type": "lifespan.startup.failed", "message": str(e)})
                     return
                 self._refresher = asyncio.get_running_loop().create_task(self._refresh_loop())
+                self._loop_watch = _start_loop_watch()
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":
                 refresher = getattr(self, "_refresher", None)
                 if refresher is not None:
                     refresher.cancel()
+                watch = getattr(self, "_loop_watch", None)
+                if watch is not None:
+                    watch.stop()
                 if self.pool is not None:
                     self.pool.shutdown(wait=True)
                 if self.audit_log is not None:  # commit every event recorded so far
@@ -574,6 +578,16 @@ class KMSApp:
             log.error("record_rejected failed: %s", type(e).__name__)
             return
         self._record(ctx, operation, error)
+
+
+def _start_loop_watch():
+    """The loop watchdog, when ``KMS_SERVE_WATCH_LOOP`` asks for it (loopwatch.py)."""
+    threshold = loopwatch.threshold_from_env()
+    if threshold is None:
+        return None
+    watch = loopwatch.LoopWatch(threshold)
+    watch.start(asyncio.get_running_loop())
+    return watch
 
 
 def create_app() -> KMSApp:
