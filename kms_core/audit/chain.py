@@ -10,6 +10,7 @@ one HMAC'd anchor row carrying the chain state at the last pruned record.
 """
 from __future__ import annotations
 
+import itertools
 import os
 import struct
 
@@ -145,6 +146,11 @@ def load_key(store: Store, *, create: bool) -> bytes | None:
 
 
 
+# Rows per INSERT statement on SQLite: 9 parameters a row, 576 a statement, below the
+# 999 that SQLite builds before 3.32 accept.
+SQLITE_ROWS = 64
+
+
 class ChainAppender:
     """Appends rendered events to the chain, one transaction per batch, on one
     kept connection (opening one per batch — SQLite's NullPool, its PRAGMAs —
@@ -158,7 +164,7 @@ class ChainAppender:
         self._key = key
         self._mac_base = hmac.HMAC(key, hashes.SHA256())
         self._mac_base.update(_D_EVENT)
-        self._sql: str | None = None
+        self._sql: dict[int, str] = {}  # INSERT statements by their number of rows
         self._conn: Connection | None = None
 
     def append(self, events: list[tuple[str, dict]]) -> None:
@@ -209,10 +215,11 @@ class ChainAppender:
     def _insert_rows(self, conn: Connection, rows: list[tuple]) -> None:
         # Straight to the driver: SQLAlchemy's per-row parameter processing would
         # cost more than the rest of the append.  PostgreSQL (psycopg) gets COPY,
-        # whose rows are encoded in C; the others a plain executemany (PyMySQL
-        # folds it into one multi-row INSERT).
-        if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
-            q = conn.dialect.identifier_preparer.quote
+        # whose rows are encoded in C; SQLite multi-row INSERTs (below); the others
+        # a plain executemany (PyMySQL folds it into one multi-row INSERT).
+        dialect = conn.dialect
+        if dialect.name == "postgresql" and dialect.driver == "psycopg":
+            q = dialect.identifier_preparer.quote
             sql = (f"COPY {q(audit_events.name)} ({', '.join(q(c) for c in self.COLUMNS)}) "
                    "FROM STDIN")
             driver = conn.connection.driver_connection
@@ -221,15 +228,27 @@ class ChainAppender:
                 for row in rows:
                     copy.write_row(row)
             return
+        if dialect.name == "sqlite":
+            # sqlite3's executemany releases and retakes the GIL twice per row (step and
+            # reset): with a request thread running, nearly every row hands the GIL over
+            # and back.  One INSERT of up to SQLITE_ROWS rows steps once per chunk.
+            for i in range(0, len(rows), SQLITE_ROWS):
+                chunk = rows[i:i + SQLITE_ROWS]
+                conn.exec_driver_sql(self._insert_sql(conn, len(chunk)),
+                                     tuple(itertools.chain.from_iterable(chunk)))
+            return
         conn.exec_driver_sql(self._insert_sql(conn), rows)
 
-    def _insert_sql(self, conn: Connection) -> str:
-        if self._sql is None:
+    def _insert_sql(self, conn: Connection, rows: int = 1) -> str:
+        """``INSERT … VALUES (…)`` with ``rows`` rows of parameters (cached per count)."""
+        sql = self._sql.get(rows)
+        if sql is None:
             mark = {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(conn.dialect.paramstyle)
             if mark is None:  # pragma: no cover - no such driver in use
                 raise StoreError(f"unsupported DB-API paramstyle {conn.dialect.paramstyle}")
             q = conn.dialect.identifier_preparer.quote
             cols = self.COLUMNS
-            self._sql = (f"INSERT INTO {q(audit_events.name)} ({', '.join(q(c) for c in cols)}) "
-                         f"VALUES ({', '.join([mark] * len(cols))})")
-        return self._sql
+            values = f"({', '.join([mark] * len(cols))})"
+            sql = self._sql[rows] = (f"INSERT INTO {q(audit_events.name)} ({', '.join(q(c) for c in cols)}) "
+                                     f"VALUES {', '.join([values] * rows)}")
+        return sql

@@ -299,8 +299,17 @@ class AuditLog:
     # -- writer thread ---------------------------------------------------------------
     def _run(self) -> None:
         pending = self._pending
+        more = False  # the last round stopped at a full batch or a flush marker
         while True:
-            if not pending:
+            # Buffered: one commit per flush_interval unless there is more to do at once
+            # (a full batch, flush(), close(), a full queue).  Going straight back to the
+            # events that arrived during the last commit would, under load, commit ever
+            # smaller batches back to back, and the writer would contend with the request
+            # thread for the GIL all the time instead of once per interval (docs/server.md,
+            # "The audit log's cost on the event loop").  Durable: requests wait for their
+            # commit, so go on at once.
+            if not pending or not (more or self._durable or self._stop
+                                   or len(pending) >= self._batch_size):
                 self._wake.wait(self._interval)
                 self._wake.clear()
             raw: list[tuple] = []
@@ -311,6 +320,7 @@ class AuditLog:
                     markers.append(item)
                     break  # commit what precedes the flush marker, then release it
                 raw.append(item)
+            more = bool(markers) or len(raw) >= self._batch_size
             if raw:
                 self._write(raw)
             for m in markers:

@@ -23,7 +23,6 @@ import logging
 import os
 import random
 import threading
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -87,11 +86,15 @@ class ServerConfig:
 # request: that is a system call too) so two processes never share the sequence.
 _ids = random.Random(os.urandom(32))
 os.register_at_fork(after_in_child=lambda: _ids.seed(os.urandom(32)))
-_uuid4 = uuid.UUID
+# The version (4) and variant (RFC 4122) bits of a UUID, as uuid.UUID(version=4) sets them.
+_V4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_V4_SET = (4 << 76) | (0x8000 << 48)
 
 
 def new_request_id() -> str:
-    return str(_uuid4(int=_ids.getrandbits(128), version=4))
+    """A random (version 4) UUID's text, as ``str(uuid.UUID(int=…, version=4))`` writes it."""
+    h = "%032x" % (_ids.getrandbits(128) & _V4_CLEAR | _V4_SET)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 class _Rejected(Exception):
@@ -138,6 +141,10 @@ class _MarkingAuditor:
     def __init__(self, inner: Any, mark: threading.local) -> None:
         self.inner = inner
         self._mark = mark
+        # Read by the engine on every request: an attribute, not a __getattr__ call.
+        admit = getattr(inner, "admit", None)
+        if admit is not None:
+            self.admit = admit
 
     def __call__(self, ctx: Any, operation: str, params: Any, result: Any, error: Any) -> None:
         self.inner(ctx, operation, params, result, error)

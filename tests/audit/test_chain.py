@@ -300,6 +300,34 @@ def test_appending_continues_the_chain_after_reopen(make_engine, kms_home):
     assert rep.ok and rep.checked == 3
 
 
+
+def test_a_batch_larger_than_one_sqlite_insert_is_appended_whole_and_in_order(engine):
+    """SQLite gets multi-row INSERTs of up to SQLITE_ROWS rows: a batch of 150 is
+    three statements (64 + 64 + 22 rows), the chain and its index columns intact."""
+    from kms_core.audit import attach
+    from kms_core.audit.chain import SQLITE_ROWS
+    log = attach(engine, batch_size=1000, flush_interval=60)
+    statements = []
+    plain = log._appender._insert_sql
+
+    def counting(conn, rows=1):
+        statements.append(rows)
+        return plain(conn, rows)
+
+    log._appender._insert_sql = counting
+    for i in range(150):
+        engine.call("ListKeys", {"Limit": 1 + i % 50})
+    assert log.flush(30)
+    assert statements == [SQLITE_ROWS, SQLITE_ROWS, 150 - 2 * SQLITE_ROWS]
+    reader = AuditReader(engine.store)
+    rep = reader.verify()
+    assert rep.ok and rep.checked == 150 and rep.head_seq == 150
+    events = reader.events()
+    assert [seq for seq, _ in events] == list(range(1, 151))
+    assert [json.loads(body)["requestParameters"]["limit"] for _, body in events] == \
+        [1 + i % 50 for i in range(150)]
+    log.close()
+
 # ------------------------------------------------------------------ fuzzing
 _mutation = st.one_of(
     st.tuples(st.just("flip_event"), st.integers(1, N), st.integers(0, 10_000)),

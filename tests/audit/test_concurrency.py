@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -112,6 +113,57 @@ def test_flush_waits_for_exactly_what_came_before(engine, make_client):
         kms.list_keys()
     assert log.flush(10)
     assert len(AuditReader(engine.store).events()) == 7
+    log.close()
+
+
+def test_buffered_writer_commits_once_per_interval_under_load(engine, make_client):
+    """Events arriving while a commit runs wait for the next interval: the writer does
+    not go straight back to commit them in ever smaller batches (each commit would
+    also take the GIL from the request thread; docs/server.md)."""
+    log = attach(engine, flush_interval=0.2)
+    kms = make_client()
+    key = kms.create_key()["KeyMetadata"]["KeyId"]
+    assert log.flush(10)
+    slow, commits = log._append, []
+
+    def append(events):  # a slow disk: each commit takes 20 ms
+        commits.append(len(events))
+        time.sleep(0.02)
+        slow(events)
+
+    log._append = append
+    deadline = time.monotonic() + 0.7
+    n = 0
+    while time.monotonic() < deadline:
+        kms.encrypt(KeyId=key, Plaintext=b"x")
+        n += 1
+        time.sleep(0.001)
+    assert log.flush(10)
+    assert sum(commits) == n
+    # 0.7 s at one commit per 0.2 s interval (+ the final flush): ~5; back to back: ~30
+    assert len(commits) <= 7, commits
+    log.close()
+
+
+def test_buffered_writer_goes_on_at_once_with_a_backlog(engine, make_client):
+    """A backlog (full batches queued while a commit ran) is committed at once, not
+    one batch per flush_interval."""
+    log = attach(engine, flush_interval=60, batch_size=10)
+    kms = make_client()
+    gate, plain = threading.Event(), log._append
+
+    def append(events):  # the first commit waits until the backlog is queued
+        gate.wait(10)
+        plain(events)
+
+    log._append = append
+    for _ in range(35):
+        kms.list_keys()
+    gate.set()
+    deadline = time.monotonic() + 10
+    while log.appended < 35 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert log.appended == 35  # without flush(): the writer would otherwise sleep a minute
     log.close()
 
 

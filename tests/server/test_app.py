@@ -290,3 +290,32 @@ def test_the_servers_auditor_still_offers_flush_and_admit(engine, monkeypatch):
         assert usage.get("KeyLastUsage", {}).get("Operation") == "Encrypt", usage
     finally:
         app.audit_log.close()
+
+
+def test_request_ids_are_version_4_uuids_as_uuid_writes_them(monkeypatch):
+    import random
+    import uuid
+
+    from kms_core.server import app as app_module
+
+    bits = random.Random(7)
+    for n in [0, (1 << 128) - 1] + [bits.getrandbits(128) for _ in range(2000)]:
+        monkeypatch.setattr(app_module._ids, "getrandbits", lambda k, n=n: n)
+        assert app_module.new_request_id() == str(uuid.UUID(int=n, version=4))
+
+
+def test_marking_auditor_hands_the_engine_the_audit_logs_admit(engine):
+    """The engine reads ``auditor.admit`` on every request: a plain attribute of the
+    wrapper (the audit log's own bound method), other attributes forwarded."""
+    import threading
+
+    from kms_core.audit import attach
+    from kms_core.server.app import _MarkingAuditor
+
+    log = attach(engine)
+    wrapped = _MarkingAuditor(log, threading.local())
+    assert "admit" in vars(wrapped) and wrapped.admit == log.admit
+    assert wrapped.flush == log.flush
+    bare = _MarkingAuditor(lambda *a: None, threading.local())
+    assert getattr(bare, "admit", None) is None
+    log.close()
