@@ -129,8 +129,9 @@ class EncryptedReadFile(AbstractBufferedFile):
     Every returned byte has been authenticated.  The final chunk is checked
     (flag, trailer padding) whenever a read reaches it, so a read relative to
     the end (Parquet footers) detects truncation.  Reads of more than two
-    chunks decrypt straight into the bytes they return (no copy),
-    and bulk ones (512 KiB and more) on the worker threads.
+    chunks decrypt straight into the bytes they return (no copy), bulk
+    ones (4 MiB and more) on the worker threads; sequential reads of a local
+    file get a thread that reads the ciphertext ahead (pipeline.ReadAhead).
     """
 
     def __init__(self, fs: Any, path: str, source: _Source, header: Header, layout: Layout,
