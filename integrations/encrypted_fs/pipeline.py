@@ -1,15 +1,21 @@
-"""The worker threads that seal and open chunks of large reads and writes.
+"""The threads that seal and open chunks of encrypted files beside the caller's.
 
 pyca/cryptography 50 releases the GIL inside ``AESGCM.encrypt_into`` and
-``decrypt_into`` (and ``os.preadv`` always has), so chunks of one file can be
-sealed or opened on several cores at once.  Only bulk transfers come here:
-a read or write is cut into jobs of about 1 MiB, at most ``window()`` of them
-in flight, each with buffers of its own, so memory stays bounded whatever the
-size.  Small and ranged reads never hand off to a thread (their latency is
-the point).
+``decrypt_into`` (and ``os.preadv``/``os.write`` always have), so chunks of one
+file can be sealed or opened on several cores at once, or while its I/O runs.
+Three shapes, each for the calls it measured faster on:
 
+* bulk calls (``run_in_order``): a read or write of several MiB is cut into
+  jobs of about 1 MiB for a process-wide pool, at most ``window()`` in flight,
+  each with buffers of its own, so memory stays bounded whatever the size;
+* ``WriteBehind``: a writer's own thread writes full batches while the writer
+  seals the next ones;
+* ``ReadAhead``: a reader's own thread reads ciphertext ahead of sequential
+  reads while the reader opens what came before.
+
+Small and ranged reads never hand off to a thread (their latency is the point).
 ``KMS_FS_THREADS`` sets the number of workers (default: the usable CPUs, at
-most 4; 0 or 1 turns threading off).
+most 4; 0 or 1 turns all of this off).
 """
 from __future__ import annotations
 
