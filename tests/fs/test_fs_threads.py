@@ -211,8 +211,15 @@ def test_whole_file_reads_hold_the_file_once(tmp_path):
 
 # -- write-behind: full batches written by a thread of the writer's own ------------------
 
-def _writer_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "kms-fs-writer"]
+@pytest.fixture
+def threads():
+    """The live threads of a name started since the test began (another test's
+    leftovers, if any, are not this test's business)."""
+    before = set(threading.enumerate())
+
+    def started(name: str) -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == name and t not in before and t.is_alive()]
+    return started
 
 
 @pytest.fixture
@@ -228,7 +235,7 @@ def behind_only(monkeypatch):
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(sizes=st.lists(st.integers(0, 5 * C), min_size=1, max_size=40), flushes=st.sets(st.integers(0, 39)))
-def test_write_behind_gives_the_reference_encoding(local_efs, behind_only, sizes, flushes):
+def test_write_behind_gives_the_reference_encoding(local_efs, behind_only, sizes, flushes, threads):
     """Writes of any sizes, with flushes between them, through the write-behind
     thread: byte for byte the format's encoding, and the caller's buffer is
     free again when write() returns."""
@@ -246,23 +253,23 @@ def test_write_behind_gives_the_reference_encoding(local_efs, behind_only, sizes
                 f.flush()
     assert _reference(local_efs, path, data, C)
     assert local_efs.cat_file(path) == data
-    assert not _writer_threads()
+    assert not threads("kms-fs-writer")
 
 
-def test_write_behind_starts_only_past_one_batch(local_efs, behind_only):
+def test_write_behind_starts_only_past_one_batch(local_efs, behind_only, threads):
     from integrations.encrypted_fs import writer
 
     with local_efs.open(f"{local_efs.root}/small", "wb") as f:
         f.write(os.urandom(writer._BATCH))  # the last chunk is held back: no full batch yet
-        assert f._behind is None and not _writer_threads()
+        assert f._behind is None and not threads("kms-fs-writer")
         f.write(os.urandom(2 * writer._BATCH))
-        assert f._behind is not None and len(_writer_threads()) == 1
-    assert not _writer_threads()
+        assert f._behind is not None and len(threads("kms-fs-writer")) == 1
+    assert not threads("kms-fs-writer")
 
 
 @pytest.mark.parametrize("fail_at", [2, 3, 6])
 def test_a_failing_write_behind_fails_the_file_and_publishes_nothing(local_efs, behind_only, monkeypatch,
-                                                                     fail_at):
+                                                                     fail_at, threads):
     """The sink's write fails (call 1 writes the header, 2 the first batch on the
     caller's thread, the next ones on the write-behind thread): a later write()
     or close() raises that error, nothing appears at the path, the temporary is
@@ -285,31 +292,27 @@ def test_a_failing_write_behind_fails_the_file_and_publishes_nothing(local_efs, 
     assert calls[fail_at - 1] == ("MainThread" if fail_at == 2 else "kms-fs-writer")
     assert not os.path.exists(path)
     assert not [n for n in os.listdir(local_efs.root) if n.endswith(localtemp.TEMP_SUFFIX)]
-    assert not _writer_threads()
+    assert not threads("kms-fs-writer")
 
 
-def test_discarding_a_writer_stops_its_write_behind(local_efs, behind_only):
+def test_discarding_a_writer_stops_its_write_behind(local_efs, behind_only, threads):
     path = f"{local_efs.root}/dropped"
     with pytest.raises(RuntimeError), local_efs.open(path, "wb") as f:
         f.write(os.urandom(20 * C))
-        assert _writer_threads()
+        assert threads("kms-fs-writer")
         raise RuntimeError("the application gave up")
-    assert not os.path.exists(path) and not _writer_threads()
+    assert not os.path.exists(path) and not threads("kms-fs-writer")
     assert not os.listdir(local_efs.root)
 
 
-def test_one_worker_means_no_write_behind(local_efs, monkeypatch):
+def test_one_worker_means_no_write_behind(local_efs, monkeypatch, threads):
     monkeypatch.setattr(pipeline, "workers", lambda: 1)
     with local_efs.open(f"{local_efs.root}/one", "wb") as f:
         f.write(os.urandom(3 * MiB))
-        assert f._behind is None and not _writer_threads()
+        assert f._behind is None and not threads("kms-fs-writer")
 
 
 # -- read-ahead: sequential bulk reads of local files ----------------------------------
-
-def _reader_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "kms-fs-reader"]
-
 
 @pytest.fixture
 def ahead_small(monkeypatch):
@@ -325,7 +328,7 @@ def ahead_small(monkeypatch):
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=st.lists(st.tuples(st.integers(1, 5 * C), st.booleans(), st.integers(0, 40 * C)),
                       min_size=1, max_size=25))
-def test_read_ahead_gives_the_plaintext_whatever_the_reads(local_efs, ahead_small, steps):
+def test_read_ahead_gives_the_plaintext_whatever_the_reads(local_efs, ahead_small, steps, threads):
     """readinto/read of any sizes, sequential or after a seek anywhere: the
     plaintext, and no reader thread is left once the file is closed."""
     path = f"{local_efs.root}/ahead"
@@ -340,21 +343,21 @@ def test_read_ahead_gives_the_plaintext_whatever_the_reads(local_efs, ahead_smal
             out = bytearray(size)
             n = f.readinto(out)
             assert out[:n] == data[at:at + size]
-    assert not _reader_threads()
+    assert not threads("kms-fs-reader")
 
 
-def test_read_ahead_starts_on_the_second_sequential_bulk_read(local_efs, ahead_small):
+def test_read_ahead_starts_on_the_second_sequential_bulk_read(local_efs, ahead_small, threads):
     path, data, _raw = _big(local_efs, "seq")
     with local_efs.open(path, "rb") as f:
         assert f.read(3 * C) == data[:3 * C] and f._ahead is None  # (a read of two chunks is not bulk)
         assert f.read(3 * C) == data[3 * C:6 * C] and f._ahead is not None
-        assert len(_reader_threads()) == 1
+        assert len(threads("kms-fs-reader")) == 1
         f.seek(C // 2)  # elsewhere: the read-ahead stops
         assert f.read(3 * C) == data[C // 2:C // 2 + 3 * C] and f._ahead is None
-        assert not _reader_threads()
+        assert not threads("kms-fs-reader")
 
 
-def test_a_tampered_chunk_fails_a_read_ahead_at_that_chunk(local_efs, ahead_small):
+def test_a_tampered_chunk_fails_a_read_ahead_at_that_chunk(local_efs, ahead_small, threads):
     """Read-ahead hands over ciphertext only: chunk 17 fails the read that
     reaches it, the reads before it return authentic bytes."""
     path, data, raw = _big(local_efs, "tampered-ahead")
@@ -367,10 +370,10 @@ def test_a_tampered_chunk_fails_a_read_ahead_at_that_chunk(local_efs, ahead_smal
             ahead.append(f._ahead is not None)
     assert got == data[:15 * C]
     assert ahead[1:] == [True] * 4
-    assert not _reader_threads()
+    assert not threads("kms-fs-reader")
 
 
-def test_a_file_cut_under_a_read_ahead_fails_as_truncated(local_efs, ahead_small):
+def test_a_file_cut_under_a_read_ahead_fails_as_truncated(local_efs, ahead_small, threads):
     """The file shrinks after the read-ahead started: the read that reaches the
     missing bytes raises TruncatedFileError (no hang, no short plaintext)."""
     path, data, raw = _big(local_efs, "cut-ahead")
@@ -381,12 +384,12 @@ def test_a_file_cut_under_a_read_ahead_fails_as_truncated(local_efs, ahead_small
         with pytest.raises(TruncatedFileError):
             while f.read(3 * C):
                 pass
-    assert not _reader_threads()
+    assert not threads("kms-fs-reader")
 
 
-def test_one_worker_means_no_read_ahead(local_efs, ahead_small, monkeypatch):
+def test_one_worker_means_no_read_ahead(local_efs, ahead_small, monkeypatch, threads):
     monkeypatch.setattr(pipeline, "workers", lambda: 1)
     path, data, _raw = _big(local_efs, "one")
     with local_efs.open(path, "rb") as f:
         assert f.read(3 * C) + f.read(3 * C) + f.read(3 * C) == data[:9 * C]
-        assert f._ahead is None and not _reader_threads()
+        assert f._ahead is None and not threads("kms-fs-reader")
