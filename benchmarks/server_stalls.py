@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import json
 import multiprocessing
 import os
 import re
@@ -112,12 +111,8 @@ end
 def load_wrk(urls: list[str], headers: dict, body: bytes, seconds: float, connections: int) -> dict:
     """wrk on every URL at once (the connections split between them): a C load generator,
     so a slow request is the server's, not a Python client's own pause."""
-    lua = ["wrk.method = 'POST'", f"wrk.body = {json.dumps(body.decode())}"]
     # Every node gets the same signed request, its Host header included: they serve one store.
-    lua += [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items()]
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write("\n".join(lua) + "\n" + _WRK_DONE)
-        script = f.name
+    script = st.wrk_script(headers, body, host=True, extra=_WRK_DONE)
     try:
         runs = [subprocess.Popen(["wrk", "-t1", f"-c{connections // len(urls) + (i < connections % len(urls))}",
                                   f"-d{max(1, round(seconds))}s", "-s", script, url + "/"],

@@ -105,12 +105,19 @@ def _find(pattern: str, text: str) -> re.Match:
     return m
 
 
-def run_wrk(url: str, headers: dict, body: bytes, seconds: float, connections: int, threads: int) -> dict:
+def wrk_script(headers: dict, body: bytes, host: bool = False, extra: str = "") -> str:
+    """A wrk Lua script file replaying one signed POST (the caller deletes it); ``host``
+    keeps the signed Host header (several servers, one signature)."""
     lua = ["wrk.method = 'POST'", f"wrk.body = {json.dumps(body.decode())}"]
-    lua += [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items() if k.lower() != "host"]
+    lua += [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items()
+            if host or k.lower() != "host"]
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write("\n".join(lua) + "\n")
-        script = f.name
+        f.write("\n".join(lua) + "\n" + extra)
+        return f.name
+
+
+def run_wrk(url: str, headers: dict, body: bytes, seconds: float, connections: int, threads: int) -> dict:
+    script = wrk_script(headers, body)
     try:
         out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
                               "-s", script, url + "/"],
@@ -186,14 +193,10 @@ def kms_env(tmp: Path, store_url: str | None) -> tuple[dict, dict]:
         env.pop(v, None)
     if store_url:
         env["KMS_STORE_URL"] = store_url
+    # (Workers racing to create tables on a fresh schema is the store's business: store.create_tables.)
     key = json.loads(subprocess.run([sys.executable, "-c",
                                      "import sys; from kms_core.server.cli import create_access_key_main as m; "
-                                     "r = m(['--user-name', 'bench']); "
-                                     # Two workers starting on a fresh PostgreSQL schema race to create the
-                                     # console's table (CREATE TABLE checkfirst is not atomic): create it first.
-                                     "from kms_core.engine import get_engine; from kms_core.settings import Settings; "
-                                     "from kms_core.console.sessions import Sessions; "
-                                     "Sessions(get_engine(Settings.from_env()).store); sys.exit(r)"],
+                                     "sys.exit(m(['--user-name', 'bench']))"],
                                     env=env, check=True, capture_output=True, text=True).stdout)["AccessKey"]
     return env, key
 

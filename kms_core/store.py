@@ -89,7 +89,7 @@ keys = Table(
     Column("expiration_model", String(32)),
     Column("import_fingerprint", String(64)),
     # Multi-Region keys (schema 2; docs/key-types.md "Multi-Region keys").  Every Region's key
-    # has its own row: ``key_id`` is then the row id ``mrk-<hex>/<region>`` (engine.mrk.row_id),
+    # has its own row: ``key_id`` is then the row id ``mrk-<hex>/<region>`` (engine.repository.row_id),
     # ``mrk_id`` the shared key id that owns the material rows, ``primary_region`` the Region of
     # the primary.  Both are NULL for single-Region keys (row id = key id).
     Column("mrk_id", String(64), index=True),
@@ -209,7 +209,6 @@ def _v1_to_v2(conn: Connection) -> None:
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1_to_v2}
 
 
-
 def create_tables(engine: SAEngine, tables: list[Table] | None = None) -> None:
     """Create ``tables`` (default: every table of the store) that do not exist yet, safely when
     several processes open a new schema at once (``kms serve --workers 2``, two nodes).  The
@@ -224,6 +223,7 @@ def create_tables(engine: SAEngine, tables: list[Table] | None = None) -> None:
             if attempt == 3:
                 raise
             time.sleep(0.02 * (attempt + 1))
+
 
 class Store:
     """An open store: SQLAlchemy engine plus the root key.  Thread-safe."""

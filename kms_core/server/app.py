@@ -177,6 +177,7 @@ class KMSApp:
         # see ``mount``.  Consulted only for requests that are not ``POST /``.
         self.mounts: list[tuple[str, object]] = []
         self._audited = threading.local()  # .request_id: the last request the auditor recorded
+        self._loop_watch: loopwatch.LoopWatch | None = None  # KMS_SERVE_WATCH_LOOP, from startup
         if engine is not None:
             self._setup()
 
@@ -295,9 +296,8 @@ class KMSApp:
                 refresher = getattr(self, "_refresher", None)
                 if refresher is not None:
                     refresher.cancel()
-                watch = getattr(self, "_loop_watch", None)
-                if watch is not None:
-                    watch.stop()
+                if self._loop_watch is not None:
+                    self._loop_watch.stop()
                 if self.pool is not None:
                     self.pool.shutdown(wait=True)
                 if self.audit_log is not None:  # commit every event recorded so far
@@ -587,7 +587,7 @@ class KMSApp:
         self._record(ctx, operation, error)
 
 
-def _start_loop_watch():
+def _start_loop_watch() -> loopwatch.LoopWatch | None:
     """The loop watchdog, when ``KMS_SERVE_WATCH_LOOP`` asks for it (loopwatch.py)."""
     threshold = loopwatch.threshold_from_env()
     if threshold is None:
