@@ -1,7 +1,7 @@
 """`kms serve` under sustained load, side by side with moto's server, same run.
 
     python benchmarks/server_throughput.py [--seconds 4] [--rounds 3] [--connections 16] [--workers 2]
-                                           [--compare-fast-path] [--no-audit]
+                                           [--compare-fast-path] [--compare-audit] [--no-audit]
 
 Starts `kms serve` (strict SigV4, a created access key, SQLite store in a temp
 dir) and `moto_server` on loopback, then replays one pre-signed request per
@@ -202,12 +202,12 @@ def kms_env(tmp: Path, store_url: str | None) -> tuple[dict, dict]:
 
 
 def start_server(tmp: Path, env: dict, workers: int, engine_calls: str = "loop", audit: bool = True,
-                 name: str = "kms"):
+                 name: str = "kms", extra: tuple[str, ...] = ()):
     port = free_port()
     with open(tmp / f"{name}.log", "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "kms_core.server", "--host", "127.0.0.1", "--port", str(port),
                                  "--workers", str(workers), "--engine-calls", engine_calls, "--log-level", "warning"]
-                                + ([] if audit else ["--no-audit"]),
+                                + ([] if audit else ["--no-audit"]) + list(extra),
                                 env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     wait_http(url + "/health", proc)
@@ -262,6 +262,8 @@ def main() -> int:
     ap.add_argument("--no-audit", action="store_true", help="kms serve --no-audit (audit log on by default)")
     ap.add_argument("--compare-fast-path", action="store_true",
                     help="also run a kms serve with KMS_SERVE_FAST_PATH=0 (every request through the ASGI cycle)")
+    ap.add_argument("--compare-audit", action="store_true",
+                    help="also run kms serve with --audit-writer thread and with --no-audit")
     ap.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
     ap.add_argument("--load", choices=["wrk", "python"], default="wrk" if shutil.which("wrk") else "python")
     args = ap.parse_args()
@@ -270,7 +272,13 @@ def main() -> int:
 
     load_before = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     results: dict[tuple[str, str], list[dict]] = {}
-    names = ["kms serve"] + (["kms (ASGI only)"] if args.compare_fast_path else []) + ["moto_server"]
+    variants = {"kms serve": ()}
+    if args.compare_fast_path:
+        variants["kms (ASGI only)"] = ()
+    if args.compare_audit:
+        variants["kms (audit thread)"] = ("--audit-writer", "thread")
+        variants["kms (no audit)"] = ("--no-audit",)
+    names = [*variants, "moto_server"]
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         procs = []
@@ -280,12 +288,13 @@ def main() -> int:
                 if name == "moto_server":
                     proc, url, key = start_moto(tmp)
                 else:
-                    sub = tmp / name.split()[-1].strip("()")
+                    sub = tmp / f"kms{len(procs)}"
                     sub.mkdir()
                     env, key = kms_env(sub, args.store_url if name == "kms serve" else None)
-                    if name != "kms serve":
+                    if name == "kms (ASGI only)":
                         env["KMS_SERVE_FAST_PATH"] = "0"
-                    proc, url = start_server(sub, env, args.workers, args.engine_calls, not args.no_audit)
+                    proc, url = start_server(sub, env, args.workers, args.engine_calls, not args.no_audit,
+                                             extra=variants[name])
                 procs.append(proc)
                 served[name] = (proc, [(case, *presign(url, key, target, params))
                                        for case, (target, params) in cases(url, key).items()], url)
@@ -315,7 +324,7 @@ def main() -> int:
           f"; {os.cpu_count()} CPUs; loopback")
     print(f"load average before the run: {load_before}; after: "
           f"{' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
-    print(f"{'server':<17}{'case':<17}{'req/s':>13}{'p50 ms':>11}{'p99 ms':>11}{'CPU/req us':>13}"
+    print(f"{'server':<19}{'case':<17}{'req/s':>13}{'p50 ms':>11}{'p99 ms':>11}{'CPU/req us':>13}"
           f"{'req/s vs moto':>15}{'CPU vs moto':>13}")
     failed = False
     for name in names:
@@ -324,7 +333,7 @@ def main() -> int:
             failed |= any(r["failures"] for r in rs)
             ratio = [r["rps"] / m["rps"] for r, m in zip(rs, ms, strict=True)]
             cpu = [m["cpu_us"] / r["cpu_us"] for r, m in zip(rs, ms, strict=True)]
-            print(f"{name:<17}{case:<17}{_range([r['rps'] for r in rs], '.0f'):>13}"
+            print(f"{name:<19}{case:<17}{_range([r['rps'] for r in rs], '.0f'):>13}"
                   f"{_range([r['p50_ms'] for r in rs], '.1f'):>11}{_range([r['p99_ms'] for r in rs], '.1f'):>11}"
                   f"{_range([r['cpu_us'] for r in rs], '.0f'):>13}{_range(ratio, '.1f'):>14}x{_range(cpu, '.1f'):>12}x")
     if failed:

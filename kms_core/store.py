@@ -228,7 +228,9 @@ def create_tables(engine: SAEngine, tables: list[Table] | None = None) -> None:
 class Store:
     """An open store: SQLAlchemy engine plus the root key.  Thread-safe."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, *, listen: bool = True):
+        """``listen=False``: no LISTEN connection for other processes' changes (a process
+        that caches nothing, such as the audit log's writer process)."""
         self.settings = settings
         self.url = settings.store_url
         self._is_sqlite = self.url.startswith("sqlite")
@@ -245,7 +247,7 @@ class Store:
         self._notify = f"NOTIFY {self.changes.channel}" if self.engine.dialect.name == "postgresql" else None
         self._listener: Listener | None = None
         self._open()
-        dsn = libpq_dsn(self.url) if self._notify else None
+        dsn = libpq_dsn(self.url) if self._notify and listen else None
         if dsn is not None:
             self._listener = Listener(dsn, self.changes)
 

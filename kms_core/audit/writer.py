@@ -25,6 +25,7 @@ import atexit
 import collections
 import logging
 import os
+import sys
 import threading
 import time
 import weakref
@@ -35,11 +36,13 @@ from ..clock import SystemClock
 from ..errors import KMSError
 from ..store import _NO_IO, Store, _check_io
 from .chain import ChainAppender, ensure_tables, load_key
-from .events import _NULL_RESPONSE, SECRET_MEMBERS, _read_only, _Renderer, _strip, _uuid
+from .events import _NULL_RESPONSE, SECRET_MEMBERS, _read_only, _Renderer, _strip
+from .writer_process import WriterProcess, WriterProcessError, portable, render_batch
 
 log = logging.getLogger("kms_core.audit")
 
 DURABLE, BUFFERED = "durable", "buffered"
+THREAD, PROCESS = "thread", "process"
 DURABILITY_ENV = "KMS_AUDIT_DURABILITY"
 
 
@@ -75,7 +78,7 @@ class AuditLog:
     def __init__(self, store: Store, *, account_id: str, region: str, clock=None,
                  durability: str | None = None, max_pending: int = 50_000,
                  batch_size: int = 1_000, flush_interval: float = 0.05,
-                 commit_timeout: float = 5.0):
+                 commit_timeout: float = 5.0, writer: str = THREAD):
         self.store = store
         self.account_id = account_id
         self.region = region
@@ -92,8 +95,21 @@ class AuditLog:
         key = load_key(store, create=True)
         assert key is not None  # create=True
         self._key = key
+        if writer not in (THREAD, PROCESS):
+            raise ValueError(f"writer must be {THREAD!r} or {PROCESS!r}")
+        if writer == PROCESS and (store.in_memory or not sys.executable):
+            # another process cannot open this process's in-memory database (nor start
+            # at all where the interpreter cannot be run again, e.g. embedded)
+            writer = THREAD
+        self.writer = writer
+        # THREAD: the writer thread renders and appends.  PROCESS: it hands each batch
+        # to a child that does (writer_process.py); everything else stays here.
         self._appender = ChainAppender(store, key)
         self._renderer = _Renderer(account_id, region)
+        self._child: WriterProcess | None = None
+        if writer == PROCESS:
+            self._child = WriterProcess(store.settings, account_id, region)
+            self._child.start()
         self._system_clock = clock is None or type(clock) is SystemClock
         self._give_up = threading.Event()
         self._unwritten = 0
@@ -121,7 +137,7 @@ class AuditLog:
 
     def __repr__(self) -> str:
         return (f"<AuditLog store={self.store.display_url!r} {self.durability} "
-                f"appended={self.appended}>")
+                f"writer={self.writer} appended={self.appended}>")
 
     @property
     def healthy(self) -> bool:
@@ -281,6 +297,8 @@ class AuditLog:
         self._thread.join(timeout if self._failing is None else 0.5)
         if self._thread.is_alive():  # the database stayed unreachable: stop retrying
             self._give_up.set()
+            if self._child is not None:
+                self._child.kill()  # an append blocked in the child ends with it
             self._thread.join(5.0)
         with self._done:
             self._done.notify_all()
@@ -327,11 +345,15 @@ class AuditLog:
                 m.set()
             if self._stop and not pending:
                 self._appender.drop_connection()
+                if self._child is not None:
+                    self._child.close()
                 return
 
     def _write(self, raw: list[tuple]) -> None:
+        events: list | bytes
         try:
-            events = self._render(raw)
+            # In this process: the rendered events; for the writer process: the batch.
+            events = self._render(raw) if self._child is None else portable(raw)
         except Exception as e:  # a bug: say so loudly, keep the writer alive
             log.error("audit: %d events could not be built (%s)", len(raw), type(e).__name__)
             self._unwritten += len(raw)
@@ -341,7 +363,7 @@ class AuditLog:
         while events:
             try:
                 self._append(events)
-                self.appended += len(events)
+                self.appended += len(raw)
                 committed = True
                 if self._failing is not None:
                     log.warning("audit: appending works again; accepting requests")
@@ -349,12 +371,13 @@ class AuditLog:
                 break
             except Exception as e:  # the database is down, busy or full: keep the events
                 self.failures += 1
+                why = e.reason if isinstance(e, WriterProcessError) else type(e).__name__
                 if self._failing is None:
                     log.error("audit: appending %d events failed (%s); refusing requests "
-                              "until it works again", len(events), type(e).__name__)
-                self._failing = type(e).__name__
+                              "until it works again", len(raw), why)
+                self._failing = why
                 if self._stop and self._give_up.is_set():
-                    self._unwritten += len(events)
+                    self._unwritten += len(raw)
                     break
                 self._give_up.wait(backoff)
                 backoff = min(backoff * 2, 1.0)
@@ -381,23 +404,25 @@ class AuditLog:
             except RuntimeError:  # the loop is closed: nobody is waiting any more
                 pass
 
-    def _append(self, events: list[tuple[str, dict]]) -> None:
-        self._appender.append(events)
+    def _append(self, events: list[tuple[str, dict]] | bytes) -> None:
+        """Commit one batch (rendered events, or the writer process's frame); raises
+        when it was not committed."""
+        if self._child is None:
+            assert type(events) is list
+            self._appender.append(events)
+            return
+        assert type(events) is bytes
+        _, dropped = self._child.append(events)
+        if dropped:  # events that could not be built at all (a bug, logged by the child)
+            self.appended -= dropped
+            self._unwritten += dropped
 
     def _render(self, raw: list) -> list[tuple[str, dict]]:
         """Events for a batch of captured requests (outside any transaction)."""
-        ids = os.urandom(32 * len(raw))
-        out = []
-        render = self._renderer.render
-        for i, (when, ctx, op, params, result, error) in enumerate(raw):
-            eid = _uuid(ids[32 * i:32 * i + 16])
-            rid = getattr(ctx, "request_id", None) or _uuid(ids[32 * i + 16:32 * i + 32])
-            try:
-                out.append(render(ctx, op, params, result, error, when, eid, rid))
-            except Exception as e:  # still one event per request, without the odd parts
-                log.error("audit: building a %s event failed (%s)", op, type(e).__name__)
-                out.append(render(None, op, None, None, error, when, eid, rid))
-        return out
+        events, dropped = render_batch(self._renderer, raw)
+        if dropped:
+            raise ValueError(f"{dropped} events could not be built")
+        return events
 
 
 def _resolve(futs: list[asyncio.Future]) -> None:
@@ -456,8 +481,10 @@ def attach(engine, **options) -> AuditLog:
     events appended per transaction, default 1 000), ``flush_interval``
     (buffered mode: seconds between appends, default 0.05 — the longest an event
     waits before it is committed), ``commit_timeout`` (durable mode: the longest
-    a request waits for its event, default 5 s).  Attaching twice returns the
-    log already attached.
+    a request waits for its event, default 5 s), ``writer`` (``"thread"``, the
+    default: events are rendered and appended by a thread of this process;
+    ``"process"``: by a child process, out of this process's GIL — what
+    ``kms serve`` uses).  Attaching twice returns the log already attached.
     """
     current = getattr(engine, "auditor", None)
     if isinstance(current, AuditLog) and not current._closed:

@@ -63,6 +63,8 @@ class ServerConfig:
     threads: int = 4  # enough to overlap store reads; more only adds GIL contention
     engine_calls: str = "loop"  # "loop" or "threads": where engine calls run (see KMSApp._run)
     audit: bool = True  # attach kms_core.audit's log (docs/audit-log.md) to the engine
+    # who renders and appends its events: a child process (out of the loop's GIL) or a thread
+    audit_writer: str = "process"
     console: bool = True  # serve the web console under /console/ (docs/console.md)
     # HTTP limits, enforced by kms_core.server.protocol before any authentication
     max_header_bytes: int = 16 * 1024
@@ -225,7 +227,7 @@ class KMSApp:
             from kms_core.audit import attach  # noqa: PLC0415 - optional (--no-audit), at startup only
             from kms_core.audit.writer import DURABLE  # noqa: PLC0415 - as above
 
-            self.audit_log = attach(self.engine)
+            self.audit_log = attach(self.engine, writer=self.config.audit_writer)
             self._audit_waits = self.audit_log.durability == DURABLE
         else:
             log.warning("the audit log is OFF (--no-audit): requests are not recorded")

@@ -135,6 +135,9 @@ def serve_main(argv: list[str] | None = None) -> int:
                         "database to a thread pool (default), or run every engine call in the pool")
     p.add_argument("--no-audit", action="store_true",
                    help="do not record requests in the audit log (docs/audit-log.md); on by default")
+    p.add_argument("--audit-writer", choices=["process", "thread"], default="process",
+                   help="render and append audit events in a child process of each worker, out of "
+                        "the event loop's GIL (default), or in a thread of the worker")
     p.add_argument("--no-console", action="store_true", help="do not serve the web console under /console/")
     p.add_argument("--access-log", action="store_true", help="log every request line")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
@@ -170,7 +173,8 @@ def serve_main(argv: list[str] | None = None) -> int:
 
     config = ServerConfig(store_url=args.store_url, dev_credentials=args.dev_credentials,
                           max_body=args.max_body or MAX_BODY_BYTES, engine_calls=args.engine_calls,
-                          audit=not args.no_audit, console=not args.no_console,
+                          audit=not args.no_audit, audit_writer=args.audit_writer,
+                          console=not args.no_console,
                           max_header_bytes=args.max_header_bytes, header_timeout=args.header_timeout,
                           body_timeout=args.body_timeout, max_connections=max_connections)
     # Open the store once here: a wrong root key or an unreachable database is
