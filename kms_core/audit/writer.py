@@ -37,7 +37,7 @@ from ..errors import KMSError
 from ..store import _NO_IO, Store, _check_io
 from .chain import ChainAppender, ensure_tables, load_key
 from .events import _NULL_RESPONSE, SECRET_MEMBERS, _read_only, _Renderer, _strip
-from .writer_process import WriterProcess, WriterProcessError, portable, render_batch
+from .writer_process import WriterProcess, WriterProcessError, frame, portable, render_batch
 
 log = logging.getLogger("kms_core.audit")
 
@@ -208,10 +208,12 @@ class AuditLog:
             when = _time() if self._system_clock else self.clock.now().timestamp()
             if result is not None:
                 result = _result_snapshot(operation, result)
-            return (when, ctx, operation, _strip(params), result, error)
+            item = (when, ctx, operation, _strip(params), result, error)
+            return item if self._child is None else portable(item)
         except Exception as e:  # odd input must not fail the request nor lose the event
             log.error("audit: could not capture a %s request (%s)", operation, type(e).__name__)
-            return (_time(), ctx, operation, {}, None, error)
+            item = (_time(), ctx, operation, {}, None, error)
+            return item if self._child is None else portable((item[0], None, *item[2:]))
 
     def _wait_committed(self, n: int) -> None:
         if self._committed >= n:
@@ -353,7 +355,7 @@ class AuditLog:
         events: list | bytes
         try:
             # In this process: the rendered events; for the writer process: the batch.
-            events = self._render(raw) if self._child is None else portable(raw)
+            events = self._render(raw) if self._child is None else frame(raw)
         except Exception as e:  # a bug: say so loudly, keep the writer alive
             log.error("audit: %d events could not be built (%s)", len(raw), type(e).__name__)
             self._unwritten += len(raw)

@@ -14,7 +14,7 @@ import pytest
 
 from kms_core.audit import AuditReader, attach
 from kms_core.audit.writer import AuditUnavailable
-from kms_core.audit.writer_process import portable
+from kms_core.audit.writer_process import frame
 from kms_core.engine.records import RequestContext
 from kms_core.errors import KMSError
 
@@ -69,15 +69,23 @@ def test_the_process_writes_the_events_the_thread_writes(make_engine, make_clien
         log.close()
 
 
-def test_a_batch_on_the_pipe_holds_no_secret_and_no_live_object():
+def test_a_batch_on_the_pipe_holds_no_secret_and_no_live_object(engine):
+    """What crosses the pipe is what the request path captured: secrets already
+    dropped, the context as plain values, the error as its code and message."""
+    log = attach(engine, writer="process")
     ctx = RequestContext(principal=ALICE, request_id="r-1", source_ip="10.0.0.1")
-    raw = [(1.5, ctx, "Encrypt", {"KeyId": "k"}, {"KeyId": "k"}, None),
-           (2.5, ctx, "Decrypt", {}, None, KMSError("InvalidCiphertextException", "bad"))]
-    frame = portable(raw)
-    assert SECRET not in frame
-    back = pickle.loads(frame)
+    items = [log._capture(ctx, "Encrypt", {"KeyId": "k", "Plaintext": SECRET},
+                          {"KeyId": "k", "CiphertextBlob": SECRET}, None),
+             log._capture(ctx, "GenerateDataKey", {"KeyId": "k"},
+                          {"KeyId": "k", "Plaintext": SECRET, "CiphertextBlob": b"c"}, None),
+             log._capture(ctx, "Decrypt", {"CiphertextBlob": SECRET}, None,
+                          KMSError("InvalidCiphertextException", "bad"))]
+    data = frame(items)
+    assert SECRET not in data
+    back = pickle.loads(data)
     assert back[0][1][2] == ALICE and back[0][1][5] == "r-1"  # the context as plain fields
-    assert (back[1][5].code, back[1][5].message) == ("InvalidCiphertextException", "bad")
+    assert (back[2][5].code, back[2][5].message) == ("InvalidCiphertextException", "bad")
+    log.close()
 
 
 def test_a_value_that_cannot_be_pickled_still_gets_its_event(engine):
