@@ -229,7 +229,7 @@ def _widen(fd: int) -> None:
     """A pipe that holds a whole batch (Linux; 64 KiB by default): the worker's write
     completes in one system call instead of waiting for the child to read."""
     try:
-        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)  # type: ignore[attr-defined]
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
     except (AttributeError, OSError):  # another OS, or above /proc/sys/fs/pipe-max-size
         pass
 
@@ -273,9 +273,16 @@ def main() -> int:
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # a stray print must not corrupt a frame
     _widen(out)
     try:
-        s = _receive(inp)
-    except EOFError:
+        return _serve(inp, out)
+    except (EOFError, BrokenPipeError):  # the worker closed or died: nothing left to answer
         return 0
+    except Exception as e:  # a bug: the worker sees the pipe close and starts another child
+        log.error("the audit writer process stopped: %s", type(e).__name__)
+        return 1
+
+
+def _serve(inp: int, out: int) -> int:
+    s = _receive(inp)
     try:
         appender, renderer = _open(s)
     except Exception as e:  # a store that cannot be opened: the worker reports and retries
@@ -283,23 +290,22 @@ def main() -> int:
         _send(out, pickle.dumps(("error", type(e).__name__)))
         return 1
     _send(out, pickle.dumps(("ready",)))
-    while True:
-        try:
+    try:
+        while True:
             raw = _receive(inp)
-        except EOFError:
-            appender.drop_connection()
-            return 0
-        events, dropped = render_batch(renderer, [
-            (when, _context(ctx), op, params, result, error)
-            for when, ctx, op, params, result, error in raw])
-        try:
-            if events:
-                appender.append(events)
-        except Exception as e:  # rolled back: the worker retries the batch
-            answer: tuple = ("error", type(e).__name__)
-        else:
-            answer = ("ok", len(events), dropped)
-        _send(out, pickle.dumps(answer))
+            events, dropped = render_batch(renderer, [
+                (when, _context(ctx), op, params, result, error)
+                for when, ctx, op, params, result, error in raw])
+            try:
+                if events:
+                    appender.append(events)
+            except Exception as e:  # rolled back: the worker retries the batch
+                answer: tuple = ("error", type(e).__name__)
+            else:
+                answer = ("ok", len(events), dropped)
+            _send(out, pickle.dumps(answer))
+    finally:
+        appender.drop_connection()
 
 
 def _open(s: dict):

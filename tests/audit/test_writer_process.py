@@ -210,3 +210,14 @@ def test_two_workers_writer_processes_extend_one_chain(make_engine, make_client,
     assert AuditReader(logs[0].store).verify().ok
     for log in logs:
         log.close()
+
+
+def test_a_log_closed_before_its_writer_process_is_ready_leaves_no_traceback(engine, capfd):
+    """Closing at once (a worker stopped during start-up) ends the child quietly."""
+    for _ in range(3):
+        log = attach(engine, writer="process")
+        child = log._child._proc
+        log.close()
+        assert child.poll() is not None
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "BrokenPipe" not in err
