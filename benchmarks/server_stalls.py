@@ -177,7 +177,8 @@ def run_setup(store: str, nodes: int, args) -> dict:
             workers = 2 if nodes == 1 else 1
             urls = []
             for i in range(nodes):
-                proc, url = st.start_server(tmp, env, workers, audit=not args.no_audit, name=f"kms{i}")
+                proc, url = st.start_server(tmp, env, workers, audit=not args.no_audit, name=f"kms{i}",
+                                            extra=("--audit-writer", args.audit_writer))
                 procs.append(proc)
                 urls.append(url)
             target, params = st.cases(urls[0], key)["Encrypt 64 B"]
@@ -218,6 +219,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--postgres-url", default="postgresql+psycopg://postgres@127.0.0.1/test")
     ap.add_argument("--no-audit", action="store_true", help="kms serve --no-audit (audit log on by default)")
+    ap.add_argument("--audit-writer", choices=["process", "thread"], default="process",
+                    help="kms serve --audit-writer (default process)")
     ap.add_argument("--setups", default="2 workers,two nodes", help="comma-separated: '2 workers', 'two nodes'")
     ap.add_argument("--load", choices=["wrk", "python"], default="wrk" if shutil.which("wrk") else "python",
                     help="load generator (default wrk when installed: a Python client's own pauses look like "
@@ -228,7 +231,7 @@ def main() -> int:
     args = ap.parse_args()
     setups = [(s.strip(), 1 if s.strip() == "2 workers" else 2) for s in args.setups.split(",")]
     print(f"Encrypt 64 B, {args.connections} connections, {args.seconds:g} s per setup, audit "
-          f"{'off' if args.no_audit else 'on'}; {os.cpu_count()} CPUs; load average before: "
+          f"{'off' if args.no_audit else 'on, writer ' + args.audit_writer}; {os.cpu_count()} CPUs; load average before: "
           f"{' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
     print(f"load: {args.load}; loop watchdog: "
           f"{f'stalls over {args.watch_loop:g} ms by cause (loop busy / other thread / not running)' if args.watch_loop else 'off'}")
