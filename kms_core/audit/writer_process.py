@@ -126,14 +126,13 @@ class WriterProcessError(Exception):
 class WriterProcess:
     """The worker's end: starts the child, sends it batches, returns its answers."""
 
-    def __init__(self, settings, account_id: str, region: str, *, start_timeout: float = 60.0):
+    def __init__(self, settings, account_id: str, region: str):
         self._settings = {
             "home": str(settings.home), "store_url": settings.store_url, "region": settings.region,
             "account_id": settings.account_id, "root_key": settings.root_key,
             "root_key_file": str(settings.root_key_file) if settings.root_key_file else None,
             "cache_ttl": settings.cache_ttl, "log_account": account_id, "log_region": region,
         }
-        self._start_timeout = start_timeout
         self._proc: subprocess.Popen | None = None
         self._lock = threading.Lock()
         self._ready = False
