@@ -213,7 +213,12 @@ class AuditLog:
         except Exception as e:  # odd input must not fail the request nor lose the event
             log.error("audit: could not capture a %s request (%s)", operation, type(e).__name__)
             item = (_time(), ctx, operation, {}, None, error)
-            return item if self._child is None else portable((item[0], None, *item[2:]))
+            if self._child is None:
+                return item
+            try:
+                return portable(item)
+            except Exception:  # the context itself is what failed: the event keeps the rest
+                return portable((item[0], None, *item[2:]))
 
     def _wait_committed(self, n: int) -> None:
         if self._committed >= n:
