@@ -30,8 +30,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def server(tmp_path, kms_home, root_key):
+@pytest.fixture(params=["process", "thread"])
+def server(request, tmp_path, kms_home, root_key):
+    """`kms serve` with each audit writer (``--audit-writer``; process is the default)."""
     url = f"sqlite:///{tmp_path / 'served.db'}"
     env = {**os.environ, "KMS_ROOT_KEY": base64.b64encode(root_key).decode()}
     env.pop("KMS_STORE_URL", None)
@@ -44,7 +45,8 @@ def server(tmp_path, kms_home, root_key):
     port = _free_port()
     log = open(tmp_path / "server.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "kms_core.server", "--host", "127.0.0.1",
-                             "--port", str(port), "--workers", "1", "--store-url", url],
+                             "--port", str(port), "--workers", "1", "--store-url", url,
+                             "--audit-writer", request.param],
                             env=env, stdout=log, stderr=subprocess.STDOUT)
     endpoint = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 40
@@ -59,7 +61,7 @@ def server(tmp_path, kms_home, root_key):
             proc.kill()
             pytest.fail("kms serve did not start:\n" + (tmp_path / "server.log").read_text())
         time.sleep(0.05)
-    yield {"url": url, "endpoint": endpoint, "key": key, "proc": proc}
+    yield {"url": url, "endpoint": endpoint, "key": key, "proc": proc, "log": tmp_path / "server.log"}
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
@@ -85,6 +87,8 @@ def test_served_requests_are_audited(server):
     proc = server["proc"]
     proc.send_signal(signal.SIGTERM)  # a clean shutdown commits the queue
     assert proc.wait(30) == 0
+    log = (server["log"]).read_text()
+    assert "Traceback" not in log and "could not be written" not in log, log
 
     reader = AuditReader(kms_core.client(store_url=server["url"]).engine.store)
     rep = reader.verify()
