@@ -37,6 +37,7 @@ from ..errors import KMSError
 from ..store import _NO_IO, Store, _check_io
 from .chain import ChainAppender, ensure_tables, load_key
 from .events import _NULL_RESPONSE, SECRET_MEMBERS, _read_only, _Renderer, _strip
+from .writer_process import SUPPORTED as PROCESS_SUPPORTED
 from .writer_process import WriterProcess, WriterProcessError, frame, portable, render_batch
 
 log = logging.getLogger("kms_core.audit")
@@ -97,9 +98,10 @@ class AuditLog:
         self._key = key
         if writer not in (THREAD, PROCESS):
             raise ValueError(f"writer must be {THREAD!r} or {PROCESS!r}")
-        if writer == PROCESS and (store.in_memory or not sys.executable):
+        if writer == PROCESS and (store.in_memory or not sys.executable or not PROCESS_SUPPORTED):
             # another process cannot open this process's in-memory database (nor start
-            # at all where the interpreter cannot be run again, e.g. embedded)
+            # at all where the interpreter cannot be run again, e.g. embedded; nor talk
+            # over POSIX pipes on Windows)
             writer = THREAD
         self.writer = writer
         # THREAD: the writer thread renders and appends.  PROCESS: it hands each batch

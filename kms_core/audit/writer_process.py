@@ -21,7 +21,6 @@ the parent retries it).  End of input — the worker closing the pipe or dying
 """
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import pickle
@@ -33,12 +32,19 @@ import threading
 from pathlib import Path
 from typing import Any
 
+try:
+    import fcntl
+except ImportError:  # Windows: AuditLog keeps the thread writer there (SUPPORTED)
+    fcntl = None  # type: ignore[assignment]
+
 from ..engine.records import RequestContext
 from ..errors import StoreError
 from .events import _Renderer, _uuid
 
 log = logging.getLogger("kms_core.audit")
 
+# POSIX pipes, os.readv: elsewhere the audit log keeps its thread writer.
+SUPPORTED = os.name == "posix"
 _CHILD = "import sys; from kms_core.audit.writer_process import main; sys.exit(main())"
 _LEN = struct.Struct(">I")
 _PIPE_SIZE = 1 << 20
