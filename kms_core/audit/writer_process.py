@@ -21,6 +21,7 @@ the parent retries it).  End of input — the worker closing the pipe or dying
 """
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import pickle
@@ -295,6 +296,13 @@ def _serve(inp: int, out: int) -> int:
         _send(out, pickle.dumps(("error", type(e).__name__)))
         return 1
     _send(out, pickle.dumps(("ready",)))
+    # A batch is thousands of small containers that live until it is committed: with
+    # the default thresholds the cyclic collector ran over them (and everything the
+    # imports left) several times a batch: unpickling a batch cost 3-5 us an event
+    # instead of ~0.5, the whole loop 21-26 us instead of 17-22 (3 alternating runs of
+    # 12,000 events).  They are freed by reference counting; cycles are still collected.
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
     try:
         while True:
             raw = _receive(inp)
