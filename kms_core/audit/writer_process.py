@@ -146,8 +146,7 @@ class WriterProcess:
         self.starts = 0
 
     def __repr__(self) -> str:  # never the settings: they hold the root key
-        pid = self._proc.pid if self._proc is not None else None
-        return f"<WriterProcess pid={pid}>"
+        return f"<WriterProcess pid={self.pid}>"
 
     @property
     def pid(self) -> int | None:

@@ -18,14 +18,9 @@ from kms_core.audit.writer_process import frame
 from kms_core.engine.records import RequestContext
 from kms_core.errors import KMSError
 
-from .conftest import ALICE
+from .conftest import ALICE, stored
 
 SECRET = b"PLAINTEXT-MUST-NOT-LEAVE-THE-WORKER"
-
-
-def _events(log) -> list[dict]:
-    assert log.flush(30), "the audit writer did not catch up"
-    return [json.loads(b) for _, b in AuditReader(log.store).events()]
 
 
 def _drive(kms, key: str, n: int) -> None:
@@ -57,7 +52,7 @@ def test_the_process_writes_the_events_the_thread_writes(make_engine, make_clien
         kms.schedule_key_deletion(KeyId=key, PendingWindowInDays=7)
         logs[writer] = (log, key)
     (t_log, t_key), (p_log, p_key) = logs["thread"], logs["process"]
-    t_evs, p_evs = _events(t_log), _events(p_log)
+    t_evs, p_evs = stored(t_log), stored(p_log)
     assert len(p_evs) == len(t_evs) == 7
     assert [_without_ids(e, p_key) for e in p_evs] == [_without_ids(e, t_key) for e in t_evs]
     assert p_evs[5]["errorCode"] == "NotFoundException"  # errors cross the pipe with code and message
@@ -65,7 +60,7 @@ def test_the_process_writes_the_events_the_thread_writes(make_engine, make_clien
     for log in (t_log, p_log):
         report = AuditReader(log.store).verify()
         assert report.ok, report.problems
-        assert SECRET.decode() not in json.dumps(_events(log))
+        assert SECRET.decode() not in json.dumps(stored(log))
         log.close()
 
 
@@ -96,7 +91,7 @@ def test_a_value_that_cannot_be_pickled_still_gets_its_event(engine):
     log(ctx, "Encrypt", {"KeyId": "alias/a"}, None, KMSError("NotFoundException", "nope"))
     log(ctx, "ListKeys", {"Odd": lambda: None}, {"Keys": []}, None)
     log(ctx, "ListAliases", {}, {"Aliases": []}, None)
-    evs = _events(log)
+    evs = stored(log)
     assert [e["eventName"] for e in evs] == ["Encrypt", "ListKeys", "ListAliases"]
     assert evs[0]["userIdentity"]["arn"] == ALICE and evs[0]["errorCode"] == "NotFoundException"
     assert evs[1]["requestParameters"] is None
@@ -113,7 +108,7 @@ def test_a_killed_writer_process_is_replaced_and_loses_nothing(engine, make_clie
     first = log._child.pid
     os.kill(first, signal.SIGKILL)
     _drive(kms, key, 5)  # queued while the child is dead: the next batch finds out
-    evs = _events(log)
+    evs = stored(log)
     assert len(evs) == 11
     assert log._child.pid != first and log._child.starts == 2
     assert log.healthy
@@ -147,7 +142,7 @@ def test_the_log_fails_closed_while_the_writer_process_cannot_append(engine, mak
         time.sleep(0.05)
     assert log.healthy
     _drive(kms, key, 1)
-    names = [e["eventName"] for e in _events(log)]
+    names = [e["eventName"] for e in stored(log)]
     # CreateKey, the two admitted Encrypts, the refusal, the one after recovery
     assert names == ["CreateKey"] + ["Encrypt"] * 4
     assert AuditReader(log.store).verify().ok
